@@ -1,0 +1,1 @@
+//! `director-cache` (being written).

@@ -1,0 +1,1 @@
+//! Director core (being written).

@@ -1,0 +1,1 @@
+//! `director-fastcgi` (being written).

@@ -1,0 +1,1 @@
+//! `director-health` (being written).
