@@ -1,1 +1,82 @@
-//! Director core (being written).
+//! `director-core`: Director's scheduling layer, as Tower services.
+//!
+//! This crate holds what a load-balanced request needs between the listener and the backend:
+//! the config model of clusters, backends and routes; the registry that swaps them as one
+//! snapshot; the router; the cluster service with its scheduler; the HTTP/1.1 transport with its
+//! keep-alive pool; the proxy header rules; and the one layer that turns errors into responses.
+//! It knows nothing of listeners, FastCGI, caching or the admin API (see `ARCHITECTURE.md`).
+//!
+//! A request's way through the services of this crate, outermost first:
+//!
+//! ```text
+//! ErrorResponse      errors → 404/502/503/504 responses, Retry-After, Via
+//!  └─ Forward        hop-by-hop fields, X-Forwarded-*, Via, TRACE/OPTIONS Max-Forwards
+//!      └─ Router     host + path → route (one ArcSwap load per request)
+//!          ├─ Cluster::dispatch   scheduler order → first backend that connects → transport
+//!          └─ dispatch_direct     one backend, no balancing ("road warrior")
+//!                └─ HttpTransport pooled HTTP/1.1 connections over TCP or UNIX sockets
+//! ```
+//!
+//! # Layout
+//!
+//! - [`addr`]: backend URLs and addresses (TCP v4/v6, host names, UNIX sockets).
+//! - [`body`]: the one boxed body type used throughout.
+//! - [`client_info`]: what the listener knows of the client (inserted per request).
+//! - [`config`]: serde types for clusters, backends, routes; durations; config errors.
+//! - [`registry`]: builds and swaps the live snapshot of clusters and routes.
+//! - [`route`]: host and path matching.
+//! - [`router`]: the routing service.
+//! - [`cluster`]: clusters and the balancing dispatch; the road-warrior dispatch.
+//! - [`backend`]: a backend's identity, transport and enabled flag.
+//! - [`schedule`]: pure schedulers.
+//! - [`transport`]: the HTTP/1.1 client with its pool, timeouts and upgrade tunnelling.
+//! - [`headers`]: pure proxy header rules.
+//! - [`forward`]: the layer applying them.
+//! - [`error`] and [`error_response`]: proxy errors and their single mapping to responses.
+//! - `testing` (feature `test-util`): scriptable loopback backends for tests.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use director_core::{
+//!     body, config::ProxyConfig, error_response::ErrorResponseLayer, forward::ForwardLayer,
+//!     headers::HeaderPolicy, registry::{Registry, Snapshot}, router::Router,
+//! };
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // No clusters and no routes: every request is answered 404 by the error layer.
+//! let registry = Arc::new(Registry::new(Snapshot::build(&ProxyConfig::default()).unwrap()));
+//! let service = ServiceBuilder::new()
+//!     .layer(ErrorResponseLayer::new(Some("director".into())))
+//!     .layer(ForwardLayer::new(HeaderPolicy::default()))
+//!     .service(Router::new(registry));
+//! let request = http::Request::get("/").header("host", "example.com").body(body::empty()).unwrap();
+//! let response = service.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), 404);
+//! # }
+//! ```
+
+pub mod addr;
+pub mod backend;
+pub mod body;
+pub mod client_info;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod error_response;
+pub mod forward;
+pub mod headers;
+pub mod registry;
+pub mod route;
+pub mod router;
+pub mod schedule;
+pub mod transport;
+
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+pub use body::{Body, BoxError};
+pub use error::{ErrorKind, ProxyError};

@@ -1,0 +1,228 @@
+//! The config model of clusters, backends and routes, and its validation.
+//!
+//! These types deserialize from the `[clusters.*]` and `[[routes]]` parts of Director's TOML
+//! config (kebab-case keys, unknown keys refused). [`crate::registry::Snapshot::build`] turns
+//! them into live clusters; every refusal names the key path that caused it, so the binary can
+//! point at the file and line.
+
+use std::{collections::BTreeMap, fmt, time::Duration};
+
+use serde::{Deserialize, Deserializer, de};
+
+use crate::schedule::SchedulerKind;
+
+/// A duration in the config: a number of seconds (`10`, `0.25`) or a string with a unit
+/// (`"250ms"`, `"10s"`, `"2m"`, `"1h"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConfigDuration(pub Duration);
+
+impl ConfigDuration {
+    /// Parses `"250ms"`, `"10s"`, `"1.5s"`, `"2m"`, `"1h"` or a bare number of seconds.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("{text:?} is not a duration such as \"10s\" or \"250ms\""))?;
+        let scale = match unit.trim() {
+            "" | "s" | "sec" | "secs" => 1.0,
+            "ms" => 0.001,
+            "m" | "min" => 60.0,
+            "h" => 3600.0,
+            other => return Err(format!("unknown duration unit {other:?}; use ms, s, m or h")),
+        };
+        Duration::try_from_secs_f64(value * scale)
+            .map(ConfigDuration)
+            .map_err(|_| format!("{text:?} is out of range"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl de::Visitor<'_> for Visitor {
+            type Value = ConfigDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration: seconds as a number, or a string such as \"10s\" or \"250ms\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(ConfigDuration(Duration::from_secs(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                u64::try_from(v)
+                    .map(|v| ConfigDuration(Duration::from_secs(v)))
+                    .map_err(|_| E::custom("a duration cannot be negative"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Duration::try_from_secs_f64(v)
+                    .map(ConfigDuration)
+                    .map_err(|_| E::custom("a duration must be a non-negative number of seconds"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                ConfigDuration::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Connection timeouts and pool settings shared by clusters and direct routes.
+///
+/// The same keys appear flat in `[clusters.NAME]` and `[[routes]]` (serde cannot refuse unknown
+/// keys through `flatten`, so each of those structs lists them and hands out this view).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UpstreamSettings {
+    /// How long connecting to a backend may take (default 5s).
+    pub connect_timeout: Option<ConfigDuration>,
+    /// How long a backend may stay silent while Director waits for response bytes (default 60s).
+    pub read_timeout: Option<ConfigDuration>,
+    /// How long a write to a backend may make no progress (default 30s).
+    pub write_timeout: Option<ConfigDuration>,
+    /// Idle keep-alive connections kept per backend (default 128).
+    pub max_idle_connections: Option<usize>,
+    /// How long an idle keep-alive connection is kept (default 60s).
+    pub idle_timeout: Option<ConfigDuration>,
+}
+
+/// A cluster: `[clusters.NAME]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClusterConfig {
+    /// Whether the cluster takes requests (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The scheduler (default `rr`).
+    #[serde(default)]
+    pub scheduler: SchedulerKind,
+    /// `Retry-After` seconds sent with a 503 (default 10; 0 sends none).
+    #[serde(default = "default_retry_after")]
+    pub retry_after: u32,
+    /// How long connecting to a backend may take (default 5s).
+    pub connect_timeout: Option<ConfigDuration>,
+    /// How long a backend may stay silent while Director waits for response bytes (default 60s).
+    pub read_timeout: Option<ConfigDuration>,
+    /// How long a write to a backend may make no progress (default 30s).
+    pub write_timeout: Option<ConfigDuration>,
+    /// Idle keep-alive connections kept per backend (default 128).
+    pub max_idle_connections: Option<usize>,
+    /// How long an idle keep-alive connection is kept (default 60s).
+    pub idle_timeout: Option<ConfigDuration>,
+    /// Its members, in order: `[[clusters.NAME.backends]]`.
+    #[serde(default)]
+    pub backends: Vec<BackendConfig>,
+}
+
+fn default_retry_after() -> u32 {
+    10
+}
+
+macro_rules! upstream_view {
+    ($ty:ty) => {
+        impl $ty {
+            /// The timeout and pool keys of this table.
+            pub fn upstream(&self) -> UpstreamSettings {
+                UpstreamSettings {
+                    connect_timeout: self.connect_timeout,
+                    read_timeout: self.read_timeout,
+                    write_timeout: self.write_timeout,
+                    max_idle_connections: self.max_idle_connections,
+                    idle_timeout: self.idle_timeout,
+                }
+            }
+        }
+    };
+}
+upstream_view!(ClusterConfig);
+upstream_view!(RouteConfig);
+
+/// A cluster member: `[[clusters.NAME.backends]]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BackendConfig {
+    /// Unique within the cluster.
+    pub name: String,
+    /// Where it is: `http://host:port`, `http://[v6]:port`, `unix:/path`.
+    pub url: String,
+    /// Whether it takes requests (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// A route: `[[routes]]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteConfig {
+    /// Host pattern: `example.com`, `*.example.com` or `*` (default: any host).
+    pub host: Option<String>,
+    /// Path prefix (default `/`).
+    pub path: Option<String>,
+    /// Balance over this cluster...
+    pub cluster: Option<String>,
+    /// ...or send straight to this backend URL (road warrior).
+    pub backend: Option<String>,
+    /// How long connecting to a backend may take (for a `backend` route; default 10s).
+    pub connect_timeout: Option<ConfigDuration>,
+    /// How long a backend may stay silent while Director waits for response bytes (default 120s).
+    pub read_timeout: Option<ConfigDuration>,
+    /// How long a write to a backend may make no progress (default 10s).
+    pub write_timeout: Option<ConfigDuration>,
+    /// Idle keep-alive connections kept per backend (default 128).
+    pub max_idle_connections: Option<usize>,
+    /// How long an idle keep-alive connection is kept (default 60s).
+    pub idle_timeout: Option<ConfigDuration>,
+}
+
+/// The clusters and routes of a config.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProxyConfig {
+    /// Clusters by name.
+    pub clusters: BTreeMap<String, ClusterConfig>,
+    /// Routes in config order.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// A config value Director refuses, and where it is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// The key path, such as `clusters.app.backends[1].url`.
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let d = |s| ConfigDuration::parse(s).map(|d| d.0);
+        assert_eq!(d("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(d("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(d("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(d("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(d("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(d("7"), Ok(Duration::from_secs(7)));
+        assert!(d("ten").is_err());
+        assert!(d("10 parsecs").is_err());
+        assert!(d("-1s").is_err());
+    }
+}

@@ -1,0 +1,293 @@
+//! Proxy header rules: what a request and a response look like on the other side of Director.
+//!
+//! These are pure functions over `http` parts, applied once per request by
+//! [`crate::forward::Forward`]. They follow RFC 9110 §7.6: hop-by-hop fields (`Connection` and
+//! every field it names, `Keep-Alive`, `TE`, `Transfer-Encoding`, `Upgrade` unless tunnelling,
+//! `Proxy-*`) never cross the proxy; `Via` gets Director's entry appended; `X-Forwarded-For` gets
+//! the client's address appended. `X-Forwarded-Proto` and `X-Forwarded-Host` are set by Director;
+//! what the client sent is kept only when the client is trusted.
+
+use std::sync::Arc;
+
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Version,
+    header::{self, HOST},
+    request, response,
+};
+
+use crate::client_info::ClientInfo;
+
+/// How Director rewrites headers when forwarding.
+#[derive(Clone, Debug)]
+pub struct HeaderPolicy {
+    /// The `Via` pseudonym (`1.1 <pseudonym>`); `None` sends no `Via`.
+    pub via: Option<Arc<str>>,
+    /// Keep a client's own `X-Forwarded-Proto`/`X-Forwarded-Host` (only for clients that are
+    /// themselves trusted proxies). Otherwise Director sets them.
+    pub trust_forwarded: bool,
+}
+
+impl Default for HeaderPolicy {
+    fn default() -> Self {
+        HeaderPolicy {
+            via: Some("director".into()),
+            trust_forwarded: false,
+        }
+    }
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static X_SENDFILE: HeaderName = HeaderName::from_static("x-sendfile");
+static X_ACCEL_REDIRECT: HeaderName = HeaderName::from_static("x-accel-redirect");
+
+/// The hop-by-hop fields of RFC 9110 §7.6.1, plus the legacy `Proxy-Connection`.
+fn standard_hop_by_hop() -> [&'static HeaderName; 9] {
+    [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &header::PROXY_AUTHORIZATION,
+        &header::PROXY_AUTHENTICATE,
+    ]
+}
+
+/// Whether a `Connection` header lists `token` (case-insensitive).
+pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Whether the request asks for a protocol upgrade (`Connection: upgrade` plus `Upgrade`).
+pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
+}
+
+/// Removes the hop-by-hop fields, and every field the `Connection` header names.
+///
+/// `Host` and `Content-Length` are never removed this way: a client naming them in `Connection`
+/// would otherwise be able to break the request's routing or framing.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| n != HOST && n != header::CONTENT_LENGTH)
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in standard_hop_by_hop() {
+        headers.remove(name);
+    }
+}
+
+fn version_token(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
+fn append_via(headers: &mut HeaderMap, version: Version, pseudonym: &str) {
+    let value = format!("{} {pseudonym}", version_token(version));
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.append(header::VIA, value);
+    }
+}
+
+/// Rewrites a request's head for forwarding to a backend over HTTP/1.1.
+///
+/// Returns the `Upgrade` value when the request is a protocol upgrade to tunnel (its `Upgrade`
+/// and `Connection: upgrade` fields are kept for the backend).
+pub fn prepare_request(
+    parts: &mut request::Parts,
+    client: &ClientInfo,
+    policy: &HeaderPolicy,
+) -> Option<HeaderValue> {
+    let headers = &mut parts.headers;
+    let upgrade = if is_upgrade_request(headers) {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    strip_hop_by_hop(headers);
+    // Director answers `Expect: 100-continue` itself (hyper sends the 100 when the body is first
+    // read, that is when the backend is ready to take it); the backend must not see it again.
+    headers.remove(header::EXPECT);
+    if let Some(upgrade) = &upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, upgrade.clone());
+    }
+
+    // HTTP/2 requests carry the host in the URI only; HTTP/1.1 backends need a `Host` field.
+    if !headers.contains_key(HOST) {
+        if let Some(authority) = parts.uri.authority() {
+            if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
+                headers.insert(HOST, value);
+            }
+        }
+    }
+
+    if let Some(ip) = client.remote.map(|a| a.ip()) {
+        let ip = ip.to_canonical().to_string();
+        let value = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+            Some(prior) if !prior.is_empty() => {
+                // Several XFF lines form one list; join them so the backend sees one field.
+                let mut joined = String::new();
+                for v in headers.get_all(&X_FORWARDED_FOR) {
+                    if let Ok(s) = v.to_str() {
+                        if !joined.is_empty() {
+                            joined.push_str(", ");
+                        }
+                        joined.push_str(s);
+                    }
+                }
+                joined.push_str(", ");
+                joined.push_str(&ip);
+                joined
+            }
+            _ => ip,
+        };
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(&X_FORWARDED_FOR, value);
+        }
+    }
+    if !(policy.trust_forwarded && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(
+            &X_FORWARDED_PROTO,
+            HeaderValue::from_static(client.scheme()),
+        );
+    }
+    if !(policy.trust_forwarded && headers.contains_key(&X_FORWARDED_HOST)) {
+        match headers.get(HOST).cloned() {
+            Some(host) => {
+                headers.insert(&X_FORWARDED_HOST, host);
+            }
+            None => {
+                headers.remove(&X_FORWARDED_HOST);
+            }
+        }
+    }
+    if let Some(pseudonym) = &policy.via {
+        append_via(headers, parts.version, pseudonym);
+    }
+
+    // Backends get origin-form over HTTP/1.1, whatever the client spoke.
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/");
+        if let Ok(uri) = pq.parse() {
+            parts.uri = uri;
+        }
+    }
+    parts.version = Version::HTTP_11;
+    upgrade
+}
+
+/// Rewrites a backend's response head for the client.
+///
+/// `X-Sendfile` and `X-Accel-Redirect` are always removed here: a backend must not be able to
+/// make Director serve a file unless the cluster allows it, and that is decided before this.
+pub fn prepare_response(parts: &mut response::Parts, policy: &HeaderPolicy) {
+    let upgrade = (parts.status == http::StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten();
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(&X_SENDFILE);
+    parts.headers.remove(&X_ACCEL_REDIRECT);
+    if let Some(upgrade) = upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, upgrade);
+    }
+    if let Some(pseudonym) = &policy.via {
+        append_via(&mut parts.headers, parts.version, pseudonym);
+    }
+}
+
+/// What to do with a `TRACE` or `OPTIONS` request under RFC 9110 §7.6.2 (`Max-Forwards`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum MaxForwards {
+    /// Forward the request (the field was absent, or has been decremented).
+    Forward,
+    /// `Max-Forwards: 0`: Director is the final recipient and answers itself.
+    AnswerLocally,
+    /// The field is not a number.
+    Invalid,
+}
+
+/// Applies `Max-Forwards` to a `TRACE` or `OPTIONS` request, decrementing it when forwarding.
+pub fn max_forwards(method: &Method, headers: &mut HeaderMap) -> MaxForwards {
+    if method != Method::TRACE && method != Method::OPTIONS {
+        return MaxForwards::Forward;
+    }
+    let Some(value) = headers.get(header::MAX_FORWARDS) else {
+        return MaxForwards::Forward;
+    };
+    let Some(n) = value
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+    else {
+        return MaxForwards::Invalid;
+    };
+    if n == 0 {
+        return MaxForwards::AnswerLocally;
+    }
+    headers.insert(header::MAX_FORWARDS, HeaderValue::from(n - 1));
+    MaxForwards::Forward
+}
+
+/// Fields a `TRACE` reflection leaves out (RFC 9110 §9.3.8: credentials are not echoed).
+const TRACE_REDACTED: [HeaderName; 3] = [
+    header::AUTHORIZATION,
+    header::PROXY_AUTHORIZATION,
+    header::COOKIE,
+];
+
+/// The `message/http` body of a `TRACE` answered by Director: the request head as received.
+pub fn trace_reflection(parts: &request::Parts) -> String {
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    let mut out = format!("TRACE {target} HTTP/{}\r\n", version_token(parts.version));
+    for (name, value) in &parts.headers {
+        if TRACE_REDACTED.contains(name) {
+            continue;
+        }
+        out.push_str(name.as_str());
+        out.push_str(": ");
+        out.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,280 @@
+//! The registry: the live clusters and routes, swapped as one immutable snapshot.
+//!
+//! A request loads the current [`Snapshot`] once (an `ArcSwap` load, no lock) and routes with it.
+//! A new config builds a whole new snapshot, validated before it is stored, so a request never
+//! sees half of a change.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use arc_swap::{ArcSwap, Guard};
+
+use crate::{
+    addr::{BackendUrl, Protocol},
+    backend::Backend,
+    cluster::Cluster,
+    config::{ConfigError, ProxyConfig, UpstreamSettings},
+    route::{HostPattern, Route, RouteTable, Target},
+    transport::TransportOptions,
+};
+
+/// Clusters and routes as of one config.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    clusters: BTreeMap<Arc<str>, Arc<Cluster>>,
+    routes: RouteTable,
+}
+
+impl Snapshot {
+    /// Builds live clusters and routes from `config`, or names the first key that is wrong.
+    pub fn build(config: &ProxyConfig) -> Result<Snapshot, ConfigError> {
+        let mut clusters = BTreeMap::new();
+        for (name, cluster) in &config.clusters {
+            let at = format!("clusters.{name}");
+            if !valid_name(name) {
+                return Err(ConfigError::new(
+                    at,
+                    "a cluster name uses letters, digits, '-', '_' and '.' only",
+                ));
+            }
+            let opts = transport_options(&cluster.upstream(), &at, TransportOptions::default())?;
+            let mut backends: Vec<Arc<Backend>> = Vec::with_capacity(cluster.backends.len());
+            for (i, backend) in cluster.backends.iter().enumerate() {
+                let at = format!("{at}.backends[{i}]");
+                if !valid_name(&backend.name) {
+                    return Err(ConfigError::new(
+                        format!("{at}.name"),
+                        "a backend name uses letters, digits, '-', '_' and '.' only",
+                    ));
+                }
+                if backends.iter().any(|b| **b.name() == *backend.name) {
+                    return Err(ConfigError::new(
+                        format!("{at}.name"),
+                        format!("backend {:?} appears twice in cluster {name:?}", backend.name),
+                    ));
+                }
+                let url = parse_url(&backend.url, &format!("{at}.url"))?;
+                let b = Backend::new(backend.name.as_str(), url, opts);
+                b.set_enabled(backend.enabled);
+                backends.push(Arc::new(b));
+            }
+            let c = Cluster::new(name.as_str(), backends, cluster.retry_after);
+            c.set_enabled(cluster.enabled);
+            clusters.insert(Arc::<str>::from(name.as_str()), Arc::new(c));
+        }
+
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for (i, route) in config.routes.iter().enumerate() {
+            let at = format!("routes[{i}]");
+            let host = HostPattern::parse(route.host.as_deref().unwrap_or("*"))
+                .map_err(|m| ConfigError::new(format!("{at}.host"), m))?;
+            let path = route.path.clone().unwrap_or_else(|| "/".to_owned());
+            if !path.starts_with('/') {
+                return Err(ConfigError::new(format!("{at}.path"), "a path prefix starts with '/'"));
+            }
+            let target = match (&route.cluster, &route.backend) {
+                (Some(name), None) => {
+                    let cluster = clusters.get(name.as_str()).ok_or_else(|| {
+                        ConfigError::new(format!("{at}.cluster"), format!("no cluster named {name:?}"))
+                    })?;
+                    Target::Cluster(cluster.clone())
+                }
+                (None, Some(url)) => {
+                    let parsed = parse_url(url, &format!("{at}.backend"))?;
+                    let opts = transport_options(&route.upstream(), &at, road_warrior_defaults())?;
+                    Target::Direct(Arc::new(Backend::new(url.as_str(), parsed, opts)))
+                }
+                _ => {
+                    return Err(ConfigError::new(
+                        at,
+                        "a route names either a `cluster` or a `backend`, exactly one of them",
+                    ));
+                }
+            };
+            routes.push(Route { host, path, target });
+        }
+        Ok(Snapshot {
+            clusters,
+            routes: RouteTable::new(routes),
+        })
+    }
+
+    /// A cluster by name.
+    pub fn cluster(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.clusters.get(name)
+    }
+
+    /// All clusters, by name.
+    pub fn clusters(&self) -> impl Iterator<Item = &Arc<Cluster>> {
+        self.clusters.values()
+    }
+
+    /// The routes.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+}
+
+/// x0's road-warrior timeouts: connect 10s, read 120s, write 10s.
+fn road_warrior_defaults() -> TransportOptions {
+    use std::time::Duration;
+    TransportOptions {
+        connect_timeout: Duration::from_secs(10),
+        read_timeout: Duration::from_secs(120),
+        write_timeout: Duration::from_secs(10),
+        ..TransportOptions::default()
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn parse_url(url: &str, at: &str) -> Result<BackendUrl, ConfigError> {
+    let parsed: BackendUrl = url
+        .parse()
+        .map_err(|e: crate::addr::AddrError| ConfigError::new(at, e.to_string()))?;
+    if parsed.protocol == Protocol::FastCgi {
+        return Err(ConfigError::new(
+            at,
+            "FastCGI backends are not supported by this build yet; use http:// or unix:",
+        ));
+    }
+    Ok(parsed)
+}
+
+fn transport_options(
+    s: &UpstreamSettings,
+    at: &str,
+    defaults: TransportOptions,
+) -> Result<TransportOptions, ConfigError> {
+    let positive = |v: Option<crate::config::ConfigDuration>, key: &str, default| match v {
+        Some(d) if d.0.is_zero() => Err(ConfigError::new(
+            format!("{at}.{key}"),
+            "a timeout must be greater than zero",
+        )),
+        Some(d) => Ok(d.0),
+        None => Ok(default),
+    };
+    Ok(TransportOptions {
+        connect_timeout: positive(s.connect_timeout, "connect-timeout", defaults.connect_timeout)?,
+        read_timeout: positive(s.read_timeout, "read-timeout", defaults.read_timeout)?,
+        write_timeout: positive(s.write_timeout, "write-timeout", defaults.write_timeout)?,
+        idle_timeout: positive(s.idle_timeout, "idle-timeout", defaults.idle_timeout)?,
+        max_idle: s.max_idle_connections.unwrap_or(defaults.max_idle),
+    })
+}
+
+/// The live snapshot, swappable at runtime.
+#[derive(Debug)]
+pub struct Registry {
+    current: ArcSwap<Snapshot>,
+}
+
+impl Registry {
+    /// A registry serving `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Self {
+        Registry {
+            current: ArcSwap::from_pointee(snapshot),
+        }
+    }
+
+    /// The current snapshot (cheap; hold it for one request, not longer).
+    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// Replaces the snapshot; requests already routed keep the one they loaded.
+    pub fn store(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BackendConfig, ClusterConfig, RouteConfig};
+
+    fn cluster(backends: &[(&str, &str)]) -> ClusterConfig {
+        ClusterConfig {
+            enabled: true,
+            scheduler: Default::default(),
+            retry_after: 10,
+            connect_timeout: None,
+            read_timeout: None,
+            write_timeout: None,
+            max_idle_connections: None,
+            idle_timeout: None,
+            backends: backends
+                .iter()
+                .map(|(n, u)| BackendConfig {
+                    name: (*n).into(),
+                    url: (*u).into(),
+                    enabled: true,
+                })
+                .collect(),
+        }
+    }
+
+    fn route(cluster: Option<&str>, backend: Option<&str>) -> RouteConfig {
+        RouteConfig {
+            host: None,
+            path: None,
+            cluster: cluster.map(Into::into),
+            backend: backend.map(Into::into),
+            connect_timeout: None,
+            read_timeout: None,
+            write_timeout: None,
+            max_idle_connections: None,
+            idle_timeout: None,
+        }
+    }
+
+    fn build(clusters: Vec<(&str, ClusterConfig)>, routes: Vec<RouteConfig>) -> Result<Snapshot, ConfigError> {
+        Snapshot::build(&ProxyConfig {
+            clusters: clusters.into_iter().map(|(n, c)| (n.to_owned(), c)).collect(),
+            routes,
+        })
+    }
+
+    #[test]
+    fn builds_clusters_and_routes() {
+        let s = build(
+            vec![("app", cluster(&[("a", "http://127.0.0.1:1"), ("b", "unix:/tmp/b.sock")]))],
+            vec![route(Some("app"), None), route(None, Some("http://[::1]:2"))],
+        )
+        .unwrap();
+        assert_eq!(s.cluster("app").unwrap().backends().len(), 2);
+        assert_eq!(s.routes().routes().len(), 2);
+    }
+
+    #[test]
+    fn names_the_bad_key() {
+        let err = build(
+            vec![("app", cluster(&[("a", "http://127.0.0.1:1"), ("a", "http://127.0.0.1:2")]))],
+            vec![],
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "clusters.app.backends[1].name");
+
+        let err = build(vec![("app", cluster(&[("a", "htp://x")]))], vec![]).unwrap_err();
+        assert_eq!(err.path, "clusters.app.backends[0].url");
+
+        let err = build(vec![], vec![route(Some("nope"), None)]).unwrap_err();
+        assert_eq!(err.path, "routes[0].cluster");
+        assert!(err.message.contains("nope"));
+
+        let err = build(vec![], vec![route(None, None)]).unwrap_err();
+        assert_eq!(err.path, "routes[0]");
+
+        let err = build(vec![("app", cluster(&[("a", "fastcgi://127.0.0.1:9000")]))], vec![]).unwrap_err();
+        assert!(err.message.contains("FastCGI"));
+
+        let mut c = cluster(&[]);
+        c.read_timeout = Some(crate::config::ConfigDuration(std::time::Duration::ZERO));
+        let err = build(vec![("app", c)], vec![]).unwrap_err();
+        assert_eq!(err.path, "clusters.app.read-timeout");
+    }
+}

@@ -1,0 +1,234 @@
+//! Routes: which target serves a request, chosen by host and path prefix.
+//!
+//! The most specific route wins, as in nginx: an exact host beats a wildcard (`*.example.com`,
+//! longest suffix first), which beats a route for any host; among those, the longest path prefix
+//! wins; equal routes keep their config order. A path prefix matches whole segments: `/api`
+//! matches `/api`, `/api/` and `/api/v1`, not `/apis` (a prefix ending in `/` matches anything
+//! below it).
+
+use std::sync::Arc;
+
+use http::{HeaderMap, Uri, header::HOST};
+
+use crate::{backend::Backend, cluster::Cluster};
+
+/// Where a matched request goes.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Balanced over a cluster.
+    Cluster(Arc<Cluster>),
+    /// Straight to one backend, no balancing (x0's road warrior).
+    Direct(Arc<Backend>),
+}
+
+/// Which hosts a route serves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Every host.
+    Any,
+    /// Exactly this host (lowercase, no port).
+    Exact(String),
+    /// Any host ending in `.suffix` (written `*.suffix`).
+    Wildcard(String),
+}
+
+impl HostPattern {
+    /// Parses `"*"`, `"*.example.com"` or `"example.com"`.
+    pub fn parse(pattern: &str) -> Result<Self, &'static str> {
+        let pattern = pattern.trim().trim_end_matches('.').to_ascii_lowercase();
+        if pattern.is_empty() || pattern == "*" {
+            return Ok(HostPattern::Any);
+        }
+        let (wild, name) = match pattern.strip_prefix("*.") {
+            Some(rest) => (true, rest.to_owned()),
+            None => (false, pattern),
+        };
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']'));
+        if !valid {
+            return Err("a host is a name such as example.com, *.example.com or *");
+        }
+        Ok(if wild {
+            HostPattern::Wildcard(name)
+        } else {
+            HostPattern::Exact(name)
+        })
+    }
+
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Any => true,
+            HostPattern::Exact(name) => host.eq_ignore_ascii_case(name),
+            HostPattern::Wildcard(suffix) => {
+                host.len() > suffix.len() + 1
+                    && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            }
+        }
+    }
+
+    fn rank(&self) -> (u8, usize) {
+        match self {
+            HostPattern::Any => (0, 0),
+            HostPattern::Wildcard(suffix) => (1, suffix.len()),
+            HostPattern::Exact(name) => (2, name.len()),
+        }
+    }
+}
+
+/// One route: host pattern, path prefix, target.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// The hosts it serves.
+    pub host: HostPattern,
+    /// The path prefix it serves (starts with `/`).
+    pub path: String,
+    /// Where its requests go.
+    pub target: Target,
+}
+
+impl Route {
+    fn matches(&self, host: &str, path: &str) -> bool {
+        self.host.matches(host) && path_has_prefix(path, &self.path)
+    }
+}
+
+fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// The routes of a config, ordered most specific first.
+#[derive(Clone, Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl RouteTable {
+    /// Orders `routes` by specificity (stable: config order breaks ties).
+    pub fn new(mut routes: Vec<Route>) -> Self {
+        routes.sort_by(|a, b| {
+            b.host
+                .rank()
+                .cmp(&a.host.rank())
+                .then(b.path.len().cmp(&a.path.len()))
+        });
+        RouteTable { routes }
+    }
+
+    /// The routes, most specific first.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The route for a request with this URI and headers.
+    pub fn find(&self, uri: &Uri, headers: &HeaderMap) -> Option<&Route> {
+        let host = request_host(uri, headers);
+        let path = uri.path();
+        self.routes.iter().find(|r| r.matches(host, path))
+    }
+}
+
+/// The request's host without port: the `Host` header, else the URI's authority.
+pub fn request_host<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> &'a str {
+    let raw = headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.host())
+        .unwrap_or("");
+    let host = if raw.starts_with('[') {
+        // An IPv6 literal keeps its brackets; drop only a trailing port.
+        match raw.find(']') {
+            Some(end) => &raw[..=end],
+            None => raw,
+        }
+    } else {
+        raw.split(':').next().unwrap_or(raw)
+    };
+    host.strip_suffix('.').unwrap_or(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::HeaderValue;
+
+    use super::*;
+    use crate::transport::TransportOptions;
+
+    fn direct(name: &str) -> Target {
+        let url = "http://127.0.0.1:1".parse().unwrap();
+        let opts = TransportOptions {
+            connect_timeout: Duration::from_secs(1),
+            ..TransportOptions::default()
+        };
+        Target::Direct(Arc::new(Backend::new(name, url, opts)))
+    }
+
+    fn route(host: &str, path: &str, name: &str) -> Route {
+        Route {
+            host: HostPattern::parse(host).unwrap(),
+            path: path.into(),
+            target: direct(name),
+        }
+    }
+
+    fn find<'a>(table: &'a RouteTable, host: &str, path: &str) -> Option<&'a str> {
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, HeaderValue::from_str(host).unwrap());
+        let uri: Uri = path.parse().unwrap();
+        table.find(&uri, &headers).map(|r| match &r.target {
+            Target::Direct(b) => &**b.name(),
+            Target::Cluster(c) => &**c.name(),
+        })
+    }
+
+    #[test]
+    fn most_specific_route_wins() {
+        let table = RouteTable::new(vec![
+            route("*", "/", "default"),
+            route("*.example.com", "/", "wild"),
+            route("api.example.com", "/", "api"),
+            route("api.example.com", "/v2", "api-v2"),
+            route("*", "/static/", "static"),
+        ]);
+        assert_eq!(find(&table, "api.example.com", "/x"), Some("api"));
+        assert_eq!(find(&table, "API.Example.com:8080", "/v2/users"), Some("api-v2"));
+        assert_eq!(find(&table, "api.example.com", "/v2"), Some("api-v2"));
+        assert_eq!(find(&table, "api.example.com", "/v2x"), Some("api"));
+        assert_eq!(find(&table, "www.example.com", "/"), Some("wild"));
+        assert_eq!(find(&table, "a.b.example.com", "/"), Some("wild"));
+        assert_eq!(find(&table, "example.com", "/"), Some("default"));
+        assert_eq!(find(&table, "other.org", "/static/app.js"), Some("static"));
+        assert_eq!(find(&table, "other.org", "/staticfoo"), Some("default"));
+    }
+
+    #[test]
+    fn no_match_without_catch_all() {
+        let table = RouteTable::new(vec![route("example.com", "/", "only")]);
+        assert_eq!(find(&table, "example.org", "/"), None);
+        assert_eq!(find(&table, "example.com.", "/"), Some("only"));
+    }
+
+    #[test]
+    fn ipv6_hosts() {
+        let table = RouteTable::new(vec![route("[::1]", "/", "v6")]);
+        assert_eq!(find(&table, "[::1]:8080", "/"), Some("v6"));
+    }
+
+    #[test]
+    fn host_patterns() {
+        assert_eq!(HostPattern::parse("*").unwrap(), HostPattern::Any);
+        assert_eq!(
+            HostPattern::parse("*.Example.com").unwrap(),
+            HostPattern::Wildcard("example.com".into())
+        );
+        assert!(HostPattern::parse("exa mple.com").is_err());
+        assert!(HostPattern::parse("*.a b").is_err());
+    }
+}

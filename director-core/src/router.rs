@@ -1,0 +1,69 @@
+//! The router service: picks a route by host and path and hands the request to its target.
+//!
+//! It loads the registry's snapshot once per request; routing itself is a scan of the ordered
+//! route table (see [`crate::route`]). A request no route matches fails with
+//! [`ErrorKind::NoRoute`] (404).
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{Request, Response};
+use tower::Service;
+
+use crate::{
+    body::Body,
+    cluster::dispatch_direct,
+    error::{ErrorKind, ProxyError},
+    registry::Registry,
+    route::Target,
+};
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Routes requests over the registry's current snapshot.
+#[derive(Clone, Debug)]
+pub struct Router {
+    registry: Arc<Registry>,
+}
+
+impl Router {
+    /// A router over `registry`.
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Router { registry }
+    }
+
+    /// The registry it routes with.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+}
+
+impl Service<Request<Body>> for Router {
+    type Response = Response<Body>;
+    type Error = ProxyError;
+    type Future = BoxFuture<Result<Response<Body>, ProxyError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        // Admission happens per cluster once a route is known; the router is always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let snapshot = self.registry.load();
+        let target = snapshot
+            .routes()
+            .find(req.uri(), req.headers())
+            .map(|route| route.target.clone());
+        drop(snapshot);
+        match target {
+            Some(Target::Cluster(cluster)) => Box::pin(cluster.dispatch(req)),
+            Some(Target::Direct(backend)) => Box::pin(dispatch_direct(backend, req)),
+            None => Box::pin(std::future::ready(Err(ProxyError::new(ErrorKind::NoRoute)))),
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Test fixtures: scriptable HTTP backends on loopback (feature `test-util`).
+//!
+//! A [`TestBackend`] answers by path, so one backend covers every scenario a proxy test needs,
+//! and it records each request head it received so tests can assert on what the proxy sent:
+//!
+//! | path            | behaviour                                                        |
+//! |-----------------|------------------------------------------------------------------|
+//! | `/echo`         | streams the request body back                                    |
+//! | `/sha256`       | reads the body, answers `<length> <sha256 hex>`                  |
+//! | `/bytes/N`      | streams N bytes of [`pattern`] data                              |
+//! | `/status/N`     | answers with status N                                            |
+//! | `/stall`        | never answers                                                    |
+//! | `/stall-body`   | sends the head and half of the body, then stalls                 |
+//! | `/hangup`       | closes the connection without answering                          |
+//! | `/hop-headers`  | answers with hop-by-hop fields, `Via` and `X-Sendfile` set        |
+//! | `/upgrade`      | switches protocols and echoes raw bytes on the upgraded stream   |
+//! | anything else   | `200 backend <name>`                                             |
+//!
+//! Every response carries `x-backend: <name>`.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, channel::Channel};
+use hyper::{body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use sha2::{Digest, Sha256};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, UnixListener},
+    task::JoinHandle,
+};
+
+use crate::{
+    addr::BackendAddr,
+    body::{self, Body, BoxError},
+};
+
+/// The `n`-th byte of the deterministic data `/bytes/N` serves.
+pub fn pattern_byte(n: u64) -> u8 {
+    (n.wrapping_mul(31) ^ (n >> 9)) as u8
+}
+
+/// `len` bytes of pattern data starting at `offset`.
+pub fn pattern(offset: u64, len: usize) -> Bytes {
+    (0..len as u64).map(|i| pattern_byte(offset + i)).collect()
+}
+
+/// The SHA-256 of the first `len` pattern bytes, as lowercase hex.
+pub fn pattern_sha256(len: u64) -> String {
+    let mut hasher = Sha256::new();
+    let mut offset = 0;
+    while offset < len {
+        let n = (len - offset).min(1 << 16);
+        hasher.update(pattern(offset, n as usize));
+        offset += n;
+    }
+    hex(&hasher.finalize())
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A request head as the backend received it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    /// The method.
+    pub method: Method,
+    /// The request target.
+    pub uri: Uri,
+    /// The protocol version.
+    pub version: Version,
+    /// The header fields.
+    pub headers: HeaderMap,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    requests: AtomicUsize,
+    connections: AtomicUsize,
+    recorded: Mutex<Vec<RecordedRequest>>,
+}
+
+/// A running test backend; it stops when dropped.
+#[derive(Debug)]
+pub struct TestBackend {
+    name: Arc<str>,
+    addr: BackendAddr,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+}
+
+impl TestBackend {
+    /// Starts a backend called `name` on a TCP address such as `127.0.0.1:0` or `[::1]:0`.
+    pub async fn tcp(name: &str, addr: &str) -> std::io::Result<TestBackend> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let (name, state) = (Arc::<str>::from(name), Arc::new(State::default()));
+        let task = tokio::spawn(accept_loop(Listener::Tcp(listener), name.clone(), state.clone()));
+        Ok(TestBackend {
+            name,
+            addr: BackendAddr::Tcp(local),
+            state,
+            task,
+        })
+    }
+
+    /// Starts a backend called `name` on a UNIX socket at `path`.
+    pub async fn unix(name: &str, path: &Path) -> std::io::Result<TestBackend> {
+        let listener = UnixListener::bind(path)?;
+        let (name, state) = (Arc::<str>::from(name), Arc::new(State::default()));
+        let task = tokio::spawn(accept_loop(Listener::Unix(listener), name.clone(), state.clone()));
+        Ok(TestBackend {
+            name,
+            addr: BackendAddr::Unix(path.to_owned()),
+            state,
+            task,
+        })
+    }
+
+    /// The backend's name (sent as `x-backend`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> &BackendAddr {
+        &self.addr
+    }
+
+    /// Its TCP socket address, if it listens on TCP.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match self.addr {
+            BackendAddr::Tcp(addr) => Some(addr),
+            _ => None,
+        }
+    }
+
+    /// The URL to put in a config.
+    pub fn url(&self) -> String {
+        match &self.addr {
+            BackendAddr::Tcp(addr) => format!("http://{addr}"),
+            BackendAddr::Host(host, port) => format!("http://{host}:{port}"),
+            BackendAddr::Unix(path) => format!("unix:{}", path.display()),
+        }
+    }
+
+    /// How many requests it has received.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// How many connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// The request heads it has received, oldest first.
+    pub fn recorded(&self) -> Vec<RecordedRequest> {
+        self.state.recorded.lock().expect("recorded lock").clone()
+    }
+
+    /// The last request head it received.
+    pub fn last_request(&self) -> Option<RecordedRequest> {
+        self.state.recorded.lock().expect("recorded lock").last().cloned()
+    }
+}
+
+impl Drop for TestBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+async fn accept_loop(listener: Listener, name: Arc<str>, state: Arc<State>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = match &listener {
+            Listener::Tcp(l) => l.accept().await.map(|(s, _)| {
+                let _ = s.set_nodelay(true);
+                serve(&mut connections, s, &name, &state)
+            }),
+            Listener::Unix(l) => l
+                .accept()
+                .await
+                .map(|(s, _)| serve(&mut connections, s, &name, &state)),
+        };
+        if accepted.is_err() {
+            return;
+        }
+    }
+}
+
+fn serve<S>(set: &mut tokio::task::JoinSet<()>, stream: S, name: &Arc<str>, state: &Arc<State>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    state.connections.fetch_add(1, Ordering::SeqCst);
+    let (name, state) = (name.clone(), state.clone());
+    set.spawn(async move {
+        let service = service_fn(move |req| handle(req, name.clone(), state.clone()));
+        let _ = http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades()
+            .await;
+    });
+}
+
+
+
+async fn handle(
+    mut req: Request<Incoming>,
+    name: Arc<str>,
+    state: Arc<State>,
+) -> Result<Response<Body>, BoxError> {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    state.recorded.lock().expect("recorded lock").push(RecordedRequest {
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        version: req.version(),
+        headers: req.headers().clone(),
+    });
+    let path = req.uri().path().to_owned();
+    let mut response = match path.as_str() {
+        "/echo" => Response::new(body::boxed(req.into_body())),
+        "/sha256" => {
+            let mut hasher = Sha256::new();
+            let mut len = 0u64;
+            let mut body = req.into_body();
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame?.into_data() {
+                    len += data.len() as u64;
+                    hasher.update(&data);
+                }
+            }
+            Response::new(body::full(format!("{len} {}", hex(&hasher.finalize()))))
+        }
+        "/stall" => {
+            std::future::pending::<()>().await;
+            unreachable!("pending never resolves")
+        }
+        "/stall-body" => {
+            let (mut tx, rx) = Channel::<Bytes, Infallible>::new(1);
+            tokio::spawn(async move {
+                let _ = tx.send_data(Bytes::from_static(b"half")).await;
+                // Hold the sender so the body neither ends nor fails.
+                std::future::pending::<()>().await;
+                drop(tx);
+            });
+            let mut r = Response::new(body::boxed(rx));
+            r.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("8"));
+            r
+        }
+        "/hangup" => return Err("hanging up".into()),
+        "/hop-headers" => Response::builder()
+            .header("connection", "x-hop")
+            .header("x-hop", "1")
+            .header("keep-alive", "timeout=5")
+            .header("via", "1.0 origin")
+            .header("x-sendfile", "/etc/passwd")
+            .header("set-cookie", "a=b")
+            .body(body::full("hop"))?,
+        "/upgrade" => {
+            let protocol = req
+                .headers()
+                .get(http::header::UPGRADE)
+                .cloned()
+                .unwrap_or_else(|| HeaderValue::from_static("echo"));
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                if let Ok(upgraded) = on_upgrade.await {
+                    let (mut r, mut w) = tokio::io::split(TokioIo::new(upgraded));
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+            Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header("connection", "upgrade")
+                .header("upgrade", protocol)
+                .body(body::empty())?
+        }
+        p if p.starts_with("/bytes/") => {
+            let total: u64 = p["/bytes/".len()..].parse()?;
+            let (mut tx, rx) = Channel::<Bytes, Infallible>::new(4);
+            tokio::spawn(async move {
+                let mut offset = 0u64;
+                while offset < total {
+                    let n = (total - offset).min(1 << 16) as usize;
+                    if tx.send_data(pattern(offset, n)).await.is_err() {
+                        return;
+                    }
+                    offset += n as u64;
+                }
+            });
+            let mut r = Response::new(body::boxed(rx));
+            r.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, HeaderValue::from(total));
+            r
+        }
+        p if p.starts_with("/status/") => {
+            let code: u16 = p["/status/".len()..].parse()?;
+            let mut r = Response::new(body::full(format!("status {code}")));
+            *r.status_mut() = StatusCode::from_u16(code)?;
+            r
+        }
+        _ => Response::new(body::full(format!("backend {name}\n"))),
+    };
+    response
+        .headers_mut()
+        .insert("x-backend", HeaderValue::from_str(&name)?);
+    Ok(response)
+}

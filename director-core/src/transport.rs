@@ -1,0 +1,358 @@
+//! The HTTP/1.1 transport to one backend, with a pool of keep-alive connections.
+//!
+//! Each backend owns one [`HttpTransport`]. A request first takes a [`Connection`] (an idle
+//! pooled one, or a new one within the connect timeout), then sends on it. Splitting the two
+//! steps is what lets a cluster try the next backend when connecting fails: the request has not
+//! been touched yet, so it can go anywhere.
+//!
+//! A connection goes back to the pool when its response body has been read to the end (see
+//! [`body::UpstreamBody`]); one whose body is dropped early, or that was upgraded, is closed.
+//! The pool is a short per-backend list behind its own mutex, held only to push or pop, so
+//! there is no lock shared between backends or across an await.
+//!
+//! Timeouts, all inactivity timeouts as in x0: `connect` while connecting; `write` while a write
+//! to the backend makes no progress ([`io::TimedIo`]); `read` while waiting for the response head
+//! after the request body stopped flowing, and between response body chunks.
+
+mod body;
+mod io;
+
+use std::{
+    future::poll_fn,
+    pin::pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::Poll,
+    time::Duration,
+};
+
+use http::{Request, Response, StatusCode};
+use http_body::Body as _;
+use hyper::{client::conn::http1, upgrade::OnUpgrade};
+use hyper_util::rt::TokioIo;
+use tokio::{
+    net::{TcpStream, UnixStream},
+    time::Instant,
+};
+
+pub use self::body::UpstreamBody;
+use self::{
+    body::{PoolReturn, ProgressBody},
+    io::{Stream, TimedIo},
+};
+use crate::{
+    addr::BackendAddr,
+    body::Body,
+    error::{ErrorKind, ProxyError, is_timeout},
+    headers::is_upgrade_request,
+};
+
+/// Timeouts and pool limits of a transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransportOptions {
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long the backend may stay silent while Director waits for response bytes.
+    pub read_timeout: Duration,
+    /// How long a write to the backend may make no progress.
+    pub write_timeout: Duration,
+    /// How many idle keep-alive connections to keep for this backend.
+    pub max_idle: usize,
+    /// How long an idle connection is kept before it is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        TransportOptions {
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+            max_idle: 128,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The HTTP/1.1 transport to one backend address. Cheap to clone; clones share the pool.
+#[derive(Clone, Debug)]
+pub struct HttpTransport {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    addr: BackendAddr,
+    opts: TransportOptions,
+    idle: Mutex<Vec<Idle>>,
+    connects: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Idle {
+    tx: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+/// A connection taken from a transport, ready for one request.
+#[derive(Debug)]
+pub struct Connection {
+    tx: http1::SendRequest<Body>,
+    shared: Arc<Shared>,
+    reused: bool,
+}
+
+// === impl HttpTransport ===
+
+impl HttpTransport {
+    /// A transport to `addr` with the given options.
+    pub fn new(addr: BackendAddr, opts: TransportOptions) -> Self {
+        HttpTransport {
+            shared: Arc::new(Shared {
+                addr,
+                opts,
+                idle: Mutex::new(Vec::new()),
+                connects: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The backend address.
+    pub fn addr(&self) -> &BackendAddr {
+        &self.shared.addr
+    }
+
+    /// The options this transport was built with.
+    pub fn options(&self) -> &TransportOptions {
+        &self.shared.opts
+    }
+
+    /// How many idle connections the pool holds now.
+    pub fn idle_connections(&self) -> usize {
+        self.shared.idle.lock().expect("pool lock").len()
+    }
+
+    /// How many connections this transport has opened so far.
+    pub fn connections_opened(&self) -> usize {
+        self.shared.connects.load(Ordering::Relaxed)
+    }
+
+    /// Takes a pooled connection, or opens a new one.
+    ///
+    /// Errors are [`ErrorKind::ConnectFailed`] or [`ErrorKind::ConnectTimeout`], never "sent".
+    pub async fn connect(&self) -> Result<Connection, ProxyError> {
+        loop {
+            let idle = self.shared.idle.lock().expect("pool lock").pop();
+            let Some(Idle { mut tx, since }) = idle else { break };
+            if tx.is_closed() || since.elapsed() > self.shared.opts.idle_timeout {
+                continue;
+            }
+            // A connection is pooled when its last response body ended; hyper may need a moment
+            // to notice, so wait for readiness rather than throw it away.
+            if tx.is_ready() || tx.ready().await.is_ok() {
+                return Ok(Connection {
+                    tx,
+                    shared: self.shared.clone(),
+                    reused: true,
+                });
+            }
+        }
+        let tx = self.shared.connect_new().await?;
+        Ok(Connection {
+            tx,
+            shared: self.shared.clone(),
+            reused: false,
+        })
+    }
+
+    /// Connects (or reuses a connection) and sends `req`.
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<Body>, ProxyError> {
+        self.connect().await?.send(req).await
+    }
+}
+
+// === impl Shared ===
+
+impl Shared {
+    async fn connect_new(&self) -> Result<http1::SendRequest<Body>, ProxyError> {
+        let timeout = self.opts.connect_timeout;
+        let connecting = async {
+            Ok::<_, std::io::Error>(match &self.addr {
+                BackendAddr::Tcp(addr) => {
+                    let s = TcpStream::connect(addr).await?;
+                    s.set_nodelay(true)?;
+                    Stream::Tcp(s)
+                }
+                BackendAddr::Host(host, port) => {
+                    let s = TcpStream::connect((&**host, *port)).await?;
+                    s.set_nodelay(true)?;
+                    Stream::Tcp(s)
+                }
+                BackendAddr::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
+            })
+        };
+        let stream = match tokio::time::timeout(timeout, connecting).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => {
+                return Err(ProxyError::new(ErrorKind::ConnectFailed).with_source(err));
+            }
+            Err(elapsed) => {
+                return Err(ProxyError::new(ErrorKind::ConnectTimeout).with_source(elapsed));
+            }
+        };
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        let io = TokioIo::new(TimedIo::new(stream, self.opts.write_timeout));
+        let (tx, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| ProxyError::new(ErrorKind::ConnectFailed).with_source(e))?;
+        tokio::spawn(async move {
+            if let Err(err) = conn.with_upgrades().await {
+                tracing::debug!(error = %err, "backend connection ended with an error");
+            }
+        });
+        Ok(tx)
+    }
+
+    fn release(&self, tx: http1::SendRequest<Body>) {
+        if tx.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < self.opts.max_idle {
+            idle.push(Idle {
+                tx,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+// === impl Connection ===
+
+impl Connection {
+    /// Whether this connection came from the pool (rather than being opened for this request).
+    pub fn is_reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Sends `req` (already in origin-form, with its headers prepared for the backend) and
+    /// waits for the response head.
+    ///
+    /// A pooled connection that turns out to be closed before the request was written is
+    /// replaced by a new one transparently. Errors after that are marked as "sent".
+    pub async fn send(mut self, mut req: Request<Body>) -> Result<Response<Body>, ProxyError> {
+        let client_upgrade = if is_upgrade_request(req.headers()) {
+            req.extensions_mut().remove::<OnUpgrade>()
+        } else {
+            None
+        };
+        let progress = if req.body().is_end_stream() {
+            None
+        } else {
+            let counter = Arc::new(AtomicUsize::new(0));
+            req = req.map(|b| ProgressBody::wrap(b, counter.clone()));
+            Some(counter)
+        };
+        let read_timeout = self.shared.opts.read_timeout;
+        let mut response = loop {
+            let sending = self.tx.try_send_request(req);
+            match wait_for_head(sending, read_timeout, progress.as_deref()).await {
+                Ok(Ok(response)) => break response,
+                Ok(Err(mut err)) => match err.take_message() {
+                    // Never written: a pooled connection the backend had closed.
+                    Some(unsent) if self.reused => {
+                        self.tx = self.shared.connect_new().await?;
+                        self.reused = false;
+                        req = unsent;
+                    }
+                    Some(_) => {
+                        return Err(ProxyError::new(ErrorKind::UpstreamBroken)
+                            .with_source(err.into_error()));
+                    }
+                    None => {
+                        let err = err.into_error();
+                        let kind = if is_timeout(&err) {
+                            ErrorKind::Timeout
+                        } else {
+                            ErrorKind::UpstreamBroken
+                        };
+                        return Err(ProxyError::new(kind).with_source(err).sent());
+                    }
+                },
+                Err(()) => {
+                    return Err(ProxyError::new(ErrorKind::Timeout)
+                        .with_detail("the backend did not answer in time")
+                        .sent());
+                }
+            }
+        };
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                return Err(ProxyError::new(ErrorKind::UpstreamBroken)
+                    .with_detail("the backend switched protocols unasked")
+                    .sent());
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            // The connection now belongs to the tunnel: never pool it.
+            return Ok(response.map(|b| crate::body::boxed(UpstreamBody::new(b, None, read_timeout))));
+        }
+
+        let pool_return = PoolReturn {
+            shared: self.shared,
+            tx: self.tx,
+        };
+        Ok(response.map(|b| crate::body::boxed(UpstreamBody::new(b, Some(pool_return), read_timeout))))
+    }
+}
+
+/// Waits for the response head, failing after `read_timeout` without progress. While the
+/// request body is still flowing (its frame counter moves), the wait is extended.
+async fn wait_for_head<F: std::future::Future>(
+    sending: F,
+    read_timeout: Duration,
+    progress: Option<&AtomicUsize>,
+) -> Result<F::Output, ()> {
+    let mut sending = pin!(sending);
+    let mut timer = pin!(tokio::time::sleep(read_timeout));
+    let mut seen = 0;
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = sending.as_mut().poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            match progress.map(|p| p.load(Ordering::Relaxed)) {
+                Some(now) if now != seen => {
+                    seen = now;
+                    timer.as_mut().reset(Instant::now() + read_timeout);
+                }
+                _ => return Poll::Ready(Err(())),
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Copies bytes both ways between an upgraded client connection and an upgraded backend one.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+    let (client, upstream) = match tokio::try_join!(client, upstream) {
+        Ok(pair) => pair,
+        Err(err) => {
+            tracing::debug!(error = %err, "upgrade did not complete");
+            return;
+        }
+    };
+    let mut client = TokioIo::new(client);
+    let mut upstream = TokioIo::new(upstream);
+    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        tracing::debug!(error = %err, "tunnel ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests;
