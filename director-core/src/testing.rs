@@ -9,6 +9,7 @@
 //! | `/sha256`       | reads the body, answers `<length> <sha256 hex>`                  |
 //! | `/bytes/N`      | streams N bytes of [`pattern`] data                              |
 //! | `/status/N`     | answers with status N                                            |
+//! | `/delay/MS`     | answers after MS milliseconds                                    |
 //! | `/stall`        | never answers                                                    |
 //! | `/stall-body`   | sends the head and half of the body, then stalls                 |
 //! | `/hangup`       | closes the connection without answering                          |
@@ -313,6 +314,11 @@ async fn handle(
             r.headers_mut()
                 .insert(http::header::CONTENT_LENGTH, HeaderValue::from(total));
             r
+        }
+        p if p.starts_with("/delay/") => {
+            let ms: u64 = p["/delay/".len()..].parse()?;
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            Response::new(body::full(format!("delayed {ms}ms\n")))
         }
         p if p.starts_with("/status/") => {
             let code: u16 = p["/status/".len()..].parse()?;

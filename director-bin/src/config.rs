@@ -1,0 +1,318 @@
+//! The main config file: `[server]`, `[clusters.*]` and `[[routes]]`, in TOML.
+//!
+//! Loading never half-succeeds: the file is parsed, every key checked (unknown keys are refused),
+//! and the clusters and routes built, before anything is used. Every refusal names the file, the
+//! line and column, and the key path, e.g.
+//! `director.toml:12:7: clusters.app.backends[1].url: invalid backend URL ...`.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use director_core::{
+    config::{ClusterConfig, ConfigDuration, ConfigError, ProxyConfig, RouteConfig},
+    registry::Snapshot,
+};
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+
+/// The whole config file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Listener and process settings.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Clusters by name.
+    #[serde(default)]
+    pub clusters: BTreeMap<String, ClusterConfig>,
+    /// Routes.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`: listeners, headers, timeouts, logging.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerConfig {
+    /// Addresses to listen on: `127.0.0.1:8080`, `[::]:8080` (dual-stack), `unix:/path`.
+    #[serde(default = "default_listen")]
+    pub listen: Vec<String>,
+    /// Worker threads (default: one per CPU). 1 runs everything on a single thread.
+    pub threads: Option<usize>,
+    /// The `Via` pseudonym; an empty string sends no `Via`.
+    #[serde(default = "default_pseudonym")]
+    pub pseudonym: String,
+    /// Keep clients' own `X-Forwarded-Proto`/`-Host` (only when every client is a trusted proxy).
+    #[serde(default)]
+    pub trust_forwarded_headers: bool,
+    /// How long a client may take to send a request head.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: ConfigDuration,
+    /// The largest request head accepted, in bytes (larger ones get 431).
+    #[serde(default = "default_max_header_size")]
+    pub max_header_size: usize,
+    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
+    #[serde(default = "default_shutdown_timeout")]
+    pub shutdown_timeout: ConfigDuration,
+    /// Access log: `human`, `json` or `off`.
+    #[serde(default)]
+    pub access_log: AccessLogFormat,
+    /// Log filter, as `RUST_LOG` takes it (the environment variable wins).
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            threads: None,
+            pseudonym: default_pseudonym(),
+            trust_forwarded_headers: false,
+            header_read_timeout: default_header_read_timeout(),
+            max_header_size: default_max_header_size(),
+            shutdown_timeout: default_shutdown_timeout(),
+            access_log: AccessLogFormat::default(),
+            log_level: default_log_level(),
+        }
+    }
+}
+
+/// How access log lines are written.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessLogFormat {
+    /// One human-readable line per request.
+    #[default]
+    Human,
+    /// One JSON object per request.
+    Json,
+    /// No access log.
+    Off,
+}
+
+fn default_listen() -> Vec<String> {
+    vec!["127.0.0.1:8080".into()]
+}
+fn default_pseudonym() -> String {
+    "director".into()
+}
+fn default_header_read_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(10))
+}
+fn default_max_header_size() -> usize {
+    64 * 1024
+}
+fn default_shutdown_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(30))
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// Where a listener accepts connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// TCP; `[::]` listens dual-stack (IPv4 too).
+    Tcp(SocketAddr),
+    /// A UNIX socket path.
+    Unix(PathBuf),
+}
+
+impl ListenAddr {
+    /// Parses `127.0.0.1:8080`, `[::1]:8080`, `[::]:8080`, `unix:/path`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(path) = text.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err("a UNIX socket path must be absolute".into());
+            }
+            return Ok(ListenAddr::Unix(path.into()));
+        }
+        text.parse()
+            .map(ListenAddr::Tcp)
+            .map_err(|_| format!("{text:?} is not an address such as 127.0.0.1:8080, [::]:8080 or unix:/path"))
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "http://{addr}"),
+            ListenAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+impl Config {
+    /// The clusters and routes, as `director-core` takes them.
+    pub fn proxy(&self) -> ProxyConfig {
+        ProxyConfig {
+            clusters: self.clusters.clone(),
+            routes: self.routes.clone(),
+        }
+    }
+
+    /// The parsed listener addresses.
+    pub fn listen_addrs(&self) -> Vec<ListenAddr> {
+        self.server
+            .listen
+            .iter()
+            .filter_map(|l| ListenAddr::parse(l).ok())
+            .collect()
+    }
+}
+
+/// A config file Director refuses, located.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key or value is wrong.
+    #[error("{file}:{line}:{column}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The key path (`clusters.app.backends[0].url`), or `(document)` for a syntax error.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A checked config, with the snapshot built from it.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The config as written.
+    pub config: Config,
+    /// Its clusters and routes, ready to serve.
+    pub snapshot: Snapshot,
+}
+
+/// Reads and checks the config file at `path`.
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    let source = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        file: path.to_owned(),
+        source,
+    })?;
+    parse(&source, path)
+}
+
+/// Checks `source`, naming `file` in errors.
+pub fn parse(source: &str, file: &Path) -> Result<Loaded, LoadError> {
+    let invalid = |span: Option<std::ops::Range<usize>>, key: String, message: String| {
+        let (line, column) = span.map(|s| line_col(source, s.start)).unwrap_or((1, 1));
+        LoadError::Invalid {
+            file: file.to_owned(),
+            line,
+            column,
+            key,
+            message,
+        }
+    };
+    let deserializer = toml::Deserializer::parse(source)
+        .map_err(|e| invalid(e.span(), "(document)".into(), e.message().to_owned()))?;
+    let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        // Prefer the span of the key path itself: toml's own span can point at the enclosing
+        // table for errors raised after it was read.
+        let span = locate(source, &key).or_else(|| inner.span());
+        invalid(span, key, inner.message().to_owned())
+    })?;
+    for (i, listen) in config.server.listen.iter().enumerate() {
+        if let Err(message) = ListenAddr::parse(listen) {
+            let key = format!("server.listen[{i}]");
+            return Err(invalid(locate(source, &key), key, message));
+        }
+    }
+    if config.server.listen.is_empty() {
+        let key = "server.listen".to_owned();
+        return Err(invalid(locate(source, &key), key, "at least one listener is needed".into()));
+    }
+    if config.server.threads == Some(0) {
+        let key = "server.threads".to_owned();
+        return Err(invalid(locate(source, &key), key, "threads must be at least 1".into()));
+    }
+    let snapshot = Snapshot::build(&config.proxy()).map_err(|ConfigError { path, message }| {
+        invalid(locate(source, &path), path, message)
+    })?;
+    Ok(Loaded { config, snapshot })
+}
+
+/// 1-based line and column of byte `offset`.
+fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let before = &source[..offset.min(source.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// The span of the value at a key path such as `clusters.app.backends[1].url`, or of the
+/// deepest part of it that exists.
+fn locate(source: &str, path: &str) -> Option<std::ops::Range<usize>> {
+    let root = DeTable::parse(source).ok()?;
+    let mut span = None;
+    let mut table: Option<&DeTable<'_>> = Some(root.get_ref());
+    let mut value: Option<&DeValue<'_>> = None;
+    for segment in path_segments(path) {
+        match segment {
+            Segment::Key(key) => {
+                let t = match (table, value) {
+                    (Some(t), _) => t,
+                    (None, Some(DeValue::Table(t))) => t,
+                    _ => break,
+                };
+                let Some((k, v)) = t.iter().find(|(k, _)| k.get_ref().as_ref() == key) else {
+                    break;
+                };
+                // The key is what the message names, so point at it (a table's value span would be
+                // the whole block anyway).
+                span = Some(k.span());
+                table = None;
+                value = Some(v.get_ref());
+            }
+            Segment::Index(i) => {
+                let Some(DeValue::Array(items)) = value else { break };
+                let Some(item) = items.get(i) else { break };
+                span = Some(item.span());
+                table = None;
+                value = Some(item.get_ref());
+            }
+        }
+    }
+    span
+}
+
+enum Segment<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn path_segments(path: &str) -> impl Iterator<Item = Segment<'_>> {
+    path.split('.').flat_map(|part| {
+        let (key, rest) = part.split_once('[').unwrap_or((part, ""));
+        let key = (!key.is_empty()).then_some(Segment::Key(key));
+        let indexes = rest
+            .split('[')
+            .filter_map(|i| i.trim_end_matches(']').parse().ok())
+            .map(Segment::Index);
+        key.into_iter().chain(indexes).collect::<Vec<_>>()
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,82 @@
+//! `director-bin`: the `director` binary, which stacks Director's crates into one service tree.
+//!
+//! This crate owns process concerns: the command line, the config file, listeners (TCP v4/v6
+//! dual-stack and UNIX sockets; HTTP/1.1 and h2c on the same port), the assembled service tree
+//! ([`stack`]), graceful shutdown, logging, and the embedded demo. The request path itself lives
+//! in `director-core`; see `ARCHITECTURE.md` for the map.
+//!
+//! # Layout
+//!
+//! - `main.rs`: the CLI (`director --config`, `director check`, `director demo`).
+//! - [`config`]: the TOML config file, with errors that name file, line and key.
+//! - [`stack`]: the ordered list of layers every request passes.
+//! - [`server`]: listeners, connections, graceful drain.
+//! - [`access_log`], [`catch_panic`]: the bin's own layers.
+//! - [`telemetry`]: log output.
+//! - [`demo`]: the embedded demo backends and config.
+//!
+//! # Example
+//!
+//! Running Director inside another program, on a config string, until a signal of your choice:
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! let loaded = director_bin::config::parse(
+//!     "[server]\nlisten = [\"127.0.0.1:8080\"]\n",
+//!     std::path::Path::new("inline.toml"),
+//! )?;
+//! director_bin::run(loaded, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod access_log;
+pub mod catch_panic;
+pub mod config;
+pub mod demo;
+pub mod server;
+pub mod stack;
+pub mod telemetry;
+
+use std::{future::Future, sync::Arc};
+
+use anyhow::Context as _;
+use director_core::registry::Registry;
+
+use crate::{
+    config::Loaded,
+    server::{ConnSettings, Listener},
+    stack::StackSettings,
+};
+
+/// Binds the listeners of `loaded`, announces them on standard output, and serves until
+/// `shutdown` resolves; then drains in-flight requests.
+pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let Loaded { config, snapshot } = loaded;
+    let registry = Arc::new(Registry::new(snapshot));
+    let mut listeners = Vec::new();
+    for addr in config.listen_addrs() {
+        let listener = Listener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
+        println!("director: listening on {}", listener.local_addr()?);
+        listeners.push(listener);
+    }
+    let stack = stack::build(registry, &StackSettings::from_server(&config.server));
+    server::serve(listeners, stack, ConnSettings::from_server(&config.server), shutdown).await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot watch SIGTERM; only Ctrl-C will stop Director");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

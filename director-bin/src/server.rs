@@ -1,0 +1,241 @@
+//! Listeners and connections: accept, serve HTTP/1.1 and h2c on the same port, drain on shutdown.
+//!
+//! TCP listeners bound to `[::]` are dual-stack (IPv4 clients arrive as mapped addresses and are
+//! logged as IPv4). UNIX listeners replace a stale socket file left by a previous run, but refuse
+//! to take over a socket another process is still serving.
+
+use std::{convert::Infallible, future::Future, io, net::SocketAddr, path::Path, time::Duration};
+
+use director_core::{Body, client_info::ClientInfo};
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use socket2::{Domain, Socket, Type};
+use tokio::net::{TcpListener, UnixListener};
+use tower::Service;
+
+use crate::config::{ListenAddr, ServerConfig};
+
+/// A bound listener.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// UNIX socket.
+    Unix(UnixListener, std::path::PathBuf),
+}
+
+impl Listener {
+    /// Binds `addr` (call inside a Tokio runtime).
+    pub fn bind(addr: &ListenAddr) -> io::Result<Listener> {
+        match addr {
+            ListenAddr::Tcp(sa) => {
+                let socket = Socket::new(Domain::for_address(*sa), Type::STREAM, None)?;
+                if sa.is_ipv6() && sa.ip().is_unspecified() {
+                    socket.set_only_v6(false)?;
+                }
+                socket.set_reuse_address(true)?;
+                socket.set_nonblocking(true)?;
+                socket.bind(&(*sa).into())?;
+                socket.listen(1024)?;
+                TcpListener::from_std(socket.into()).map(Listener::Tcp)
+            }
+            ListenAddr::Unix(path) => {
+                remove_stale_socket(path)?;
+                UnixListener::bind(path).map(|l| Listener::Unix(l, path.clone()))
+            }
+        }
+    }
+
+    /// The address it actually listens on (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> io::Result<ListenAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().map(ListenAddr::Tcp),
+            Listener::Unix(_, path) => Ok(ListenAddr::Unix(path.clone())),
+        }
+    }
+}
+
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} is in use by another process", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)
+        }
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Connection settings from `[server]`.
+#[derive(Clone, Debug)]
+pub struct ConnSettings {
+    /// How long a client may take to send a request head.
+    pub header_read_timeout: Duration,
+    /// The largest request head, in bytes.
+    pub max_header_size: usize,
+    /// How long in-flight requests may take to finish at shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+impl ConnSettings {
+    /// The settings of `[server]`.
+    pub fn from_server(server: &ServerConfig) -> Self {
+        ConnSettings {
+            header_read_timeout: server.header_read_timeout.0,
+            max_header_size: server.max_header_size,
+            shutdown_timeout: server.shutdown_timeout.0,
+        }
+    }
+}
+
+/// Adapts the stack to hyper: boxes the body and attaches the connection's [`ClientInfo`].
+#[derive(Clone, Debug)]
+struct WithClientInfo<S> {
+    inner: S,
+    info: ClientInfo,
+}
+
+impl<S> Service<Request<Incoming>> for WithClientInfo<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> S::Future {
+        let mut req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+        req.extensions_mut().insert(self.info);
+        self.inner.call(req)
+    }
+}
+
+/// Serves `listeners` with `stack` until `shutdown` resolves, then drains in-flight requests for
+/// up to the shutdown timeout.
+pub async fn serve<S>(
+    listeners: Vec<Listener>,
+    stack: S,
+    settings: ConnSettings,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.header_read_timeout)
+        .max_buf_size(settings.max_header_size.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(settings.max_header_size).unwrap_or(u32::MAX));
+    let graceful = std::sync::Arc::new(GracefulShutdown::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let mut accept_tasks = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let (builder, stack, graceful, mut stop) =
+            (builder.clone(), stack.clone(), graceful.clone(), stop_rx.clone());
+        accept_tasks.spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = accept(&listener) => accepted,
+                    _ = stop.changed() => return,
+                };
+                let (io, info) = match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        // Usually out of file descriptors; back off instead of spinning.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let service = TowerToHyperService::new(WithClientInfo {
+                    inner: stack.clone(),
+                    info,
+                });
+                let conn = builder
+                    .serve_connection_with_upgrades(io, service)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(err) = conn.await {
+                        tracing::debug!(error = %err, "client connection ended with an error");
+                    }
+                });
+            }
+        });
+    }
+
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    while accept_tasks.join_next().await.is_some() {}
+    tracing::info!("stopped accepting; draining in-flight requests");
+    // Every accept task has ended, so this is the last reference.
+    let graceful = std::sync::Arc::into_inner(graceful).expect("accept tasks have ended");
+    match tokio::time::timeout(settings.shutdown_timeout, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections closed"),
+        Err(_) => tracing::warn!("shutdown timeout reached; closing the remaining connections"),
+    }
+}
+
+
+async fn accept(listener: &Listener) -> io::Result<(TokioIo<Box<dyn Stream>>, ClientInfo)> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (stream, remote) = l.accept().await?;
+            let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().ok();
+            Ok((
+                TokioIo::new(Box::new(stream) as Box<dyn Stream>),
+                client_info(Some(remote), local),
+            ))
+        }
+        Listener::Unix(l, _) => {
+            let (stream, _) = l.accept().await?;
+            Ok((
+                TokioIo::new(Box::new(stream) as Box<dyn Stream>),
+                ClientInfo::default(),
+            ))
+        }
+    }
+}
+
+fn client_info(remote: Option<SocketAddr>, local: Option<SocketAddr>) -> ClientInfo {
+    ClientInfo {
+        remote,
+        local,
+        tls: false,
+    }
+}
+
+/// A client stream, TCP or UNIX.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for T {}

@@ -1,0 +1,73 @@
+//! The service tree, assembled in one place, outermost layer first.
+//!
+//! ```text
+//! CatchPanic       a panicking request gets a 500; the connection and other requests live on
+//! AccessLog        one line per request, written at the end of its response body (optional)
+//! ErrorResponse    the ONE place errors become 404/502/503/504, with Retry-After and Via
+//! Forward          hop-by-hop fields, X-Forwarded-*, Via, TRACE/OPTIONS Max-Forwards
+//! Router           host + path → cluster (balanced) or backend (road warrior)
+//! ```
+
+use std::{convert::Infallible, sync::Arc};
+
+use director_core::{
+    Body,
+    error_response::ErrorResponseLayer,
+    forward::ForwardLayer,
+    headers::HeaderPolicy,
+    registry::Registry,
+    router::Router,
+};
+use http::{Request, Response};
+use tower::{Service, ServiceBuilder};
+
+use crate::{
+    access_log::AccessLogLayer,
+    catch_panic::CatchPanicLayer,
+    config::{AccessLogFormat, ServerConfig},
+};
+
+/// What the stack needs from `[server]`.
+#[derive(Clone, Debug)]
+pub struct StackSettings {
+    /// Header rewriting rules.
+    pub headers: HeaderPolicy,
+    /// Whether to write access log lines.
+    pub access_log: bool,
+}
+
+impl StackSettings {
+    /// The settings of `[server]`.
+    pub fn from_server(server: &ServerConfig) -> Self {
+        StackSettings {
+            headers: HeaderPolicy {
+                via: (!server.pseudonym.is_empty()).then(|| Arc::from(server.pseudonym.as_str())),
+                trust_forwarded: server.trust_forwarded_headers,
+            },
+            access_log: server.access_log != AccessLogFormat::Off,
+        }
+    }
+}
+
+/// Builds the traffic service tree over `registry`.
+pub fn build(
+    registry: Arc<Registry>,
+    settings: &StackSettings,
+) -> impl Service<
+    Request<Body>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    ServiceBuilder::new()
+        // Outermost, so that nothing below can take a connection down with a panic.
+        .layer(CatchPanicLayer)
+        // Outside the error layer, so error responses are logged with their final status.
+        .option_layer(settings.access_log.then_some(AccessLogLayer))
+        .layer(ErrorResponseLayer::new(settings.headers.via.clone()))
+        .layer(ForwardLayer::new(settings.headers.clone()))
+        .service(Router::new(registry))
+}

@@ -1,0 +1,101 @@
+//! The command line: `director check`, the examples, and `director demo`.
+
+mod support;
+
+use std::process::Command;
+
+use support::*;
+
+fn check(path: &std::path::Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_director"))
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn check_accepts_every_example() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut count = 0;
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let (ok, text) = check(&path);
+            assert!(ok, "{}: {text}", path.display());
+            count += 1;
+        }
+    }
+    assert!(count >= 2, "examples/*.toml are checked");
+}
+
+#[test]
+fn check_rejects_typos_and_wrong_types_with_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text, line, key) in [
+        (
+            "typo.toml",
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[clusters.app]\nread-timout = \"5s\"\n",
+            5,
+            "clusters.app.read-timout",
+        ),
+        (
+            "type.toml",
+            "[clusters.app]\n[[clusters.app.backends]]\nname = \"a\"\nurl = 8080\n",
+            4,
+            "clusters.app.backends[0].url",
+        ),
+        (
+            "semantic.toml",
+            "[[routes]]\nhost = \"example.com\"\ncluster = \"nowhere\"\n",
+            3,
+            "routes[0].cluster",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let (ok, out) = check(&path);
+        assert!(!ok, "{name} must be refused");
+        let expected = format!("{}:{line}:", path.display());
+        assert!(out.starts_with(&expected), "{name}: {out}");
+        assert!(out.contains(key), "{name}: {out}");
+    }
+    let (ok, out) = check(&dir.path().join("missing.toml"));
+    assert!(!ok);
+    assert!(out.contains("missing.toml"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_through_all_three_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let director = Director::spawn(dir, &["demo", "--listen", "127.0.0.1:0"], 1);
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let reply = get(&director.url("/")).await;
+        assert_eq!(reply.status, 200);
+        assert!(reply.text().starts_with("Hello from demo backend"), "{}", reply.text());
+        names.push(reply.header("x-demo-backend").unwrap().to_owned());
+    }
+    names.sort();
+    assert_eq!(names, ["alpha", "beta", "gamma"]);
+    let direct = get(&director.url("/direct")).await;
+    assert_eq!(direct.header("x-demo-backend"), Some("alpha"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_mode_balances_without_a_config_file() {
+    let a = director_core::testing::TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let b = director_core::testing::TestBackend::tcp("b", "127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (ua, ub) = (a.socket_addr().unwrap().to_string(), b.socket_addr().unwrap().to_string());
+    let director = Director::spawn(
+        dir,
+        &["--listen", "127.0.0.1:0", "--upstream", &ua, "--upstream", &ub, "--threads", "1", "--access-log", "off"],
+        1,
+    );
+    let first = get(&director.url("/")).await;
+    let second = get(&director.url("/")).await;
+    assert_ne!(first.header("x-backend"), second.header("x-backend"));
+}

@@ -1,0 +1,211 @@
+//! Fixtures for end-to-end tests: the real `director` binary on loopback, and a small client.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A running `director` process; killed when dropped.
+pub struct Director {
+    child: Child,
+    pub addrs: Vec<String>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Director {
+    /// Writes `config` to a temp file and runs `director --config` on it, waiting until it
+    /// announces its listeners.
+    pub fn start(config: &str) -> Director {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("director.toml");
+        std::fs::write(&path, config).unwrap();
+        Self::spawn(dir, &["--config", path.to_str().unwrap()], 1)
+    }
+
+    /// Runs the binary with `args`, waiting for `listeners` "listening on" lines.
+    pub fn spawn(dir: tempfile::TempDir, args: &[&str], listeners: usize) -> Director {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_director"))
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("director starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("director: listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let mut addrs = Vec::new();
+        for _ in 0..listeners {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok(addr) => addrs.push(addr),
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("director did not start listening: {:?}", child.wait());
+                }
+            }
+        }
+        Director { child, addrs, dir }
+    }
+
+    /// `http://127.0.0.1:port` of the first listener.
+    pub fn base(&self) -> &str {
+        &self.addrs[0]
+    }
+
+    /// The first listener's socket address.
+    pub fn socket_addr(&self) -> SocketAddr {
+        self.base().trim_start_matches("http://").parse().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident memory of the process so far, in KiB (Linux `VmHWM`).
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+
+    /// Waits for the process to exit (bounded), returning whether it exited successfully.
+    pub fn wait(&mut self, limit: Duration) -> Option<bool> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status.success());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Director {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn header_all(&self, name: &str) -> Vec<String> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+pub fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Sends `req` and reads the whole response.
+pub async fn send(req: Request<Full<Bytes>>) -> Reply {
+    let response = tokio::time::timeout(Duration::from_secs(30), client().request(req))
+        .await
+        .expect("response within 30s")
+        .expect("request succeeds");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn get(url: &str) -> Reply {
+    send(Request::get(url).body(Full::default()).unwrap()).await
+}
+
+/// Writes raw bytes to `addr` and reads until the server closes or `limit` passes.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], limit: Duration) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(limit, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A TCP port nothing listens on.
+pub fn dead_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Whether this machine has an IPv6 loopback.
+pub fn has_ipv6() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// A path for a UNIX socket inside `dir`.
+pub fn sock(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+/// A config with one cluster `app` over `urls` and a catch-all route to it; `extra` is inserted
+/// into `[clusters.app]`, `server` into `[server]`.
+pub fn cluster_config(urls: &[String], server: &str, extra: &str) -> String {
+    let mut c = format!("[server]\nlisten = [\"127.0.0.1:0\"]\naccess-log = \"off\"\n{server}\n\n[clusters.app]\n{extra}\n");
+    for (i, url) in urls.iter().enumerate() {
+        c.push_str(&format!("[[clusters.app.backends]]\nname = \"b{i}\"\nurl = \"{url}\"\n"));
+    }
+    c.push_str("\n[[routes]]\ncluster = \"app\"\n");
+    c
+}
