@@ -120,7 +120,11 @@ impl Line {
             cluster: None,
             backend: None,
         });
-        let path = self.entry.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let path = self
+            .entry
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str());
         let duration_ms = self.entry.started.elapsed().as_secs_f64() * 1000.0;
         tracing::info!(
             target: "director::access",
@@ -159,10 +163,10 @@ impl http_body::Body for LoggedBody {
                 if let (Some(line), Some(data)) = (&mut this.line, frame.data_ref()) {
                     line.bytes += data.len() as u64;
                 }
-                if this.inner.is_end_stream() {
-                    if let Some(line) = this.line.take() {
-                        line.write("complete");
-                    }
+                if this.inner.is_end_stream()
+                    && let Some(line) = this.line.take()
+                {
+                    line.write("complete");
                 }
             }
             Some(Err(_)) => {
@@ -200,4 +204,3 @@ impl Drop for LoggedBody {
         }
     }
 }
-

@@ -91,7 +91,10 @@ mod tests {
             Ok::<_, std::convert::Infallible>(Response::new(body::empty()))
         }));
         let get = |p: &str| Request::get(p).body(body::empty()).unwrap();
-        assert_eq!(svc.clone().oneshot(get("/boom")).await.unwrap().status(), 500);
+        assert_eq!(
+            svc.clone().oneshot(get("/boom")).await.unwrap().status(),
+            500
+        );
         assert_eq!(svc.oneshot(get("/ok")).await.unwrap().status(), 200);
     }
 }

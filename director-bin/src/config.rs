@@ -132,9 +132,9 @@ impl ListenAddr {
             }
             return Ok(ListenAddr::Unix(path.into()));
         }
-        text.parse()
-            .map(ListenAddr::Tcp)
-            .map_err(|_| format!("{text:?} is not an address such as 127.0.0.1:8080, [::]:8080 or unix:/path"))
+        text.parse().map(ListenAddr::Tcp).map_err(|_| {
+            format!("{text:?} is not an address such as 127.0.0.1:8080, [::]:8080 or unix:/path")
+        })
     }
 }
 
@@ -241,15 +241,22 @@ pub fn parse(source: &str, file: &Path) -> Result<Loaded, LoadError> {
     }
     if config.server.listen.is_empty() {
         let key = "server.listen".to_owned();
-        return Err(invalid(locate(source, &key), key, "at least one listener is needed".into()));
+        return Err(invalid(
+            locate(source, &key),
+            key,
+            "at least one listener is needed".into(),
+        ));
     }
     if config.server.threads == Some(0) {
         let key = "server.threads".to_owned();
-        return Err(invalid(locate(source, &key), key, "threads must be at least 1".into()));
+        return Err(invalid(
+            locate(source, &key),
+            key,
+            "threads must be at least 1".into(),
+        ));
     }
-    let snapshot = Snapshot::build(&config.proxy()).map_err(|ConfigError { path, message }| {
-        invalid(locate(source, &path), path, message)
-    })?;
+    let snapshot = Snapshot::build(&config.proxy())
+        .map_err(|ConfigError { path, message }| invalid(locate(source, &path), path, message))?;
     Ok(Loaded { config, snapshot })
 }
 
@@ -286,7 +293,9 @@ fn locate(source: &str, path: &str) -> Option<std::ops::Range<usize>> {
                 value = Some(v.get_ref());
             }
             Segment::Index(i) => {
-                let Some(DeValue::Array(items)) = value else { break };
+                let Some(DeValue::Array(items)) = value else {
+                    break;
+                };
                 let Some(item) = items.get(i) else { break };
                 span = Some(item.span());
                 table = None;

@@ -60,7 +60,13 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         listeners.push(listener);
     }
     let stack = stack::build(registry, &StackSettings::from_server(&config.server));
-    server::serve(listeners, stack, ConnSettings::from_server(&config.server), shutdown).await;
+    server::serve(
+        listeners,
+        stack,
+        ConnSettings::from_server(&config.server),
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 

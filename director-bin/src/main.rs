@@ -134,7 +134,12 @@ fn quick_config(cli: &Cli) -> Result<Loaded, config::LoadError> {
 /// Renders a quick config back to TOML so it goes through the same checks as a file.
 fn toml_text(config: &Config) -> String {
     let mut out = String::from("[server]\nlisten = [");
-    let listens: Vec<String> = config.server.listen.iter().map(|l| format!("{l:?}")).collect();
+    let listens: Vec<String> = config
+        .server
+        .listen
+        .iter()
+        .map(|l| format!("{l:?}"))
+        .collect();
     out.push_str(&listens.join(", "));
     out.push_str("]\n\n[clusters.default]\n");
     for b in &config.clusters["default"].backends {
@@ -162,18 +167,25 @@ fn apply_overrides(cli: &Cli, loaded: &mut Loaded) {
 
 fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
     match threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
         Some(n) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(n)
             .enable_all()
             .build(),
-        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
     }
 }
 
 fn serve(cli: &Cli, mut loaded: Loaded) -> ExitCode {
     apply_overrides(cli, &mut loaded);
-    telemetry::init(loaded.config.server.access_log, &loaded.config.server.log_level);
+    telemetry::init(
+        loaded.config.server.access_log,
+        &loaded.config.server.log_level,
+    );
     let rt = match runtime(loaded.config.server.threads) {
         Ok(rt) => rt,
         Err(err) => {
@@ -203,7 +215,10 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
         let text = demo::config_text(listen, &backends);
         let mut loaded = config::parse(&text, std::path::Path::new("(embedded demo config)"))?;
         apply_overrides(cli, &mut loaded);
-        telemetry::init(loaded.config.server.access_log, &loaded.config.server.log_level);
+        telemetry::init(
+            loaded.config.server.access_log,
+            &loaded.config.server.log_level,
+        );
         println!("director demo: started three demo backends:");
         for (name, url) in ["alpha", "beta", "gamma"].iter().zip(&backends.urls) {
             println!("  {name:<6} {url}");

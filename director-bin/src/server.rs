@@ -119,7 +119,10 @@ where
     type Error = Infallible;
     type Future = S::Future;
 
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
@@ -160,8 +163,12 @@ pub async fn serve<S>(
 
     let mut accept_tasks = tokio::task::JoinSet::new();
     for listener in listeners {
-        let (builder, stack, graceful, mut stop) =
-            (builder.clone(), stack.clone(), graceful.clone(), stop_rx.clone());
+        let (builder, stack, graceful, mut stop) = (
+            builder.clone(),
+            stack.clone(),
+            graceful.clone(),
+            stop_rx.clone(),
+        );
         accept_tasks.spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -205,7 +212,6 @@ pub async fn serve<S>(
         Err(_) => tracing::warn!("shutdown timeout reached; closing the remaining connections"),
     }
 }
-
 
 async fn accept(listener: &Listener) -> io::Result<(TokioIo<Box<dyn Stream>>, ClientInfo)> {
     match listener {

@@ -11,12 +11,8 @@
 use std::{convert::Infallible, sync::Arc};
 
 use director_core::{
-    Body,
-    error_response::ErrorResponseLayer,
-    forward::ForwardLayer,
-    headers::HeaderPolicy,
-    registry::Registry,
-    router::Router,
+    Body, error_response::ErrorResponseLayer, forward::ForwardLayer, headers::HeaderPolicy,
+    registry::Registry, router::Router,
 };
 use http::{Request, Response};
 use tower::{Service, ServiceBuilder};
@@ -53,12 +49,8 @@ impl StackSettings {
 pub fn build(
     registry: Arc<Registry>,
     settings: &StackSettings,
-) -> impl Service<
-    Request<Body>,
-    Response = Response<Body>,
-    Error = Infallible,
-    Future: Send + 'static,
-> + Clone
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
++ Clone
 + Send
 + Sync
 + 'static {

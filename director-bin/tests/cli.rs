@@ -12,7 +12,8 @@ fn check(path: &std::path::Path) -> (bool, String) {
         .arg(path)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -75,7 +76,11 @@ async fn the_demo_serves_through_all_three_backends() {
     for _ in 0..3 {
         let reply = get(&director.url("/")).await;
         assert_eq!(reply.status, 200);
-        assert!(reply.text().starts_with("Hello from demo backend"), "{}", reply.text());
+        assert!(
+            reply.text().starts_with("Hello from demo backend"),
+            "{}",
+            reply.text()
+        );
         names.push(reply.header("x-demo-backend").unwrap().to_owned());
     }
     names.sort();
@@ -86,13 +91,31 @@ async fn the_demo_serves_through_all_three_backends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_mode_balances_without_a_config_file() {
-    let a = director_core::testing::TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
-    let b = director_core::testing::TestBackend::tcp("b", "127.0.0.1:0").await.unwrap();
+    let a = director_core::testing::TestBackend::tcp("a", "127.0.0.1:0")
+        .await
+        .unwrap();
+    let b = director_core::testing::TestBackend::tcp("b", "127.0.0.1:0")
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (ua, ub) = (a.socket_addr().unwrap().to_string(), b.socket_addr().unwrap().to_string());
+    let (ua, ub) = (
+        a.socket_addr().unwrap().to_string(),
+        b.socket_addr().unwrap().to_string(),
+    );
     let director = Director::spawn(
         dir,
-        &["--listen", "127.0.0.1:0", "--upstream", &ua, "--upstream", &ub, "--threads", "1", "--access-log", "off"],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &ua,
+            "--upstream",
+            &ub,
+            "--threads",
+            "1",
+            "--access-log",
+            "off",
+        ],
         1,
     );
     let first = get(&director.url("/")).await;

@@ -10,10 +10,19 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_headers_get_431() {
     let backend = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
-    let director = Director::start(&cluster_config(&[backend.url()], "max-header-size = 16384", ""));
+    let director = Director::start(&cluster_config(
+        &[backend.url()],
+        "max-header-size = 16384",
+        "",
+    ));
     let big = "x".repeat(40_000);
     let request = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
-    let answer = raw(director.socket_addr(), request.as_bytes(), Duration::from_secs(5)).await;
+    let answer = raw(
+        director.socket_addr(),
+        request.as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.80}");
     assert_eq!(backend.requests(), 0);
     assert_eq!(get(&director.url("/")).await.status, 200, "still serving");
@@ -29,7 +38,10 @@ async fn malformed_requests_get_400() {
         b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
     ] {
         let answer = raw(director.socket_addr(), garbage, Duration::from_secs(5)).await;
-        assert!(answer.starts_with("HTTP/1.1 400"), "{garbage:?} gave {answer:.80}");
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{garbage:?} gave {answer:.80}"
+        );
     }
     assert_eq!(backend.requests(), 0);
     assert_eq!(get(&director.url("/")).await.status, 200, "still serving");
@@ -38,24 +50,43 @@ async fn malformed_requests_get_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_are_cut_off_after_the_header_read_timeout() {
     let backend = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
-    let director = Director::start(&cluster_config(&[backend.url()], "header-read-timeout = \"500ms\"", ""));
+    let director = Director::start(&cluster_config(
+        &[backend.url()],
+        "header-read-timeout = \"500ms\"",
+        "",
+    ));
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut slow = tokio::net::TcpStream::connect(director.socket_addr()).await.unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(director.socket_addr())
+        .await
+        .unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     // Never finish the head: the proxy must close the connection on its own.
     let mut buf = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
     assert!(closed.is_ok(), "the slow connection was not closed");
     let answer = String::from_utf8_lossy(&buf);
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
     assert_eq!(backend.requests(), 0);
-    assert_eq!(get(&director.url("/")).await.status, 200, "others are still served");
+    assert_eq!(
+        get(&director.url("/")).await.status,
+        200,
+        "others are still served"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests() {
     let backend = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
-    let mut director = Director::start(&cluster_config(&[backend.url()], "shutdown-timeout = \"10s\"", ""));
+    let mut director = Director::start(&cluster_config(
+        &[backend.url()],
+        "shutdown-timeout = \"10s\"",
+        "",
+    ));
     let url = director.url("/delay/700");
     let in_flight = tokio::spawn(async move { get(&url).await });
     // Let the request reach the backend before the signal.
@@ -70,6 +101,15 @@ async fn sigterm_drains_in_flight_requests() {
     let reply = in_flight.await.unwrap();
     assert_eq!(reply.status, 200, "the in-flight request completes");
     assert_eq!(reply.text(), "delayed 700ms\n");
-    assert_eq!(director.wait(Duration::from_secs(10)), Some(true), "exits cleanly");
-    assert!(tokio::net::TcpStream::connect(director.socket_addr()).await.is_err(), "no longer accepting");
+    assert_eq!(
+        director.wait(Duration::from_secs(10)),
+        Some(true),
+        "exits cleanly"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(director.socket_addr())
+            .await
+            .is_err(),
+        "no longer accepting"
+    );
 }

@@ -77,7 +77,11 @@ impl FromStr for BackendUrl {
             "fastcgi" | "fcgi" => (Protocol::FastCgi, false),
             "fastcgi+unix" | "fcgi+unix" => (Protocol::FastCgi, true),
             "https" => return Err(err("TLS to backends is not supported; use http://")),
-            _ => return Err(err("unknown scheme; use http, unix, fastcgi or fastcgi+unix")),
+            _ => {
+                return Err(err(
+                    "unknown scheme; use http, unix, fastcgi or fastcgi+unix",
+                ));
+            }
         };
         if unix {
             // Accept `unix:/p`, `unix://p` is ambiguous, `unix:///p` is the URL form.
@@ -95,7 +99,9 @@ impl FromStr for BackendUrl {
             .ok_or_else(|| err("expected // after the scheme"))?;
         let authority = rest.trim_end_matches('/');
         if authority.contains('/') || authority.contains('?') || authority.contains('@') {
-            return Err(err("a backend URL has a host and port only, no path or user"));
+            return Err(err(
+                "a backend URL has a host and port only, no path or user",
+            ));
         }
         if authority.is_empty() {
             return Err(err("missing host"));
@@ -113,7 +119,9 @@ impl FromStr for BackendUrl {
         }
         let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
             // `[v6]` or `[v6]:port`
-            let (v6, after) = rest.split_once(']').ok_or_else(|| err("unclosed IPv6 bracket"))?;
+            let (v6, after) = rest
+                .split_once(']')
+                .ok_or_else(|| err("unclosed IPv6 bracket"))?;
             let port = match after {
                 "" => default_port,
                 p => p
@@ -191,7 +199,11 @@ mod tests {
 
     #[test]
     fn unix_forms() {
-        for url in ["unix:/run/a.sock", "http+unix:/run/a.sock", "unix:///run/a.sock"] {
+        for url in [
+            "unix:/run/a.sock",
+            "http+unix:/run/a.sock",
+            "unix:///run/a.sock",
+        ] {
             let parsed = parse(url).unwrap();
             assert_eq!(parsed.protocol, Protocol::Http);
             assert_eq!(parsed.addr, BackendAddr::Unix("/run/a.sock".into()));

@@ -86,7 +86,10 @@ impl Cluster {
     }
 
     /// Balances `req` over the cluster's backends.
-    pub async fn dispatch(self: Arc<Self>, req: Request<Body>) -> Result<Response<Body>, ProxyError> {
+    pub async fn dispatch(
+        self: Arc<Self>,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, ProxyError> {
         if !self.is_enabled() {
             return Err(self
                 .unavailable(ErrorKind::NoBackend)
@@ -136,7 +139,11 @@ pub async fn dispatch_direct(
     }
 }
 
-fn tag(mut response: Response<Body>, cluster: Option<&Arc<str>>, backend: &Backend) -> Response<Body> {
+fn tag(
+    mut response: Response<Body>,
+    cluster: Option<&Arc<str>>,
+    backend: &Backend,
+) -> Response<Body> {
     response.extensions_mut().insert(UpstreamInfo {
         cluster: cluster.cloned(),
         backend: Some(backend.name().clone()),

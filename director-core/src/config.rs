@@ -32,7 +32,11 @@ impl ConfigDuration {
             "ms" => 0.001,
             "m" | "min" => 60.0,
             "h" => 3600.0,
-            other => return Err(format!("unknown duration unit {other:?}; use ms, s, m or h")),
+            other => {
+                return Err(format!(
+                    "unknown duration unit {other:?}; use ms, s, m or h"
+                ));
+            }
         };
         Duration::try_from_secs_f64(value * scale)
             .map(ConfigDuration)
@@ -46,7 +50,9 @@ impl<'de> Deserialize<'de> for ConfigDuration {
         impl de::Visitor<'_> for Visitor {
             type Value = ConfigDuration;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration: seconds as a number, or a string such as \"10s\" or \"250ms\"")
+                f.write_str(
+                    "a duration: seconds as a number, or a string such as \"10s\" or \"250ms\"",
+                )
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
                 Ok(ConfigDuration(Duration::from_secs(v)))

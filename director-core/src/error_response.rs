@@ -130,11 +130,17 @@ pub fn error_response(err: BoxError, via: Option<&str>) -> Response<Body> {
                 }
                 _ => tracing::warn!(error = %proxy, "request failed"),
             }
-            let info = (proxy.cluster().is_some() || proxy.backend().is_some()).then(|| UpstreamInfo {
-                cluster: proxy.cluster().cloned(),
-                backend: proxy.backend().cloned(),
-            });
-            (proxy.status(), proxy.public_message(), proxy.retry_after(), info)
+            let info =
+                (proxy.cluster().is_some() || proxy.backend().is_some()).then(|| UpstreamInfo {
+                    cluster: proxy.cluster().cloned(),
+                    backend: proxy.backend().cloned(),
+                });
+            (
+                proxy.status(),
+                proxy.public_message(),
+                proxy.retry_after(),
+                info,
+            )
         }
         None if is_timeout(&*err) => {
             tracing::warn!(error = %err, "request timed out");
@@ -142,7 +148,12 @@ pub fn error_response(err: BoxError, via: Option<&str>) -> Response<Body> {
         }
         None => {
             tracing::error!(error = %err, "internal error");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error", None, None)
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+                None,
+                None,
+            )
         }
     };
     let text = format!(
@@ -160,10 +171,10 @@ pub fn error_response(err: BoxError, via: Option<&str>) -> Response<Body> {
     if let Some(seconds) = retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
-    if let Some(via) = via {
-        if let Ok(v) = HeaderValue::from_str(&format!("1.1 {via}")) {
-            headers.insert(header::VIA, v);
-        }
+    if let Some(via) = via
+        && let Ok(v) = HeaderValue::from_str(&format!("1.1 {via}"))
+    {
+        headers.insert(header::VIA, v);
     }
     if let Some(info) = info {
         response.extensions_mut().insert(info);
@@ -209,10 +220,17 @@ mod tests {
         assert_eq!(r.headers()["retry-after"], "7");
         assert_eq!(r.headers()["via"], "1.1 director");
         assert_eq!(
-            r.extensions().get::<UpstreamInfo>().unwrap().cluster.as_deref(),
+            r.extensions()
+                .get::<UpstreamInfo>()
+                .unwrap()
+                .cluster
+                .as_deref(),
             Some("app")
         );
-        assert_eq!(text(r).await, "503 Service Unavailable: no backend is available\n");
+        assert_eq!(
+            text(r).await,
+            "503 Service Unavailable: no backend is available\n"
+        );
     }
 
     #[tokio::test]

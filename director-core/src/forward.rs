@@ -129,10 +129,10 @@ fn answer_locally(parts: &http::request::Parts, policy: &HeaderPolicy) -> Respon
         r
     };
     *response.status_mut() = StatusCode::OK;
-    if let Some(via) = &policy.via {
-        if let Ok(v) = HeaderValue::from_str(&format!("1.1 {via}")) {
-            response.headers_mut().insert(header::VIA, v);
-        }
+    if let Some(via) = &policy.via
+        && let Ok(v) = HeaderValue::from_str(&format!("1.1 {via}"))
+    {
+        response.headers_mut().insert(header::VIA, v);
     }
     response
 }

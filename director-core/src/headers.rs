@@ -139,12 +139,11 @@ pub fn prepare_request(
     }
 
     // HTTP/2 requests carry the host in the URI only; HTTP/1.1 backends need a `Host` field.
-    if !headers.contains_key(HOST) {
-        if let Some(authority) = parts.uri.authority() {
-            if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
-                headers.insert(HOST, value);
-            }
-        }
+    if !headers.contains_key(HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(value) = HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(HOST, value);
     }
 
     if let Some(ip) = client.remote.map(|a| a.ip()) {

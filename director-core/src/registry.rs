@@ -49,7 +49,10 @@ impl Snapshot {
                 if backends.iter().any(|b| **b.name() == *backend.name) {
                     return Err(ConfigError::new(
                         format!("{at}.name"),
-                        format!("backend {:?} appears twice in cluster {name:?}", backend.name),
+                        format!(
+                            "backend {:?} appears twice in cluster {name:?}",
+                            backend.name
+                        ),
                     ));
                 }
                 let url = parse_url(&backend.url, &format!("{at}.url"))?;
@@ -69,12 +72,18 @@ impl Snapshot {
                 .map_err(|m| ConfigError::new(format!("{at}.host"), m))?;
             let path = route.path.clone().unwrap_or_else(|| "/".to_owned());
             if !path.starts_with('/') {
-                return Err(ConfigError::new(format!("{at}.path"), "a path prefix starts with '/'"));
+                return Err(ConfigError::new(
+                    format!("{at}.path"),
+                    "a path prefix starts with '/'",
+                ));
             }
             let target = match (&route.cluster, &route.backend) {
                 (Some(name), None) => {
                     let cluster = clusters.get(name.as_str()).ok_or_else(|| {
-                        ConfigError::new(format!("{at}.cluster"), format!("no cluster named {name:?}"))
+                        ConfigError::new(
+                            format!("{at}.cluster"),
+                            format!("no cluster named {name:?}"),
+                        )
                     })?;
                     Target::Cluster(cluster.clone())
                 }
@@ -159,7 +168,11 @@ fn transport_options(
         None => Ok(default),
     };
     Ok(TransportOptions {
-        connect_timeout: positive(s.connect_timeout, "connect-timeout", defaults.connect_timeout)?,
+        connect_timeout: positive(
+            s.connect_timeout,
+            "connect-timeout",
+            defaults.connect_timeout,
+        )?,
         read_timeout: positive(s.read_timeout, "read-timeout", defaults.read_timeout)?,
         write_timeout: positive(s.write_timeout, "write-timeout", defaults.write_timeout)?,
         idle_timeout: positive(s.idle_timeout, "idle-timeout", defaults.idle_timeout)?,
@@ -232,9 +245,15 @@ mod tests {
         }
     }
 
-    fn build(clusters: Vec<(&str, ClusterConfig)>, routes: Vec<RouteConfig>) -> Result<Snapshot, ConfigError> {
+    fn build(
+        clusters: Vec<(&str, ClusterConfig)>,
+        routes: Vec<RouteConfig>,
+    ) -> Result<Snapshot, ConfigError> {
         Snapshot::build(&ProxyConfig {
-            clusters: clusters.into_iter().map(|(n, c)| (n.to_owned(), c)).collect(),
+            clusters: clusters
+                .into_iter()
+                .map(|(n, c)| (n.to_owned(), c))
+                .collect(),
             routes,
         })
     }
@@ -242,8 +261,14 @@ mod tests {
     #[test]
     fn builds_clusters_and_routes() {
         let s = build(
-            vec![("app", cluster(&[("a", "http://127.0.0.1:1"), ("b", "unix:/tmp/b.sock")]))],
-            vec![route(Some("app"), None), route(None, Some("http://[::1]:2"))],
+            vec![(
+                "app",
+                cluster(&[("a", "http://127.0.0.1:1"), ("b", "unix:/tmp/b.sock")]),
+            )],
+            vec![
+                route(Some("app"), None),
+                route(None, Some("http://[::1]:2")),
+            ],
         )
         .unwrap();
         assert_eq!(s.cluster("app").unwrap().backends().len(), 2);
@@ -253,7 +278,10 @@ mod tests {
     #[test]
     fn names_the_bad_key() {
         let err = build(
-            vec![("app", cluster(&[("a", "http://127.0.0.1:1"), ("a", "http://127.0.0.1:2")]))],
+            vec![(
+                "app",
+                cluster(&[("a", "http://127.0.0.1:1"), ("a", "http://127.0.0.1:2")]),
+            )],
             vec![],
         )
         .unwrap_err();
@@ -269,7 +297,11 @@ mod tests {
         let err = build(vec![], vec![route(None, None)]).unwrap_err();
         assert_eq!(err.path, "routes[0]");
 
-        let err = build(vec![("app", cluster(&[("a", "fastcgi://127.0.0.1:9000")]))], vec![]).unwrap_err();
+        let err = build(
+            vec![("app", cluster(&[("a", "fastcgi://127.0.0.1:9000")]))],
+            vec![],
+        )
+        .unwrap_err();
         assert!(err.message.contains("FastCGI"));
 
         let mut c = cluster(&[]);

@@ -44,9 +44,9 @@ impl HostPattern {
             None => (false, pattern),
         };
         let valid = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']'));
+            && name.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b':' | b'[' | b']')
+            });
         if !valid {
             return Err("a host is a name such as example.com, *.example.com or *");
         }
@@ -198,7 +198,10 @@ mod tests {
             route("*", "/static/", "static"),
         ]);
         assert_eq!(find(&table, "api.example.com", "/x"), Some("api"));
-        assert_eq!(find(&table, "API.Example.com:8080", "/v2/users"), Some("api-v2"));
+        assert_eq!(
+            find(&table, "API.Example.com:8080", "/v2/users"),
+            Some("api-v2")
+        );
         assert_eq!(find(&table, "api.example.com", "/v2"), Some("api-v2"));
         assert_eq!(find(&table, "api.example.com", "/v2x"), Some("api"));
         assert_eq!(find(&table, "www.example.com", "/"), Some("wild"));

@@ -108,7 +108,11 @@ impl TestBackend {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let (name, state) = (Arc::<str>::from(name), Arc::new(State::default()));
-        let task = tokio::spawn(accept_loop(Listener::Tcp(listener), name.clone(), state.clone()));
+        let task = tokio::spawn(accept_loop(
+            Listener::Tcp(listener),
+            name.clone(),
+            state.clone(),
+        ));
         Ok(TestBackend {
             name,
             addr: BackendAddr::Tcp(local),
@@ -121,7 +125,11 @@ impl TestBackend {
     pub async fn unix(name: &str, path: &Path) -> std::io::Result<TestBackend> {
         let listener = UnixListener::bind(path)?;
         let (name, state) = (Arc::<str>::from(name), Arc::new(State::default()));
-        let task = tokio::spawn(accept_loop(Listener::Unix(listener), name.clone(), state.clone()));
+        let task = tokio::spawn(accept_loop(
+            Listener::Unix(listener),
+            name.clone(),
+            state.clone(),
+        ));
         Ok(TestBackend {
             name,
             addr: BackendAddr::Unix(path.to_owned()),
@@ -174,7 +182,12 @@ impl TestBackend {
 
     /// The last request head it received.
     pub fn last_request(&self) -> Option<RecordedRequest> {
-        self.state.recorded.lock().expect("recorded lock").last().cloned()
+        self.state
+            .recorded
+            .lock()
+            .expect("recorded lock")
+            .last()
+            .cloned()
     }
 }
 
@@ -223,20 +236,22 @@ where
     });
 }
 
-
-
 async fn handle(
     mut req: Request<Incoming>,
     name: Arc<str>,
     state: Arc<State>,
 ) -> Result<Response<Body>, BoxError> {
     state.requests.fetch_add(1, Ordering::SeqCst);
-    state.recorded.lock().expect("recorded lock").push(RecordedRequest {
-        method: req.method().clone(),
-        uri: req.uri().clone(),
-        version: req.version(),
-        headers: req.headers().clone(),
-    });
+    state
+        .recorded
+        .lock()
+        .expect("recorded lock")
+        .push(RecordedRequest {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+        });
     let path = req.uri().path().to_owned();
     let mut response = match path.as_str() {
         "/echo" => Response::new(body::boxed(req.into_body())),

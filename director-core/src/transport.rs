@@ -145,7 +145,9 @@ impl HttpTransport {
     pub async fn connect(&self) -> Result<Connection, ProxyError> {
         loop {
             let idle = self.shared.idle.lock().expect("pool lock").pop();
-            let Some(Idle { mut tx, since }) = idle else { break };
+            let Some(Idle { mut tx, since }) = idle else {
+                break;
+            };
             if tx.is_closed() || since.elapsed() > self.shared.opts.idle_timeout {
                 continue;
             }
@@ -299,14 +301,17 @@ impl Connection {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
             // The connection now belongs to the tunnel: never pool it.
-            return Ok(response.map(|b| crate::body::boxed(UpstreamBody::new(b, None, read_timeout))));
+            return Ok(
+                response.map(|b| crate::body::boxed(UpstreamBody::new(b, None, read_timeout)))
+            );
         }
 
         let pool_return = PoolReturn {
             shared: self.shared,
             tx: self.tx,
         };
-        Ok(response.map(|b| crate::body::boxed(UpstreamBody::new(b, Some(pool_return), read_timeout))))
+        Ok(response
+            .map(|b| crate::body::boxed(UpstreamBody::new(b, Some(pool_return), read_timeout))))
     }
 }
 

@@ -41,7 +41,10 @@ fn a_typo_in_a_key_names_line_and_key() {
     let (line, _, key, message) = error(&source);
     assert_eq!(line, 6);
     assert_eq!(key, "clusters.app.conect-timeout");
-    assert!(message.contains("unknown field `conect-timeout`"), "{message}");
+    assert!(
+        message.contains("unknown field `conect-timeout`"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -202,9 +202,13 @@ pub fn sock(dir: &Path, name: &str) -> PathBuf {
 /// A config with one cluster `app` over `urls` and a catch-all route to it; `extra` is inserted
 /// into `[clusters.app]`, `server` into `[server]`.
 pub fn cluster_config(urls: &[String], server: &str, extra: &str) -> String {
-    let mut c = format!("[server]\nlisten = [\"127.0.0.1:0\"]\naccess-log = \"off\"\n{server}\n\n[clusters.app]\n{extra}\n");
+    let mut c = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\naccess-log = \"off\"\n{server}\n\n[clusters.app]\n{extra}\n"
+    );
     for (i, url) in urls.iter().enumerate() {
-        c.push_str(&format!("[[clusters.app.backends]]\nname = \"b{i}\"\nurl = \"{url}\"\n"));
+        c.push_str(&format!(
+            "[[clusters.app.backends]]\nname = \"b{i}\"\nurl = \"{url}\"\n"
+        ));
     }
     c.push_str("\n[[routes]]\ncluster = \"app\"\n");
     c

@@ -206,7 +206,10 @@ fn response_rules() {
         assert!(!parts.headers.contains_key(gone), "{gone} must be removed");
     }
     assert_eq!(values(&parts.headers, "set-cookie"), ["a=b"]);
-    assert_eq!(values(&parts.headers, "via"), ["1.0 origin", "1.1 director"]);
+    assert_eq!(
+        values(&parts.headers, "via"),
+        ["1.0 origin", "1.1 director"]
+    );
 }
 
 #[test]

@@ -62,10 +62,10 @@ impl UpstreamBody {
     }
 
     fn release_if_done(&mut self) {
-        if self.inner.is_end_stream() {
-            if let Some(PoolReturn { shared, tx }) = self.pool_return.take() {
-                shared.release(tx);
-            }
+        if self.inner.is_end_stream()
+            && let Some(PoolReturn { shared, tx }) = self.pool_return.take()
+        {
+            shared.release(tx);
         }
     }
 

@@ -90,7 +90,11 @@ impl AsyncRead for TimedIo {
 }
 
 impl TimedIo {
-    fn finish_write<T>(&mut self, cx: &mut Context<'_>, res: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn finish_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        res: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         match res {
             Poll::Pending => match self.poll_write_timer(cx) {
                 Poll::Ready(err) => Poll::Ready(Err(err)),
@@ -105,7 +109,11 @@ impl TimedIo {
 }
 
 impl AsyncWrite for TimedIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let res = with_stream!(this, s => Pin::new(s).poll_write(cx, buf));
         this.finish_write(cx, res)

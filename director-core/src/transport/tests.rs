@@ -16,7 +16,10 @@ fn opts() -> TransportOptions {
 }
 
 fn get(path: &str) -> Request<Body> {
-    Request::get(path).header("host", "t").body(body::empty()).unwrap()
+    Request::get(path)
+        .header("host", "t")
+        .body(body::empty())
+        .unwrap()
 }
 
 async fn text(r: Response<Body>) -> String {
@@ -32,7 +35,11 @@ async fn reuses_connections_after_the_body_is_read() {
         assert_eq!(text(r).await, "backend a\n");
     }
     assert_eq!(backend.requests(), 5);
-    assert_eq!(backend.connections(), 1, "one keep-alive connection serves all");
+    assert_eq!(
+        backend.connections(),
+        1,
+        "one keep-alive connection serves all"
+    );
     assert_eq!(transport.idle_connections(), 1);
 }
 
@@ -40,7 +47,10 @@ async fn reuses_connections_after_the_body_is_read() {
 async fn bodiless_responses_release_without_being_polled() {
     let backend = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
     let transport = HttpTransport::new(backend.addr().clone(), opts());
-    let head = Request::head("/").header("host", "t").body(body::empty()).unwrap();
+    let head = Request::head("/")
+        .header("host", "t")
+        .body(body::empty())
+        .unwrap();
     let r = transport.send(head).await.unwrap();
     drop(r);
     transport.send(get("/")).await.unwrap();

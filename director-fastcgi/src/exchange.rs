@@ -1,0 +1,445 @@
+//! One request/response exchange over a connection: send `BEGIN_REQUEST`, `PARAMS` and the
+//! streamed `STDIN`, read until the CGI header block is complete, then hand the connection to
+//! the [`ResponseBody`].
+//!
+//! The application may answer before it has read the whole request body (or end the request
+//! early), so every write also reads: response records are absorbed into a [`ReadState`] while
+//! the upload runs, bounded by `max_early_body`.
+
+use std::pin::pin;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use http::{Request, Response, header};
+use http_body::Body;
+
+use crate::body::ResponseBody;
+use crate::cgi::{self, CgiResponseHead};
+use crate::config::{ClientAbort, FastCgiConfig};
+use crate::conn::{Conn, FastCgiAddr, Progress};
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::pool::Pool;
+use crate::proto::{self, EndRequest, ProtocolStatus, Record, RecordType, Role, params};
+
+/// The request id: one request at a time per connection (no multiplexing, like php-fpm).
+pub(crate) const REQUEST_ID: u16 = 1;
+
+/// What all clones of a service share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) addr: FastCgiAddr,
+    pub(crate) config: FastCgiConfig,
+    pub(crate) pool: Pool,
+}
+
+/// Owns the connection while a request is in flight. Dropped before [`finish`](Self::finish)
+/// or [`discard`](Self::discard) means the client went away: apply `on_client_abort`.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    conn: Option<Conn>,
+    shared: Arc<Shared>,
+    stdin_done: bool,
+}
+
+// === impl Exchange ===
+
+impl Exchange {
+    pub(crate) fn conn(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("exchange used after finish")
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// The request ended with `REQUEST_COMPLETE`; pool the connection if it may be reused:
+    /// the application keeps it, nothing unread is left, and `STDIN` was sent whole (an early
+    /// `END_REQUEST` may have cut a record in half).
+    pub(crate) fn finish(mut self) {
+        if let Some(conn) = self.conn.take()
+            && self.shared.config.keep_conn
+            && self.stdin_done
+            && conn.read_buf.is_empty()
+        {
+            self.shared.pool.put(conn);
+        }
+    }
+
+    /// The exchange failed; close the connection without further ado.
+    pub(crate) fn discard(mut self) {
+        self.conn.take();
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let notify = match self.shared.config.on_client_abort {
+            ClientAbort::Close => return,
+            ClientAbort::Ignore if !self.stdin_done => return,
+            ClientAbort::Ignore => false,
+            ClientAbort::Notify => true,
+        };
+        // Without a runtime (dropped during shutdown) closing is all we can do.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(drain(conn, self.shared.clone(), notify));
+        }
+    }
+}
+
+/// Reads the rest of an abandoned response (after `ABORT_REQUEST` when `notify`) and pools the
+/// connection if the application ends the request cleanly.
+async fn drain(mut conn: Conn, shared: Arc<Shared>, notify: bool) {
+    let config = &shared.config;
+    if notify {
+        let mut out = BytesMut::new();
+        proto::encode_abort_request(REQUEST_ID, &mut out);
+        if conn
+            .write_all(&mut out, config.write_timeout)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    while let Ok(Some(rec)) = conn.read_record(config.read_timeout).await {
+        if rec.record_type == RecordType::EndRequest {
+            if config.keep_conn && conn.read_buf.is_empty() {
+                shared.pool.put(conn);
+            }
+            return;
+        }
+    }
+}
+
+/// Response records absorbed so far.
+#[derive(Debug, Default)]
+struct ReadState {
+    stdout: BytesMut,
+    head: Option<CgiResponseHead>,
+    end: Option<EndRequest>,
+}
+
+// === impl ReadState ===
+
+impl ReadState {
+    /// Parses every whole record buffered in `conn`, up to `END_REQUEST`.
+    fn absorb(
+        &mut self,
+        conn: &mut Conn,
+        addr: &FastCgiAddr,
+        max_header: usize,
+    ) -> Result<(), Error> {
+        while self.end.is_none() {
+            let Some(rec) = conn.next_record()? else {
+                return Ok(());
+            };
+            match rec.record_type {
+                RecordType::Stdout if rec.request_id == REQUEST_ID => {
+                    self.stdout.extend_from_slice(&rec.content);
+                    if self.head.is_none() {
+                        match cgi::parse_response_head(&self.stdout, max_header) {
+                            Ok(Some((head, used))) => {
+                                self.stdout.advance(used);
+                                self.head = Some(head);
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                return Err(Error::new(
+                                    ErrorKind::Protocol,
+                                    "bad CGI header block",
+                                )
+                                .with_source(e));
+                            }
+                        }
+                    }
+                }
+                RecordType::EndRequest if rec.request_id == REQUEST_ID => {
+                    self.end = Some(end_request(&rec)?);
+                }
+                _ => log_record(&rec, addr),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether more response bytes may be buffered while the upload runs.
+    fn may_read(&self, config: &FastCgiConfig) -> bool {
+        self.end.is_none() && (self.head.is_none() || self.stdout.len() < config.max_early_body)
+    }
+}
+
+pub(crate) fn end_request(rec: &Record) -> Result<EndRequest, Error> {
+    rec.end_request()
+        .map_err(|e| Error::new(ErrorKind::Protocol, "invalid END_REQUEST").with_source(e))
+}
+
+/// Maps a failed `END_REQUEST` to its error; `Ok` for `REQUEST_COMPLETE`.
+pub(crate) fn check_end(end: EndRequest) -> Result<(), Error> {
+    match end.protocol_status {
+        ProtocolStatus::RequestComplete => Ok(()),
+        ProtocolStatus::Overloaded => {
+            Err(Error::new(ErrorKind::Overloaded, "application overloaded"))
+        }
+        ProtocolStatus::CantMpxConn => Err(Error::new(
+            ErrorKind::Overloaded,
+            "application cannot multiplex connections",
+        )),
+        ProtocolStatus::UnknownRole => Err(Error::new(
+            ErrorKind::Protocol,
+            "application rejected the role",
+        )),
+        ProtocolStatus::Other(_) => Err(Error::new(
+            ErrorKind::Protocol,
+            "unknown END_REQUEST status",
+        )),
+    }
+}
+
+/// Logs records that carry no response data for us: `STDERR` at error level (spec 14.5), the
+/// rest as oddities.
+pub(crate) fn log_record(rec: &Record, addr: &FastCgiAddr) {
+    match rec.record_type {
+        RecordType::Stderr => {
+            if !rec.content.is_empty() {
+                let text = String::from_utf8_lossy(&rec.content);
+                tracing::error!(backend = %addr, "fastcgi stderr: {}", text.trim_end_matches('\n'));
+            }
+        }
+        RecordType::Stdout => {}
+        RecordType::GetValuesResult => {
+            tracing::trace!(backend = %addr, content = ?rec.content, "fastcgi GET_VALUES_RESULT");
+        }
+        other => {
+            tracing::warn!(
+                backend = %addr,
+                record_type = ?other,
+                request_id = rec.request_id,
+                content = ?rec.content,
+                "fastcgi: unexpected record"
+            );
+        }
+    }
+}
+
+/// Connects (or reuses a pooled connection) and writes the request head. A pooled connection
+/// that turns out dead during this first write is replaced by a fresh one once: nothing of the
+/// request body has been consumed yet.
+async fn open(shared: &Arc<Shared>, head: &BytesMut) -> Result<Exchange, Error> {
+    let config = &shared.config;
+    let mut pooled = shared.pool.take();
+    loop {
+        let reused = pooled.is_some();
+        let conn = match pooled.take() {
+            Some(conn) => conn,
+            None => Conn::connect(&shared.addr, config.connect_timeout).await?,
+        };
+        let mut exchange = Exchange {
+            conn: Some(conn),
+            shared: shared.clone(),
+            stdin_done: false,
+        };
+        let mut out = head.clone();
+        match exchange
+            .conn()
+            .write_all(&mut out, config.write_timeout)
+            .await
+        {
+            Ok(()) => return Ok(exchange),
+            Err(e) if reused && e.kind() == ErrorKind::ClosedEarly => {
+                exchange.discard();
+                tracing::debug!(backend = %shared.addr, "fastcgi: pooled connection was dead");
+            }
+            Err(e) => {
+                exchange.discard();
+                return Err(e.sent(true));
+            }
+        }
+    }
+}
+
+/// Writes `out` while absorbing response records; stops early when the application ended the
+/// request.
+async fn send(
+    exchange: &mut Exchange,
+    state: &mut ReadState,
+    out: &mut BytesMut,
+) -> Result<(), Error> {
+    let shared = exchange.shared.clone();
+    let config = &shared.config;
+    while !out.is_empty() && state.end.is_none() {
+        let read = state.may_read(config);
+        let progress = tokio::time::timeout(
+            config.write_timeout,
+            exchange.conn().write_while_reading(out, read),
+        )
+        .await;
+        match progress {
+            Err(_) => return Err(Error::new(ErrorKind::WriteTimeout, "write timed out")),
+            Ok(Err(e)) => {
+                return Err(Error::new(ErrorKind::ClosedEarly, "connection failed").with_source(e));
+            }
+            Ok(Ok(Progress::Written)) => {}
+            Ok(Ok(Progress::Read)) => {
+                state.absorb(exchange.conn(), &shared.addr, config.max_header_size)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs one request: the body of the service's response future.
+pub(crate) async fn run<B>(
+    shared: Arc<Shared>,
+    req: Request<B>,
+) -> Result<Response<ResponseBody>, Error>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let (head, body) = req.into_parts();
+    let content_length = head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .or_else(|| body.size_hint().exact());
+    let params = cgi::build_params(&head, content_length, &shared.config.cgi);
+    let body_done = body.is_end_stream();
+
+    let mut out = BytesMut::with_capacity(4096);
+    let flags = if shared.config.keep_conn {
+        proto::FLAG_KEEP_CONN
+    } else {
+        0
+    };
+    proto::encode_begin_request(REQUEST_ID, Role::Responder, flags, &mut out);
+    let pairs = params::encode_pairs(params.iter().map(|(k, v)| (k.as_bytes(), &v[..])));
+    proto::encode_stream(RecordType::Params, REQUEST_ID, &pairs, &mut out);
+    proto::encode_record(RecordType::Params, REQUEST_ID, &[], &mut out);
+    if body_done {
+        // A request without a body goes out in one write.
+        proto::encode_record(RecordType::Stdin, REQUEST_ID, &[], &mut out);
+    }
+
+    let mut exchange = open(&shared, &out).await?;
+    exchange.stdin_done = body_done;
+    match respond(&mut exchange, body).await {
+        Ok((state, head)) => Ok(build_response(exchange, state, head)),
+        Err(e) => {
+            exchange.discard();
+            Err(e.sent(true))
+        }
+    }
+}
+
+async fn respond<B>(exchange: &mut Exchange, body: B) -> Result<(ReadState, CgiResponseHead), Error>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let shared = exchange.shared.clone();
+    let config = &shared.config;
+    let mut state = ReadState::default();
+    let mut out = BytesMut::new();
+    let mut body = pin!(body);
+
+    // Upload STDIN as the body produces it, never buffering more than one frame.
+    while !exchange.stdin_done && state.end.is_none() {
+        let may_read = state.may_read(config);
+        let conn = exchange.conn();
+        let frame = tokio::select! {
+            filled = conn.fill(), if may_read => {
+                match filled {
+                    Ok(0) => return Err(Error::new(ErrorKind::ClosedEarly, "connection closed")),
+                    Ok(_) => {
+                        state.absorb(conn, &shared.addr, config.max_header_size)?;
+                        continue;
+                    }
+                    Err(e) => return Err(Error::new(ErrorKind::ClosedEarly, "read failed").with_source(e)),
+                }
+            }
+            frame = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)) => {
+                // Trailers have no place in CGI; they are dropped. The error is boxed at once so
+                // no `B::Error` (maybe !Send) lives across an await.
+                frame.map(|f| f.map(|f| f.into_data().ok()).map_err(Into::<BoxError>::into))
+            }
+        };
+        match frame {
+            None => {
+                proto::encode_record(RecordType::Stdin, REQUEST_ID, &[], &mut out);
+                send(exchange, &mut state, &mut out).await?;
+                exchange.stdin_done = true;
+            }
+            Some(Err(e)) => {
+                return Err(
+                    Error::new(ErrorKind::RequestBody, "request body failed").with_source(e)
+                );
+            }
+            Some(Ok(None)) => {}
+            Some(Ok(Some(mut data))) => {
+                while data.has_remaining() {
+                    let chunk = data.chunk();
+                    let n = chunk.len().min(proto::MAX_CONTENT_LEN);
+                    proto::encode_record(RecordType::Stdin, REQUEST_ID, &chunk[..n], &mut out);
+                    data.advance(n);
+                }
+                send(exchange, &mut state, &mut out).await?;
+            }
+        }
+    }
+
+    // Wait for the rest of the header block.
+    loop {
+        let conn = exchange.conn();
+        state.absorb(conn, &shared.addr, config.max_header_size)?;
+        if let Some(end) = state.end {
+            check_end(end)?;
+        }
+        if let Some(head) = state.head.take() {
+            return Ok((state, head));
+        }
+        if state.end.is_some() {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "request ended before the CGI header block did",
+            ));
+        }
+        match tokio::time::timeout(config.read_timeout, conn.fill()).await {
+            Err(_) => return Err(Error::new(ErrorKind::ReadTimeout, "read timed out")),
+            Ok(Ok(0)) => {
+                return Err(Error::new(
+                    ErrorKind::ClosedEarly,
+                    "connection closed before the response head",
+                ));
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(Error::new(ErrorKind::ClosedEarly, "read failed").with_source(e));
+            }
+        }
+    }
+}
+
+fn build_response(
+    exchange: Exchange,
+    state: ReadState,
+    head: CgiResponseHead,
+) -> Response<ResponseBody> {
+    let early = state.stdout.freeze();
+    let body = if state.end.is_some() {
+        exchange.finish();
+        ResponseBody::complete(early)
+    } else {
+        ResponseBody::streaming(early, exchange)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = head.status;
+    *response.headers_mut() = head.headers;
+    if let Some(redirect) = head.local_redirect {
+        response.extensions_mut().insert(redirect);
+    }
+    response
+}
