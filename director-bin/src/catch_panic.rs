@@ -12,8 +12,8 @@ use std::{
 };
 
 use director_core::{Body, body};
-use futures_util::FutureExt;
 use http::{Request, Response, StatusCode};
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 /// Adds [`CatchPanic`] to a stack.
@@ -34,8 +34,6 @@ pub struct CatchPanic<S> {
     inner: S,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
 impl<S> Service<Request<Body>> for CatchPanic<S>
 where
     S: Service<Request<Body>, Response = Response<Body>>,
@@ -44,7 +42,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Response<Body>, S::Error>>;
+    type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -52,13 +50,48 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req))) {
-            Ok(future) => Box::pin(AssertUnwindSafe(future).catch_unwind().map(|r| match r {
-                Ok(result) => result,
-                Err(panic) => Ok(panic_response(&*panic)),
-            })),
+            Ok(future) => ResponseFuture {
+                future: Some(future),
+                panicked: None,
+            },
+            Err(panic) => ResponseFuture {
+                future: None,
+                panicked: Some(panic_response(&*panic)),
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`CatchPanic`].
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        future: Option<F>,
+        panicked: Option<Response<Body>>,
+    }
+}
+
+impl<F, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(response) = this.panicked.take() {
+            return Poll::Ready(Ok(response));
+        }
+        let Some(future) = this.future.as_mut().as_pin_mut() else {
+            panic!("polled after completion");
+        };
+        // catch_unwind costs nothing unless a panic happens.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+            Ok(poll) => poll,
             Err(panic) => {
-                let response = panic_response(&*panic);
-                Box::pin(std::future::ready(Ok(response)))
+                this.future.set(None);
+                Poll::Ready(Ok(panic_response(&*panic)))
             }
         }
     }

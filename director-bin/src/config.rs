@@ -247,6 +247,10 @@ pub fn parse(source: &str, file: &Path) -> Result<Loaded, LoadError> {
             "at least one listener is needed".into(),
         ));
     }
+    if let Err(err) = crate::stack::header_policy(&config.server) {
+        let key = "server.pseudonym".to_owned();
+        return Err(invalid(locate(source, &key), key, err.to_string()));
+    }
     if config.server.threads == Some(0) {
         let key = "server.threads".to_owned();
         return Err(invalid(

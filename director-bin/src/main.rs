@@ -9,6 +9,11 @@ use director_bin::{
 };
 use director_core::config::{BackendConfig, ClusterConfig, RouteConfig};
 
+// mimalloc: fewer cycles per allocation than glibc's malloc on the request path (measured with
+// `cargo xtask bench`), and no lock contention between worker threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Director: a reverse proxy and load balancer for HTTP backends.
 #[derive(Debug, Parser)]
 #[command(name = "director", version, about, long_about = None)]

@@ -4,7 +4,7 @@
 //! logged as IPv4). UNIX listeners replace a stale socket file left by a previous run, but refuse
 //! to take over a socket another process is still serving.
 
-use std::{convert::Infallible, future::Future, io, net::SocketAddr, path::Path, time::Duration};
+use std::{convert::Infallible, future::Future, io, path::Path, time::Duration};
 
 use director_core::{Body, client_info::ClientInfo};
 use http::{Request, Response};
@@ -128,7 +128,7 @@ where
 
     fn call(&mut self, req: Request<Incoming>) -> S::Future {
         let mut req = req.map(|b| b.map_err(Into::into).boxed_unsync());
-        req.extensions_mut().insert(self.info);
+        req.extensions_mut().insert(self.info.clone());
         self.inner.call(req)
     }
 }
@@ -221,7 +221,7 @@ async fn accept(listener: &Listener) -> io::Result<(TokioIo<Box<dyn Stream>>, Cl
             let local = stream.local_addr().ok();
             Ok((
                 TokioIo::new(Box::new(stream) as Box<dyn Stream>),
-                client_info(Some(remote), local),
+                ClientInfo::new(Some(remote), local, false),
             ))
         }
         Listener::Unix(l, _) => {
@@ -231,14 +231,6 @@ async fn accept(listener: &Listener) -> io::Result<(TokioIo<Box<dyn Stream>>, Cl
                 ClientInfo::default(),
             ))
         }
-    }
-}
-
-fn client_info(remote: Option<SocketAddr>, local: Option<SocketAddr>) -> ClientInfo {
-    ClientInfo {
-        remote,
-        local,
-        tls: false,
     }
 }
 

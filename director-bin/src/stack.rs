@@ -11,8 +11,12 @@
 use std::{convert::Infallible, sync::Arc};
 
 use director_core::{
-    Body, error_response::ErrorResponseLayer, forward::ForwardLayer, headers::HeaderPolicy,
-    registry::Registry, router::Router,
+    Body,
+    error_response::ErrorResponseLayer,
+    forward::ForwardLayer,
+    headers::{HeaderPolicy, InvalidPseudonym},
+    registry::Registry,
+    router::Router,
 };
 use http::{Request, Response};
 use tower::{Service, ServiceBuilder};
@@ -33,16 +37,19 @@ pub struct StackSettings {
 }
 
 impl StackSettings {
-    /// The settings of `[server]`.
+    /// The settings of `[server]` (already validated by the config loader).
     pub fn from_server(server: &ServerConfig) -> Self {
         StackSettings {
-            headers: HeaderPolicy {
-                via: (!server.pseudonym.is_empty()).then(|| Arc::from(server.pseudonym.as_str())),
-                trust_forwarded: server.trust_forwarded_headers,
-            },
+            headers: header_policy(server).expect("validated when the config was loaded"),
             access_log: server.access_log != AccessLogFormat::Off,
         }
     }
+}
+
+/// The header rules of `[server]`; an empty pseudonym sends no `Via`.
+pub fn header_policy(server: &ServerConfig) -> Result<HeaderPolicy, InvalidPseudonym> {
+    let pseudonym = (!server.pseudonym.is_empty()).then_some(server.pseudonym.as_str());
+    HeaderPolicy::new(pseudonym, server.trust_forwarded_headers)
 }
 
 /// Builds the traffic service tree over `registry`.
@@ -59,7 +66,10 @@ pub fn build(
         .layer(CatchPanicLayer)
         // Outside the error layer, so error responses are logged with their final status.
         .option_layer(settings.access_log.then_some(AccessLogLayer))
-        .layer(ErrorResponseLayer::new(settings.headers.via.clone()))
+        .layer(ErrorResponseLayer::new(
+            settings.headers.pseudonym().cloned(),
+        ))
         .layer(ForwardLayer::new(settings.headers.clone()))
-        .service(Router::new(registry))
+        // Tag responses with their cluster and backend only when the access log reads them.
+        .service(Router::new(registry).tag_responses(settings.access_log))
 }

@@ -85,10 +85,12 @@ impl Cluster {
             .with_retry_after(self.retry_after)
     }
 
-    /// Balances `req` over the cluster's backends.
+    /// Balances `req` over the cluster's backends; `tag` attaches an [`UpstreamInfo`] to the
+    /// response.
     pub async fn dispatch(
         self: Arc<Self>,
         req: Request<Body>,
+        tag: bool,
     ) -> Result<Response<Body>, ProxyError> {
         if !self.is_enabled() {
             return Err(self
@@ -107,7 +109,7 @@ impl Cluster {
                         e.with_cluster(self.name.clone())
                             .with_backend(backend.name().clone())
                     })?;
-                    return Ok(tag(response, Some(&self.name), backend));
+                    return Ok(tagged(response, tag, Some(&self.name), backend));
                 }
                 Err(err) => {
                     tracing::warn!(
@@ -128,22 +130,27 @@ impl Cluster {
 pub async fn dispatch_direct(
     backend: Arc<Backend>,
     req: Request<Body>,
+    tag: bool,
 ) -> Result<Response<Body>, ProxyError> {
     let result = match backend.transport().connect().await {
         Ok(conn) => conn.send(req).await,
         Err(err) => Err(err),
     };
     match result {
-        Ok(response) => Ok(tag(response, None, &backend)),
+        Ok(response) => Ok(tagged(response, tag, None, &backend)),
         Err(err) => Err(err.with_backend(backend.name().clone())),
     }
 }
 
-fn tag(
+fn tagged(
     mut response: Response<Body>,
+    tag: bool,
     cluster: Option<&Arc<str>>,
     backend: &Backend,
 ) -> Response<Body> {
+    if !tag {
+        return response;
+    }
     response.extensions_mut().insert(UpstreamInfo {
         cluster: cluster.cloned(),
         backend: Some(backend.name().clone()),

@@ -96,7 +96,7 @@ where
         let client = parts
             .extensions
             .get::<ClientInfo>()
-            .copied()
+            .cloned()
             .unwrap_or_default();
         headers::prepare_request(&mut parts, &client, &self.policy);
         ResponseFuture {
@@ -129,7 +129,7 @@ fn answer_locally(parts: &http::request::Parts, policy: &HeaderPolicy) -> Respon
         r
     };
     *response.status_mut() = StatusCode::OK;
-    if let Some(via) = &policy.via
+    if let Some(via) = policy.pseudonym()
         && let Ok(v) = HeaderValue::from_str(&format!("1.1 {via}"))
     {
         response.headers_mut().insert(header::VIA, v);

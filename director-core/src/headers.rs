@@ -20,19 +20,79 @@ use crate::client_info::ClientInfo;
 /// How Director rewrites headers when forwarding.
 #[derive(Clone, Debug)]
 pub struct HeaderPolicy {
-    /// The `Via` pseudonym (`1.1 <pseudonym>`); `None` sends no `Via`.
-    pub via: Option<Arc<str>>,
-    /// Keep a client's own `X-Forwarded-Proto`/`X-Forwarded-Host` (only for clients that are
-    /// themselves trusted proxies). Otherwise Director sets them.
-    pub trust_forwarded: bool,
+    via: Option<Via>,
+    trust_forwarded: bool,
+}
+
+/// The `Via` entries for each protocol version, built once so the hot path only clones them.
+#[derive(Clone, Debug)]
+struct Via {
+    pseudonym: Arc<str>,
+    v10: HeaderValue,
+    v11: HeaderValue,
+    v2: HeaderValue,
+}
+
+/// A pseudonym that cannot appear in a `Via` header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} cannot be used as a Via pseudonym (use letters, digits and -._~)")]
+pub struct InvalidPseudonym(String);
+
+impl HeaderPolicy {
+    /// Sends `Via: 1.1 <pseudonym>` (none when `None`), and keeps clients' own
+    /// `X-Forwarded-Proto`/`X-Forwarded-Host` only when `trust_forwarded` (for clients that are
+    /// themselves trusted proxies); otherwise Director sets them.
+    pub fn new(pseudonym: Option<&str>, trust_forwarded: bool) -> Result<Self, InvalidPseudonym> {
+        let via = match pseudonym {
+            None => None,
+            Some(p) => {
+                let valid = !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+                if !valid {
+                    return Err(InvalidPseudonym(p.to_owned()));
+                }
+                let value = |v: &str| {
+                    HeaderValue::from_str(&format!("{v} {p}")).expect("checked characters")
+                };
+                Some(Via {
+                    pseudonym: p.into(),
+                    v10: value("1.0"),
+                    v11: value("1.1"),
+                    v2: value("2"),
+                })
+            }
+        };
+        Ok(HeaderPolicy {
+            via,
+            trust_forwarded,
+        })
+    }
+
+    /// The `Via` pseudonym, if Director sends `Via`.
+    pub fn pseudonym(&self) -> Option<&Arc<str>> {
+        self.via.as_ref().map(|v| &v.pseudonym)
+    }
+
+    /// Whether clients' own `X-Forwarded-Proto`/`-Host` are kept.
+    pub fn trusts_forwarded(&self) -> bool {
+        self.trust_forwarded
+    }
+
+    fn via_value(&self, version: Version) -> Option<HeaderValue> {
+        let via = self.via.as_ref()?;
+        Some(match version {
+            Version::HTTP_10 | Version::HTTP_09 => via.v10.clone(),
+            Version::HTTP_2 => via.v2.clone(),
+            Version::HTTP_3 => HeaderValue::from_str(&format!("3 {}", via.pseudonym)).ok()?,
+            _ => via.v11.clone(),
+        })
+    }
 }
 
 impl Default for HeaderPolicy {
     fn default() -> Self {
-        HeaderPolicy {
-            via: Some("director".into()),
-            trust_forwarded: false,
-        }
+        HeaderPolicy::new(Some("director"), false).expect("a valid pseudonym")
     }
 }
 
@@ -43,6 +103,34 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static X_SENDFILE: HeaderName = HeaderName::from_static("x-sendfile");
 static X_ACCEL_REDIRECT: HeaderName = HeaderName::from_static("x-accel-redirect");
+
+/// Which of the fields the proxy rules care about a message carries, found in one pass over
+/// its names: most messages carry none of the hop-by-hop fields, and a pass over a handful of
+/// names is cheaper than a dozen hash lookups that miss.
+#[derive(Clone, Copy, Debug, Default)]
+struct Present {
+    connection: bool,
+    hop_by_hop: bool,
+    expect: bool,
+    sendfile: bool,
+    forwarded_for: bool,
+}
+
+fn scan(headers: &HeaderMap) -> Present {
+    let mut p = Present::default();
+    for name in headers.keys() {
+        match name.as_str() {
+            "connection" => p.connection = true,
+            "keep-alive" | "proxy-connection" | "te" | "trailer" | "transfer-encoding"
+            | "upgrade" | "proxy-authorization" | "proxy-authenticate" => p.hop_by_hop = true,
+            "expect" => p.expect = true,
+            "x-sendfile" | "x-accel-redirect" => p.sendfile = true,
+            "x-forwarded-for" => p.forwarded_for = true,
+            _ => {}
+        }
+    }
+    p
+}
 
 /// The hop-by-hop fields of RFC 9110 §7.6.1, plus the legacy `Proxy-Connection`.
 fn standard_hop_by_hop() -> [&'static HeaderName; 9] {
@@ -78,22 +166,40 @@ pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
 ///
 /// `Host` and `Content-Length` are never removed this way: a client naming them in `Connection`
 /// would otherwise be able to break the request's routing or framing.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
+fn strip_hop_by_hop(headers: &mut HeaderMap, present: Present) {
+    if present.connection {
+        // Tokens that name standard hop-by-hop fields (or none, like `close`) are removed below
+        // anyway; only other names need parsing, and the Vec allocates only for those.
+        let mut named: Vec<HeaderName> = Vec::new();
+        for token in headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| n != HOST && n != header::CONTENT_LENGTH)
-            .collect();
+            .map(str::trim)
+        {
+            let common = ["keep-alive", "close", "upgrade", "te", ""]
+                .iter()
+                .any(|c| token.eq_ignore_ascii_case(c));
+            if common {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes())
+                && name != HOST
+                && name != header::CONTENT_LENGTH
+            {
+                named.push(name);
+            }
+        }
         for name in named {
             headers.remove(name);
         }
+        headers.remove(header::CONNECTION);
     }
-    for name in standard_hop_by_hop() {
-        headers.remove(name);
+    if present.hop_by_hop {
+        for name in standard_hop_by_hop() {
+            headers.remove(name);
+        }
     }
 }
 
@@ -107,13 +213,6 @@ fn version_token(version: Version) -> &'static str {
     }
 }
 
-fn append_via(headers: &mut HeaderMap, version: Version, pseudonym: &str) {
-    let value = format!("{} {pseudonym}", version_token(version));
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.append(header::VIA, value);
-    }
-}
-
 /// Rewrites a request's head for forwarding to a backend over HTTP/1.1.
 ///
 /// Returns the `Upgrade` value when the request is a protocol upgrade to tunnel (its `Upgrade`
@@ -124,15 +223,18 @@ pub fn prepare_request(
     policy: &HeaderPolicy,
 ) -> Option<HeaderValue> {
     let headers = &mut parts.headers;
-    let upgrade = if is_upgrade_request(headers) {
+    let present = scan(headers);
+    let upgrade = if present.connection && present.hop_by_hop && is_upgrade_request(headers) {
         headers.get(header::UPGRADE).cloned()
     } else {
         None
     };
-    strip_hop_by_hop(headers);
+    strip_hop_by_hop(headers, present);
     // Director answers `Expect: 100-continue` itself (hyper sends the 100 when the body is first
     // read, that is when the backend is ready to take it); the backend must not see it again.
-    headers.remove(header::EXPECT);
+    if present.expect {
+        headers.remove(header::EXPECT);
+    }
     if let Some(upgrade) = &upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, upgrade.clone());
@@ -146,10 +248,15 @@ pub fn prepare_request(
         headers.insert(HOST, value);
     }
 
-    if let Some(ip) = client.remote.map(|a| a.ip()) {
-        let ip = ip.to_canonical().to_string();
-        let value = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+    if let Some(client_ip) = client.forwarded_for() {
+        let prior = if present.forwarded_for {
+            headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes)
+        } else {
+            None
+        };
+        let value = match prior {
             Some(prior) if !prior.is_empty() => {
+                let ip = client_ip.to_str().unwrap_or_default();
                 // Several XFF lines form one list; join them so the backend sees one field.
                 let mut joined = String::new();
                 for v in headers.get_all(&X_FORWARDED_FOR) {
@@ -161,12 +268,13 @@ pub fn prepare_request(
                     }
                 }
                 joined.push_str(", ");
-                joined.push_str(&ip);
-                joined
+                joined.push_str(ip);
+                HeaderValue::from_str(&joined).ok()
             }
-            _ => ip,
+            // The common case: no earlier proxy; the per-connection value is only cloned.
+            _ => Some(client_ip),
         };
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        if let Some(value) = value {
             headers.insert(&X_FORWARDED_FOR, value);
         }
     }
@@ -186,8 +294,8 @@ pub fn prepare_request(
             }
         }
     }
-    if let Some(pseudonym) = &policy.via {
-        append_via(headers, parts.version, pseudonym);
+    if let Some(via) = policy.via_value(parts.version) {
+        headers.append(header::VIA, via);
     }
 
     // Backends get origin-form over HTTP/1.1, whatever the client spoke.
@@ -213,17 +321,20 @@ pub fn prepare_response(parts: &mut response::Parts, policy: &HeaderPolicy) {
     let upgrade = (parts.status == http::StatusCode::SWITCHING_PROTOCOLS)
         .then(|| parts.headers.get(header::UPGRADE).cloned())
         .flatten();
-    strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(&X_SENDFILE);
-    parts.headers.remove(&X_ACCEL_REDIRECT);
+    let present = scan(&parts.headers);
+    strip_hop_by_hop(&mut parts.headers, present);
+    if present.sendfile {
+        parts.headers.remove(&X_SENDFILE);
+        parts.headers.remove(&X_ACCEL_REDIRECT);
+    }
     if let Some(upgrade) = upgrade {
         parts
             .headers
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, upgrade);
     }
-    if let Some(pseudonym) = &policy.via {
-        append_via(&mut parts.headers, parts.version, pseudonym);
+    if let Some(via) = policy.via_value(parts.version) {
+        parts.headers.append(header::VIA, via);
     }
 }
 

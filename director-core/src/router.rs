@@ -29,12 +29,25 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 #[derive(Clone, Debug)]
 pub struct Router {
     registry: Arc<Registry>,
+    tag_responses: bool,
 }
 
 impl Router {
-    /// A router over `registry`.
+    /// A router over `registry`. Responses carry an [`UpstreamInfo`](crate::cluster::UpstreamInfo)
+    /// extension naming the
+    /// cluster and backend.
     pub fn new(registry: Arc<Registry>) -> Self {
-        Router { registry }
+        Router {
+            registry,
+            tag_responses: true,
+        }
+    }
+
+    /// Whether responses carry [`UpstreamInfo`](crate::cluster::UpstreamInfo); turning it off saves an allocation per request
+    /// when nothing (such as an access log) reads it.
+    pub fn tag_responses(mut self, tag: bool) -> Self {
+        self.tag_responses = tag;
+        self
     }
 
     /// The registry it routes with.
@@ -61,8 +74,10 @@ impl Service<Request<Body>> for Router {
             .map(|route| route.target.clone());
         drop(snapshot);
         match target {
-            Some(Target::Cluster(cluster)) => Box::pin(cluster.dispatch(req)),
-            Some(Target::Direct(backend)) => Box::pin(dispatch_direct(backend, req)),
+            Some(Target::Cluster(cluster)) => Box::pin(cluster.dispatch(req, self.tag_responses)),
+            Some(Target::Direct(backend)) => {
+                Box::pin(dispatch_direct(backend, req, self.tag_responses))
+            }
             None => Box::pin(std::future::ready(Err(ProxyError::new(ErrorKind::NoRoute)))),
         }
     }

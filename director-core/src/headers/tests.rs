@@ -3,11 +3,11 @@ use http::{Request, Response, StatusCode};
 use super::*;
 
 fn client() -> ClientInfo {
-    ClientInfo {
-        remote: Some("192.0.2.7:5555".parse().unwrap()),
-        local: Some("127.0.0.1:8080".parse().unwrap()),
-        tls: false,
-    }
+    ClientInfo::new(
+        Some("192.0.2.7:5555".parse().unwrap()),
+        Some("127.0.0.1:8080".parse().unwrap()),
+        false,
+    )
 }
 
 fn request(build: http::request::Builder) -> request::Parts {
@@ -92,10 +92,7 @@ fn appends_x_forwarded_for() {
 
 #[test]
 fn ipv4_mapped_clients_appear_as_ipv4() {
-    let info = ClientInfo {
-        remote: Some("[::ffff:192.0.2.9]:1".parse().unwrap()),
-        ..client()
-    };
+    let info = ClientInfo::new(Some("[::ffff:192.0.2.9]:1".parse().unwrap()), None, false);
     let mut parts = request(Request::get("/").header("host", "h"));
     prepare_request(&mut parts, &info, &HeaderPolicy::default());
     assert_eq!(values(&parts.headers, "x-forwarded-for"), ["192.0.2.9"]);
@@ -116,19 +113,13 @@ fn forwarded_proto_and_host_are_set_unless_trusted() {
     assert_eq!(values(&parts.headers, "x-forwarded-proto"), ["http"]);
     assert_eq!(values(&parts.headers, "x-forwarded-host"), ["shop.example"]);
 
-    let trusting = HeaderPolicy {
-        trust_forwarded: true,
-        ..HeaderPolicy::default()
-    };
+    let trusting = HeaderPolicy::new(Some("director"), true).unwrap();
     let mut parts = build();
     prepare_request(&mut parts, &client(), &trusting);
     assert_eq!(values(&parts.headers, "x-forwarded-proto"), ["https"]);
     assert_eq!(values(&parts.headers, "x-forwarded-host"), ["evil.example"]);
 
-    let tls = ClientInfo {
-        tls: true,
-        ..client()
-    };
+    let tls = ClientInfo::new(client().remote, None, true);
     let mut parts = request(Request::get("/").header("host", "h"));
     prepare_request(&mut parts, &tls, &HeaderPolicy::default());
     assert_eq!(values(&parts.headers, "x-forwarded-proto"), ["https"]);
@@ -146,10 +137,7 @@ fn via_is_appended_with_the_received_version() {
     assert_eq!(values(&parts.headers, "via"), ["1.1 edge", "1.0 director"]);
     assert_eq!(parts.version, Version::HTTP_11);
 
-    let quiet = HeaderPolicy {
-        via: None,
-        ..HeaderPolicy::default()
-    };
+    let quiet = HeaderPolicy::new(None, false).unwrap();
     let mut parts = request(Request::get("/").header("host", "h"));
     prepare_request(&mut parts, &client(), &quiet);
     assert!(!parts.headers.contains_key("via"));
@@ -264,4 +252,96 @@ fn trace_reflection_redacts_credentials() {
     assert!(!body.contains("secret"));
     assert!(!body.contains("sid=1"));
     assert!(body.ends_with("\r\n\r\n"));
+}
+
+#[test]
+fn pseudonyms_must_be_tokens() {
+    assert!(HeaderPolicy::new(Some("edge-1.example_a~"), false).is_ok());
+    assert!(HeaderPolicy::new(Some("two words"), false).is_err());
+    assert!(HeaderPolicy::new(Some("bad\r\n"), false).is_err());
+    assert!(HeaderPolicy::new(Some(""), false).is_err());
+}
+
+mod strip_property {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The obvious, slow version of the rule: remove every standard hop-by-hop field and every
+    /// field `Connection` names (except Host and Content-Length).
+    fn reference(headers: &HeaderMap) -> Vec<(String, String)> {
+        let mut named: Vec<String> = headers
+            .get_all("connection")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .collect();
+        named.extend(
+            [
+                "connection",
+                "keep-alive",
+                "proxy-connection",
+                "te",
+                "trailer",
+                "transfer-encoding",
+                "upgrade",
+                "proxy-authorization",
+                "proxy-authenticate",
+            ]
+            .map(String::from),
+        );
+        let mut out: Vec<(String, String)> = headers
+            .iter()
+            .filter(|(n, _)| {
+                n.as_str() == "host"
+                    || n.as_str() == "content-length"
+                    || !named.iter().any(|x| x == n.as_str())
+            })
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("connection".to_owned()),
+            Just("keep-alive".to_owned()),
+            Just("te".to_owned()),
+            Just("upgrade".to_owned()),
+            Just("transfer-encoding".to_owned()),
+            Just("proxy-authorization".to_owned()),
+            Just("host".to_owned()),
+            Just("content-length".to_owned()),
+            Just("x-a".to_owned()),
+            Just("x-b".to_owned()),
+            "[a-z]{1,3}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn fast_path_matches_the_reference(
+            fields in proptest::collection::vec((name(), "[a-z0-9]{0,4}"), 0..10),
+            tokens in proptest::collection::vec(prop_oneof![name(), Just("close".to_owned()), Just("Keep-Alive".to_owned()), Just("X-A".to_owned())], 0..4),
+        ) {
+            let mut headers = HeaderMap::new();
+            for (n, v) in &fields {
+                headers.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            }
+            if !tokens.is_empty() {
+                headers.append(header::CONNECTION, HeaderValue::from_str(&tokens.join(", ")).unwrap());
+            }
+            let expected = reference(&headers);
+            let present = scan(&headers);
+            strip_hop_by_hop(&mut headers, present);
+            let mut got: Vec<(String, String)> = headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                .collect();
+            got.sort();
+            prop_assert_eq!(got, expected);
+        }
+    }
 }
