@@ -259,7 +259,7 @@ pub fn parse(source: &str, file: &Path) -> Result<Loaded, LoadError> {
             "threads must be at least 1".into(),
         ));
     }
-    let snapshot = Snapshot::build(&config.proxy())
+    let snapshot = Snapshot::build_with(&config.proxy(), &crate::fastcgi::FastCgiFactory)
         .map_err(|ConfigError { path, message }| invalid(locate(source, &path), path, message))?;
     Ok(Loaded { config, snapshot })
 }

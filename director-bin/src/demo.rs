@@ -1,8 +1,9 @@
 //! `director demo`: Director on its embedded default, with its own backends, on loopback.
 //!
-//! It starts three small HTTP backends (IPv4, IPv6 and a UNIX socket), and Director in front of
-//! them on 127.0.0.1:8080 with a round-robin cluster and a road-warrior route, then prints what it
-//! started and a few `curl` commands to try. The backends answer with who they are and what they
+//! It starts three small HTTP backends (IPv4, IPv6 and a UNIX socket) and a small FastCGI
+//! application, and Director in front of them on 127.0.0.1:8080 with a round-robin cluster, a
+//! FastCGI cluster and a road-warrior route, then prints what it started and a few `curl`
+//! commands to try. The backends answer with who they are and what they
 //! received, so the proxy's work (balancing, `X-Forwarded-For`, `Via`) is visible.
 
 use std::{convert::Infallible, net::SocketAddr, path::PathBuf, sync::Arc};
@@ -36,6 +37,21 @@ url = "{b}"
 name = "gamma"
 url = "{c}"
 
+# A FastCGI application (in-process, speaking real FastCGI records over TCP).
+[clusters.app]
+read-timeout = "10s"
+
+[clusters.app.fastcgi]
+document-root = "/srv/demo"
+
+[[clusters.app.backends]]
+name = "fcgi"
+url = "{fcgi}"
+
+[[routes]]
+path = "/app"
+cluster = "app"
+
 # Road warrior: straight to one backend, no balancing.
 [[routes]]
 path = "/direct"
@@ -48,8 +64,10 @@ cluster = "demo"
 /// The demo's backends, running until the process ends.
 #[derive(Debug)]
 pub struct DemoBackends {
-    /// URLs of the three backends, in order.
+    /// URLs of the three HTTP backends, in order.
     pub urls: [String; 3],
+    /// URL of the FastCGI application.
+    pub fastcgi: String,
     socket_dir: PathBuf,
 }
 
@@ -77,6 +95,13 @@ pub async fn start_backends() -> std::io::Result<DemoBackends> {
         format!("http://{}", b.local_addr()?),
         format!("unix:{}", path.display()),
     ];
+    let fcgi = TcpListener::bind("127.0.0.1:0").await?;
+    let fastcgi = format!("fastcgi://{}", fcgi.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = fcgi.accept().await {
+            tokio::spawn(fastcgi_app::serve(stream));
+        }
+    });
     tokio::spawn(serve_tcp(a, "alpha"));
     tokio::spawn(serve_tcp(b, "beta"));
     tokio::spawn(async move {
@@ -84,7 +109,11 @@ pub async fn start_backends() -> std::io::Result<DemoBackends> {
             tokio::spawn(serve_one(TokioIo::new(stream), "gamma", None));
         }
     });
-    Ok(DemoBackends { urls, socket_dir })
+    Ok(DemoBackends {
+        urls,
+        fastcgi,
+        socket_dir,
+    })
 }
 
 /// The demo config text for `listen` and the started backends.
@@ -94,6 +123,7 @@ pub fn config_text(listen: &str, backends: &DemoBackends) -> String {
         .replace("{a}", &backends.urls[0])
         .replace("{b}", &backends.urls[1])
         .replace("{c}", &backends.urls[2])
+        .replace("{fcgi}", &backends.fastcgi)
 }
 
 async fn serve_tcp(listener: TcpListener, name: &'static str) {
@@ -146,4 +176,91 @@ async fn answer(
         http::HeaderValue::from_str(&name).expect("static name"),
     );
     Ok(response)
+}
+
+/// A tiny FastCGI responder for the demo: it answers every request with the CGI variables it
+/// received, so the FastCGI mapping (script name, path info, query string) is visible.
+mod fastcgi_app {
+    use bytes::{Buf, BytesMut};
+    use director_fastcgi::proto::{
+        self, EndRequest, ProtocolStatus, Record, RecordType, params::decode_pairs,
+    };
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpStream,
+    };
+
+    pub(super) async fn serve(mut stream: TcpStream) {
+        let mut buf = BytesMut::with_capacity(8192);
+        let mut params = BytesMut::new();
+        let (mut id, mut keep) = (1, false);
+        loop {
+            let record = loop {
+                match Record::parse(&mut buf) {
+                    Ok(Some(record)) => break record,
+                    Ok(None) => {}
+                    Err(_) => return,
+                }
+                match stream.read_buf(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            };
+            match record.record_type {
+                RecordType::BeginRequest => {
+                    let Ok(begin) = record.begin_request() else {
+                        return;
+                    };
+                    id = record.request_id;
+                    keep = begin.flags & proto::FLAG_KEEP_CONN != 0;
+                    params.clear();
+                }
+                RecordType::Params => params.extend_from_slice(&record.content),
+                RecordType::Stdin if record.content.is_empty() => {
+                    let vars = decode_pairs(&params.split().freeze()).unwrap_or_default();
+                    if stream.write_all(&answer(id, &vars)).await.is_err() || !keep {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn answer(id: u16, vars: &[(bytes::Bytes, bytes::Bytes)]) -> BytesMut {
+        let var = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| n.chunk() == name.as_bytes())
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_else(|| "-".into())
+        };
+        let mut body = String::from(
+            "Content-Type: text/plain; charset=utf-8\r\nX-Demo-Backend: fcgi\r\n\r\n\
+             Hello from the demo FastCGI application.\n",
+        );
+        for name in [
+            "REQUEST_METHOD",
+            "SCRIPT_FILENAME",
+            "SCRIPT_NAME",
+            "PATH_INFO",
+            "QUERY_STRING",
+            "REMOTE_ADDR",
+            "HTTP_HOST",
+            "HTTP_X_FORWARDED_FOR",
+        ] {
+            body.push_str(&format!("{name}={}\n", var(name)));
+        }
+        let mut out = BytesMut::new();
+        proto::encode_stream(RecordType::Stdout, id, body.as_bytes(), &mut out);
+        proto::encode_record(RecordType::Stdout, id, &[], &mut out);
+        proto::encode_end_request(
+            id,
+            EndRequest {
+                app_status: 0,
+                protocol_status: ProtocolStatus::RequestComplete,
+            },
+            &mut out,
+        );
+        out
+    }
 }

@@ -12,6 +12,7 @@
 //! - [`stack`]: the ordered list of layers every request passes.
 //! - [`server`]: listeners, connections, graceful drain.
 //! - [`access_log`], [`catch_panic`]: the bin's own layers.
+//! - [`fastcgi`]: FastCGI backends, `director-fastcgi` plugged into the core's clusters.
 //! - [`telemetry`]: log output.
 //! - [`demo`]: the embedded demo backends and config.
 //!
@@ -33,6 +34,7 @@ pub mod access_log;
 pub mod catch_panic;
 pub mod config;
 pub mod demo;
+pub mod fastcgi;
 pub mod server;
 pub mod stack;
 pub mod telemetry;

@@ -224,14 +224,16 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
             loaded.config.server.access_log,
             &loaded.config.server.log_level,
         );
-        println!("director demo: started three demo backends:");
+        println!("director demo: started four demo backends:");
         for (name, url) in ["alpha", "beta", "gamma"].iter().zip(&backends.urls) {
             println!("  {name:<6} {url}");
         }
+        println!("  fcgi   {} (a FastCGI application)", backends.fastcgi);
         println!("director demo: proxy on http://{listen} (cluster \"demo\", round-robin)");
         println!("director demo: try");
         println!("  curl -i http://{listen}/            # balanced over alpha, beta, gamma");
         println!("  curl -i http://{listen}/direct      # road warrior: straight to alpha");
+        println!("  curl -i 'http://{listen}/app/index.php/hello?x=1'   # FastCGI");
         println!("director demo: Ctrl-C stops it.");
         director_bin::run(loaded, director_bin::shutdown_signal()).await?;
         drop(backends);

@@ -7,22 +7,41 @@ use std::sync::{
 
 use crate::{
     addr::BackendUrl,
-    transport::{HttpTransport, TransportOptions},
+    transport::{HttpTransport, Transport, TransportOptions},
 };
+
+/// How requests reach a backend.
+#[derive(Clone, Debug)]
+pub enum BackendTransport {
+    /// Director's own HTTP/1.1 transport: connect first, then send, so a connect failure leaves
+    /// the request untouched for the next backend.
+    Http(HttpTransport),
+    /// Any other protocol (FastCGI), plugged in by the embedding application.
+    Custom(Arc<dyn Transport>),
+}
 
 /// One upstream server of a cluster (or a road-warrior route's single target).
 #[derive(Debug)]
 pub struct Backend {
     name: Arc<str>,
     url: BackendUrl,
-    transport: HttpTransport,
+    transport: BackendTransport,
     enabled: AtomicBool,
 }
 
 impl Backend {
-    /// A backend called `name` at `url`, reached with `opts`.
+    /// A backend called `name` at `url`, reached over HTTP/1.1 with `opts`.
     pub fn new(name: impl Into<Arc<str>>, url: BackendUrl, opts: TransportOptions) -> Self {
-        let transport = HttpTransport::new(url.addr.clone(), opts);
+        let transport = BackendTransport::Http(HttpTransport::new(url.addr.clone(), opts));
+        Self::with_transport(name, url, transport)
+    }
+
+    /// A backend called `name` at `url`, reached through `transport`.
+    pub fn with_transport(
+        name: impl Into<Arc<str>>,
+        url: BackendUrl,
+        transport: BackendTransport,
+    ) -> Self {
         Backend {
             name: name.into(),
             url,
@@ -41,8 +60,8 @@ impl Backend {
         &self.url
     }
 
-    /// Its HTTP transport and connection pool.
-    pub fn transport(&self) -> &HttpTransport {
+    /// How requests reach it.
+    pub fn transport(&self) -> &BackendTransport {
         &self.transport
     }
 

@@ -16,7 +16,7 @@ use std::{
 use http::{Request, Response};
 
 use crate::{
-    backend::Backend,
+    backend::{Backend, BackendTransport},
     body::Body,
     error::{ErrorKind, ProxyError},
     schedule::RoundRobin,
@@ -98,32 +98,91 @@ impl Cluster {
                 .with_detail("the cluster is disabled"));
         }
         let started = Instant::now();
-        for index in self.scheduler.candidates(self.backends.len()) {
+        let mut order = self
+            .scheduler
+            .candidates(self.backends.len())
+            .filter(|&i| self.backends[i].is_enabled())
+            .peekable();
+        let mut req = Some(req);
+        while let Some(index) = order.next() {
             let backend = &self.backends[index];
-            if !backend.is_enabled() {
-                continue;
-            }
-            match backend.transport().connect().await {
-                Ok(conn) => {
-                    let response = conn.send(req).await.map_err(|e| {
-                        e.with_cluster(self.name.clone())
-                            .with_backend(backend.name().clone())
-                    })?;
-                    return Ok(tagged(response, tag, Some(&self.name), backend));
+            let request = req.take().expect("one request per attempt");
+            let more = order.peek().is_some();
+            match attempt(backend, request, more).await {
+                Attempt::Done(result) => {
+                    return match result {
+                        Ok(response) => Ok(tagged(response, tag, Some(&self.name), backend)),
+                        Err(err) => Err(err
+                            .with_cluster(self.name.clone())
+                            .with_backend(backend.name().clone())),
+                    };
                 }
-                Err(err) => {
+                Attempt::Unreached(err, request) => {
                     tracing::warn!(
                         cluster = %self.name,
                         backend = %backend.name(),
                         error = %err,
                         elapsed_ms = started.elapsed().as_millis() as u64,
-                        "connect failed, trying the next backend"
+                        "backend unreachable"
                     );
+                    match request {
+                        Some(request) => req = Some(request),
+                        // The request cannot be replayed on another backend.
+                        None => break,
+                    }
                 }
             }
         }
         Err(self.unavailable(ErrorKind::NoBackend))
     }
+}
+
+/// The outcome of trying one backend.
+enum Attempt {
+    /// The backend took the request; this is its answer (or failure).
+    Done(Result<Response<Body>, ProxyError>),
+    /// The backend could not be reached and nothing was sent; the request comes back when it
+    /// can go to the next backend.
+    Unreached(ProxyError, Option<Request<Body>>),
+}
+
+async fn attempt(backend: &Backend, req: Request<Body>, more: bool) -> Attempt {
+    match backend.transport() {
+        BackendTransport::Http(transport) => match transport.connect().await {
+            Ok(conn) => Attempt::Done(conn.send(req).await),
+            Err(err) => Attempt::Unreached(err, Some(req)),
+        },
+        BackendTransport::Custom(transport) => {
+            // A one-step transport consumes the request, so keep a copy of a bodiless one in
+            // case this backend cannot be reached and another can.
+            let spare = if more { replayable(&req) } else { None };
+            match transport.send(req).await {
+                Err(err) if !err.was_sent() && is_unreachable(err.kind()) => {
+                    Attempt::Unreached(err, spare)
+                }
+                result => Attempt::Done(result),
+            }
+        }
+    }
+}
+
+fn is_unreachable(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout)
+}
+
+/// A copy of a request without a body, to send again elsewhere.
+fn replayable(req: &Request<Body>) -> Option<Request<Body>> {
+    use http_body::Body as _;
+    if !req.body().is_end_stream() {
+        return None;
+    }
+    let mut copy = Request::new(crate::body::empty());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    *copy.extensions_mut() = req.extensions().clone();
+    Some(copy)
 }
 
 /// Sends `req` straight to one backend: no balancing, no queue, no retry (x0's road warrior).
@@ -132,9 +191,9 @@ pub async fn dispatch_direct(
     req: Request<Body>,
     tag: bool,
 ) -> Result<Response<Body>, ProxyError> {
-    let result = match backend.transport().connect().await {
-        Ok(conn) => conn.send(req).await,
-        Err(err) => Err(err),
+    let result = match attempt(&backend, req, false).await {
+        Attempt::Done(result) => result,
+        Attempt::Unreached(err, _) => Err(err),
     };
     match result {
         Ok(response) => Ok(tagged(response, tag, None, &backend)),

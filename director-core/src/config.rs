@@ -123,6 +123,46 @@ pub struct ClusterConfig {
     /// Its members, in order: `[[clusters.NAME.backends]]`.
     #[serde(default)]
     pub backends: Vec<BackendConfig>,
+    /// How its FastCGI backends map requests to scripts: `[clusters.NAME.fastcgi]`.
+    pub fastcgi: Option<FastCgiSettings>,
+}
+
+/// FastCGI settings of a cluster or road-warrior route: `[clusters.NAME.fastcgi]` or
+/// `[routes.fastcgi]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FastCgiSettings {
+    /// The application's document root as the application sees it (`DOCUMENT_ROOT`, and the
+    /// prefix of `SCRIPT_FILENAME`).
+    pub document_root: String,
+    /// Appended to paths that end in `/` (default `index.php`; `""` appends nothing).
+    #[serde(default = "default_index")]
+    pub index: String,
+    /// The script is the path up to the first segment ending in one of these; the rest is
+    /// `PATH_INFO` (default `[".php"]`).
+    pub script_extensions: Option<Vec<String>>,
+    /// Instead: every request runs this script (such as `/index.php`), and the whole path is
+    /// `PATH_INFO`.
+    pub front_controller: Option<String>,
+    /// Extra CGI parameters sent with every request.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Ask the application to keep connections open between requests (`FCGI_KEEP_CONN`,
+    /// default true).
+    #[serde(default = "yes")]
+    pub keep_connections: bool,
+    /// Idle connections kept per backend (default 4). Each one holds an application worker
+    /// (a php-fpm child), so keep this at or below the pool's worker count.
+    #[serde(default = "default_fastcgi_idle")]
+    pub max_idle_connections: usize,
+}
+
+fn default_fastcgi_idle() -> usize {
+    4
+}
+
+fn default_index() -> String {
+    "index.php".into()
 }
 
 fn default_retry_after() -> u32 {
@@ -173,6 +213,8 @@ pub struct RouteConfig {
     pub cluster: Option<String>,
     /// ...or send straight to this backend URL (road warrior).
     pub backend: Option<String>,
+    /// FastCGI settings when `backend` is a FastCGI URL: `[routes.fastcgi]`.
+    pub fastcgi: Option<FastCgiSettings>,
     /// How long connecting to a backend may take (for a `backend` route; default 10s).
     pub connect_timeout: Option<ConfigDuration>,
     /// How long a backend may stay silent while Director waits for response bytes (default 120s).

@@ -28,6 +28,8 @@ pub enum ErrorKind {
     Timeout,
     /// The backend broke the exchange: reset, closed early, or sent something that is not HTTP.
     UpstreamBroken,
+    /// The backend said it is overloaded (FastCGI `OVERLOADED`), so it took nothing.
+    Overloaded,
     /// The request itself is unacceptable to the proxy (for example a bad `Max-Forwards`).
     BadRequest,
 }
@@ -40,7 +42,9 @@ impl ErrorKind {
     pub fn status(self) -> StatusCode {
         match self {
             ErrorKind::NoRoute => StatusCode::NOT_FOUND,
-            ErrorKind::NoBackend | ErrorKind::ConnectFailed => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::NoBackend | ErrorKind::ConnectFailed | ErrorKind::Overloaded => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorKind::ConnectTimeout | ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::UpstreamBroken => StatusCode::BAD_GATEWAY,
             ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
@@ -55,6 +59,7 @@ impl ErrorKind {
             ErrorKind::ConnectTimeout => "timed out connecting to the backend",
             ErrorKind::Timeout => "the backend timed out",
             ErrorKind::UpstreamBroken => "the backend broke the connection",
+            ErrorKind::Overloaded => "the backend is overloaded",
             ErrorKind::BadRequest => "bad request",
         }
     }

@@ -203,6 +203,7 @@ mod tests {
             (ErrorKind::ConnectTimeout, 504),
             (ErrorKind::Timeout, 504),
             (ErrorKind::UpstreamBroken, 502),
+            (ErrorKind::Overloaded, 503),
             (ErrorKind::BadRequest, 400),
         ] {
             let r = error_response(ProxyError::new(kind).into(), None);

@@ -121,8 +121,14 @@ fn scan(headers: &HeaderMap) -> Present {
     for name in headers.keys() {
         match name.as_str() {
             "connection" => p.connection = true,
-            "keep-alive" | "proxy-connection" | "te" | "trailer" | "transfer-encoding"
-            | "upgrade" | "proxy-authorization" | "proxy-authenticate" => p.hop_by_hop = true,
+            "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authorization"
+            | "proxy-authenticate" => p.hop_by_hop = true,
             "expect" => p.expect = true,
             "x-sendfile" | "x-accel-redirect" => p.sendfile = true,
             "x-forwarded-for" => p.forwarded_for = true,

@@ -9,13 +9,40 @@ use std::{collections::BTreeMap, sync::Arc};
 use arc_swap::{ArcSwap, Guard};
 
 use crate::{
-    addr::{BackendUrl, Protocol},
-    backend::Backend,
+    addr::{BackendAddr, BackendUrl, Protocol},
+    backend::{Backend, BackendTransport},
     cluster::Cluster,
-    config::{ConfigError, ProxyConfig, UpstreamSettings},
+    config::{ConfigError, FastCgiSettings, ProxyConfig, UpstreamSettings},
     route::{HostPattern, Route, RouteTable, Target},
-    transport::TransportOptions,
+    transport::{Transport, TransportOptions},
 };
+
+/// Builds the transports `director-core` does not have itself (FastCGI), so the core needs no
+/// dependency on the crates that implement them.
+pub trait TransportFactory {
+    /// A FastCGI transport to `addr`, or why it cannot be built.
+    fn fastcgi(
+        &self,
+        addr: &BackendAddr,
+        opts: &TransportOptions,
+        settings: &FastCgiSettings,
+    ) -> Result<Arc<dyn Transport>, String>;
+}
+
+/// The factory of a build without FastCGI: refuses FastCGI backends.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpOnly;
+
+impl TransportFactory for HttpOnly {
+    fn fastcgi(
+        &self,
+        _: &BackendAddr,
+        _: &TransportOptions,
+        _: &FastCgiSettings,
+    ) -> Result<Arc<dyn Transport>, String> {
+        Err("FastCGI backends are not supported by this build; use http:// or unix:".into())
+    }
+}
 
 /// Clusters and routes as of one config.
 #[derive(Debug, Default)]
@@ -25,8 +52,17 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds live clusters and routes from `config`, or names the first key that is wrong.
+    /// Builds live clusters and routes from `config` (HTTP backends only), or names the first
+    /// key that is wrong.
     pub fn build(config: &ProxyConfig) -> Result<Snapshot, ConfigError> {
+        Self::build_with(config, &HttpOnly)
+    }
+
+    /// Like [`Snapshot::build`], with `factory` building FastCGI transports.
+    pub fn build_with(
+        config: &ProxyConfig,
+        factory: &dyn TransportFactory,
+    ) -> Result<Snapshot, ConfigError> {
         let mut clusters = BTreeMap::new();
         for (name, cluster) in &config.clusters {
             let at = format!("clusters.{name}");
@@ -56,7 +92,15 @@ impl Snapshot {
                     ));
                 }
                 let url = parse_url(&backend.url, &format!("{at}.url"))?;
-                let b = Backend::new(backend.name.as_str(), url, opts);
+                let transport = transport(
+                    factory,
+                    &url,
+                    opts,
+                    cluster.fastcgi.as_ref(),
+                    &format!("{at}.url"),
+                    &format!("clusters.{name}.fastcgi"),
+                )?;
+                let b = Backend::with_transport(backend.name.as_str(), url, transport);
                 b.set_enabled(backend.enabled);
                 backends.push(Arc::new(b));
             }
@@ -90,7 +134,19 @@ impl Snapshot {
                 (None, Some(url)) => {
                     let parsed = parse_url(url, &format!("{at}.backend"))?;
                     let opts = transport_options(&route.upstream(), &at, road_warrior_defaults())?;
-                    Target::Direct(Arc::new(Backend::new(url.as_str(), parsed, opts)))
+                    let transport = transport(
+                        factory,
+                        &parsed,
+                        opts,
+                        route.fastcgi.as_ref(),
+                        &format!("{at}.backend"),
+                        &format!("{at}.fastcgi"),
+                    )?;
+                    Target::Direct(Arc::new(Backend::with_transport(
+                        url.as_str(),
+                        parsed,
+                        transport,
+                    )))
                 }
                 _ => {
                     return Err(ConfigError::new(
@@ -142,16 +198,64 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn parse_url(url: &str, at: &str) -> Result<BackendUrl, ConfigError> {
-    let parsed: BackendUrl = url
-        .parse()
-        .map_err(|e: crate::addr::AddrError| ConfigError::new(at, e.to_string()))?;
-    if parsed.protocol == Protocol::FastCgi {
+    url.parse()
+        .map_err(|e: crate::addr::AddrError| ConfigError::new(at, e.to_string()))
+}
+
+fn transport(
+    factory: &dyn TransportFactory,
+    url: &BackendUrl,
+    opts: TransportOptions,
+    fastcgi: Option<&FastCgiSettings>,
+    url_at: &str,
+    fastcgi_at: &str,
+) -> Result<BackendTransport, ConfigError> {
+    match url.protocol {
+        Protocol::Http => Ok(BackendTransport::Http(
+            crate::transport::HttpTransport::new(url.addr.clone(), opts),
+        )),
+        Protocol::FastCgi => {
+            let settings = fastcgi.ok_or_else(|| {
+                ConfigError::new(
+                    url_at,
+                    format!(
+                        "a FastCGI backend needs a [{fastcgi_at}] table with its document-root"
+                    ),
+                )
+            })?;
+            check_fastcgi(settings, fastcgi_at)?;
+            factory
+                .fastcgi(&url.addr, &opts, settings)
+                .map(BackendTransport::Custom)
+                .map_err(|m| ConfigError::new(url_at, m))
+        }
+    }
+}
+
+fn check_fastcgi(settings: &FastCgiSettings, at: &str) -> Result<(), ConfigError> {
+    if !settings.document_root.starts_with('/') {
         return Err(ConfigError::new(
-            at,
-            "FastCGI backends are not supported by this build yet; use http:// or unix:",
+            format!("{at}.document-root"),
+            "the document root is an absolute path",
         ));
     }
-    Ok(parsed)
+    match (&settings.front_controller, &settings.script_extensions) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            format!("{at}.front-controller"),
+            "give either front-controller or script-extensions, not both",
+        )),
+        (Some(script), None) if !script.starts_with('/') => Err(ConfigError::new(
+            format!("{at}.front-controller"),
+            "the front controller is a path such as /index.php",
+        )),
+        (None, Some(exts)) if exts.is_empty() || exts.iter().any(|e| !e.starts_with('.')) => {
+            Err(ConfigError::new(
+                format!("{at}.script-extensions"),
+                "script extensions look like \".php\"",
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn transport_options(
@@ -220,6 +324,7 @@ mod tests {
             write_timeout: None,
             max_idle_connections: None,
             idle_timeout: None,
+            fastcgi: None,
             backends: backends
                 .iter()
                 .map(|(n, u)| BackendConfig {
@@ -237,6 +342,7 @@ mod tests {
             path: None,
             cluster: cluster.map(Into::into),
             backend: backend.map(Into::into),
+            fastcgi: None,
             connect_timeout: None,
             read_timeout: None,
             write_timeout: None,

@@ -49,6 +49,18 @@ use crate::{
     headers::is_upgrade_request,
 };
 
+/// A transport to one backend other than Director's own HTTP/1.1 one (FastCGI, say).
+///
+/// It takes the request whole, so a cluster can move a failed request to another backend only
+/// when the error says nothing was sent ([`ProxyError::was_sent`]) and the request had no body.
+pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
+    /// Sends `req` (its head already prepared for forwarding) and waits for the response head.
+    fn send(
+        &self,
+        req: Request<Body>,
+    ) -> crate::router::BoxFuture<Result<Response<Body>, ProxyError>>;
+}
+
 /// Timeouts and pool limits of a transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TransportOptions {

@@ -432,3 +432,59 @@ async fn probe_follows_php_fpm_down_and_up() {
     assert_eq!(outcome.status, StatusCode::NOT_FOUND);
     assert!(!outcome.is_success());
 }
+
+/// The FastCGI probe, plugged into `director-health`'s monitor as the binary does it, marks a
+/// stopped php-fpm offline and a restarted one online again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_monitor_with_the_fastcgi_probe_follows_php_fpm() {
+    use director_health::{HealthConfig, HealthHandle, HealthState, Monitor, ProbeError, probe_fn};
+
+    let mut fpm = PhpFpm::start();
+    let config = ProbeConfig {
+        request_path: "/ping.php".to_owned(),
+        script_filename: Some(fpm.docroot().join("ping.php").display().to_string()),
+        headers: vec![("Host".to_owned(), "localhost".to_owned())],
+        connect_timeout: Duration::from_secs(1),
+        read_timeout: Duration::from_secs(2),
+        ..ProbeConfig::default()
+    };
+    let addr = FastCgiAddr::Unix(fpm.socket());
+    let handle = HealthHandle::new(
+        "php",
+        HealthConfig::default()
+            .interval(Duration::from_millis(100))
+            .thresholds(2, 1)
+            .timeout(Duration::from_secs(3)),
+    );
+    let _monitor = Monitor::spawn(
+        handle.clone(),
+        probe_fn(move || {
+            let (addr, config) = (addr.clone(), config.clone());
+            async move {
+                let outcome = probe(&addr, &config).await.map_err(ProbeError::other)?;
+                if outcome.is_success() {
+                    Ok(())
+                } else {
+                    Err(ProbeError::Status(outcome.status))
+                }
+            }
+        }),
+    );
+    let wait_for = |want: HealthState| {
+        let handle = handle.clone();
+        async move {
+            for _ in 0..200 {
+                if handle.state() == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("still {:?}, wanted {want:?}", handle.state());
+        }
+    };
+    wait_for(HealthState::Online).await;
+    fpm.stop();
+    wait_for(HealthState::Offline).await;
+    fpm.spawn();
+    wait_for(HealthState::Online).await;
+}

@@ -38,7 +38,7 @@ impl Director {
     pub fn spawn(dir: tempfile::TempDir, args: &[&str], listeners: usize) -> Director {
         let mut child = Command::new(env!("CARGO_BIN_EXE_director"))
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
