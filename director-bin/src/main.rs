@@ -120,6 +120,9 @@ fn quick_config(cli: &Cli) -> Result<Loaded, config::LoadError> {
                 format!("http://{url}")
             },
             enabled: true,
+            capacity: 0,
+            role: Default::default(),
+            terminate_protection: false,
         })
         .collect();
     let cluster: ClusterConfig = toml::from_str("").expect("defaults parse");

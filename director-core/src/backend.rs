@@ -1,12 +1,23 @@
-//! A backend: a named upstream server with its transport and administrative state.
+//! A backend: a named upstream server, its transport, and its admission state.
+//!
+//! Admission (x0's `tryProcess`) is lock-free: a backend takes a request when it is online,
+//! enabled and not draining, and its in-flight count is below its capacity; the count is raised
+//! with a compare-and-swap, so two requests can never both take the last slot.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering},
+    },
 };
+
+use http::HeaderValue;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     addr::BackendUrl,
+    counter::{Counter, CounterSnapshot},
     transport::{HttpTransport, Transport, TransportOptions},
 };
 
@@ -20,14 +31,71 @@ pub enum BackendTransport {
     Custom(Arc<dyn Transport>),
 }
 
+/// A backend's role in its cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The normal pool, tried first.
+    #[default]
+    Active,
+    /// Used only while no active backend is available (offline, disabled or draining) — never
+    /// merely because the actives are full. x0 wrote this role as `standby`; that spelling is
+    /// accepted too.
+    #[serde(alias = "standby")]
+    Backup,
+}
+
+/// A backend's health, as a monitor (or passive failure accounting) last saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Health {
+    /// Not probed yet.
+    Undefined,
+    /// Taking requests.
+    Online,
+    /// Failing; takes no requests.
+    Offline,
+}
+
+/// Why a backend did not take a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// At capacity: the request may wait for it.
+    Overloaded,
+    /// Offline, disabled or draining: the request should go elsewhere.
+    Unavailable,
+}
+
 /// One upstream server of a cluster (or a road-warrior route's single target).
-#[derive(Debug)]
 pub struct Backend {
     name: Arc<str>,
+    name_header: HeaderValue,
     url: BackendUrl,
     transport: BackendTransport,
     enabled: AtomicBool,
+    draining: AtomicBool,
+    terminate_protection: AtomicBool,
+    role: AtomicU8,
+    health: AtomicU8,
+    capacity: AtomicU32,
+    in_flight: AtomicU32,
+    load: Counter,
 }
+
+impl fmt::Debug for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Backend")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("enabled", &self.is_enabled())
+            .field("role", &self.role())
+            .field("capacity", &self.capacity())
+            .field("in_flight", &self.in_flight())
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Backend ===
 
 impl Backend {
     /// A backend called `name` at `url`, reached over HTTP/1.1 with `opts`.
@@ -36,23 +104,40 @@ impl Backend {
         Self::with_transport(name, url, transport)
     }
 
-    /// A backend called `name` at `url`, reached through `transport`.
+    /// A backend called `name` at `url`, reached through `transport`: enabled, active, online
+    /// (until a health monitor says otherwise), no capacity limit.
     pub fn with_transport(
         name: impl Into<Arc<str>>,
         url: BackendUrl,
         transport: BackendTransport,
     ) -> Self {
+        let name = name.into();
+        let name_header =
+            HeaderValue::from_str(&name).unwrap_or_else(|_| HeaderValue::from_static("-"));
         Backend {
-            name: name.into(),
+            name,
+            name_header,
             url,
             transport,
             enabled: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            terminate_protection: AtomicBool::new(false),
+            role: AtomicU8::new(Role::Active as u8),
+            health: AtomicU8::new(Health::Online as u8),
+            capacity: AtomicU32::new(0),
+            in_flight: AtomicU32::new(0),
+            load: Counter::default(),
         }
     }
 
     /// The backend's name, unique within its cluster.
     pub fn name(&self) -> &Arc<str> {
         &self.name
+    }
+
+    /// The name as a header value (`X-Director-Backend`), built once.
+    pub fn name_header(&self) -> &HeaderValue {
+        &self.name_header
     }
 
     /// Where and how to reach it.
@@ -70,8 +155,200 @@ impl Backend {
         self.enabled.load(Ordering::Relaxed)
     }
 
-    /// Enables or disables it; requests in flight are not affected.
+    /// Enables or disables it; requests in flight are not affected. A cluster member should be
+    /// changed through [`crate::cluster::Cluster::set_backend_enabled`], which also resizes the
+    /// cluster's capacity.
     pub fn set_enabled(&self, enabled: bool) {
         self.enabled.store(enabled, Ordering::Relaxed);
+    }
+
+    /// Its role.
+    pub fn role(&self) -> Role {
+        if self.role.load(Ordering::Relaxed) == Role::Backup as u8 {
+            Role::Backup
+        } else {
+            Role::Active
+        }
+    }
+
+    /// Changes its role.
+    pub fn set_role(&self, role: Role) {
+        self.role.store(role as u8, Ordering::Relaxed);
+    }
+
+    /// Its health.
+    pub fn health(&self) -> Health {
+        match self.health.load(Ordering::Relaxed) {
+            x if x == Health::Online as u8 => Health::Online,
+            x if x == Health::Offline as u8 => Health::Offline,
+            _ => Health::Undefined,
+        }
+    }
+
+    /// Records its health; returns the previous state.
+    pub fn set_health(&self, health: Health) -> Health {
+        match self.health.swap(health as u8, Ordering::Relaxed) {
+            x if x == Health::Online as u8 => Health::Online,
+            x if x == Health::Offline as u8 => Health::Offline,
+            _ => Health::Undefined,
+        }
+    }
+
+    /// Concurrent requests it takes; 0 means no limit.
+    pub fn capacity(&self) -> u32 {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Sets its capacity (0 = no limit).
+    pub fn set_capacity(&self, capacity: u32) {
+        self.capacity.store(capacity, Ordering::Relaxed);
+    }
+
+    /// Whether it refuses to be drained and removed.
+    pub fn is_terminate_protected(&self) -> bool {
+        self.terminate_protection.load(Ordering::Relaxed)
+    }
+
+    /// Protects it from being drained and removed.
+    pub fn set_terminate_protection(&self, protected: bool) {
+        self.terminate_protection
+            .store(protected, Ordering::Relaxed);
+    }
+
+    /// Whether it is draining (x0's "terminate"): no new requests; removed once idle.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Starts draining, unless protected. Returns whether it now drains.
+    pub fn drain(&self) -> bool {
+        if self.is_terminate_protected() {
+            return false;
+        }
+        self.draining.store(true, Ordering::Relaxed);
+        true
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Its load counter (current, max, total).
+    pub fn load(&self) -> CounterSnapshot {
+        self.load.snapshot()
+    }
+
+    /// Whether it could take a request now, as far as health and the operator go.
+    pub fn is_available(&self) -> bool {
+        self.is_enabled() && !self.is_draining() && self.health() == Health::Online
+    }
+
+    /// Tokens it adds to its cluster's shaper: its capacity while available (no limit counts
+    /// as [`UNLIMITED_TOKENS`]).
+    pub fn tokens(&self) -> u32 {
+        match (self.is_available(), self.capacity()) {
+            (false, _) => 0,
+            (true, 0) => UNLIMITED_TOKENS,
+            (true, c) => c,
+        }
+    }
+
+    /// Takes one request slot if it is available and below capacity (`ignore_capacity` for
+    /// pinned requests). The slot is given back with [`Backend::release`].
+    pub fn try_acquire(&self, ignore_capacity: bool) -> Result<(), Refusal> {
+        if !self.is_available() {
+            return Err(Refusal::Unavailable);
+        }
+        let capacity = self.capacity();
+        let taken = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (ignore_capacity || capacity == 0 || n < capacity).then_some(n + 1)
+            });
+        match taken {
+            Ok(_) => {
+                self.load.incr();
+                Ok(())
+            }
+            Err(_) => Err(Refusal::Overloaded),
+        }
+    }
+
+    /// Gives back a slot taken with [`Backend::try_acquire`].
+    pub fn release(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.load.decr();
+    }
+}
+
+/// Shaper tokens a backend without a capacity limit adds: large enough to never be the limit,
+/// small enough that a cluster of many still fits in a `u32`.
+pub const UNLIMITED_TOKENS: u32 = 1 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(capacity: u32) -> Backend {
+        let b = Backend::new(
+            "b",
+            "http://127.0.0.1:1".parse().unwrap(),
+            TransportOptions::default(),
+        );
+        b.set_capacity(capacity);
+        b
+    }
+
+    #[test]
+    fn admission_follows_capacity_health_and_switches() {
+        let b = backend(2);
+        assert_eq!(b.try_acquire(false), Ok(()));
+        assert_eq!(b.try_acquire(false), Ok(()));
+        assert_eq!(b.try_acquire(false), Err(Refusal::Overloaded));
+        assert_eq!(
+            b.try_acquire(true),
+            Ok(()),
+            "pinned requests ignore capacity"
+        );
+        b.release();
+        b.release();
+        assert_eq!(b.try_acquire(false), Ok(()));
+        b.set_enabled(false);
+        assert_eq!(b.try_acquire(false), Err(Refusal::Unavailable));
+        b.set_enabled(true);
+        b.set_health(Health::Offline);
+        assert_eq!(b.try_acquire(true), Err(Refusal::Unavailable));
+        assert_eq!(b.tokens(), 0);
+        b.set_health(Health::Online);
+        assert_eq!(b.tokens(), 2);
+        assert!(b.drain());
+        assert_eq!(b.try_acquire(false), Err(Refusal::Unavailable));
+        assert_eq!(b.load().max, 3);
+    }
+
+    #[test]
+    fn unlimited_and_protected() {
+        let b = backend(0);
+        for _ in 0..1000 {
+            b.try_acquire(false).unwrap();
+        }
+        assert_eq!(b.tokens(), UNLIMITED_TOKENS);
+        b.set_terminate_protection(true);
+        assert!(!b.drain());
+        assert!(!b.is_draining());
+    }
+
+    #[test]
+    fn the_last_slot_goes_to_one_thread_only() {
+        let b = Arc::new(backend(1));
+        let winners: usize = (0..8)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || b.try_acquire(false).is_ok() as usize)
+            })
+            .map(|t| t.join().unwrap())
+            .sum();
+        assert_eq!(winners, 1);
     }
 }

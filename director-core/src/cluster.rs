@@ -1,26 +1,51 @@
-//! A cluster: named backends behind a scheduler, and the service that balances over them.
+//! A cluster: backends behind a scheduler, with admission control, queues and retries.
 //!
-//! For each request the scheduler proposes an order; the cluster skips disabled members and
-//! connects to the first candidate that accepts a connection. A failed connect touches nothing of
-//! the request, so the next candidate is always safe to try. Once a connection is established the
-//! request is sent there; failures after that are the caller's to see.
+//! A balanced request takes two things before it is sent: a token of its bucket (the
+//! [`Shaper`], x0's HTB-like partition of the cluster's capacity) and a slot of a backend (below
+//! its capacity). Both are held by one [`Grant`] until the response body ends, and given back
+//! together when it is dropped, which also hands freed capacity to queued requests at once.
+//!
+//! Admission is synchronised without a lock on the common path: tokens and backend slots are
+//! atomics taken with compare-and-swap; a bucket's queue (a mutex over a `VecDeque`) is touched
+//! only when requests actually wait. Queued requests are served oldest first within a bucket, and
+//! across buckets in the shaper's round-robin order; a new request never overtakes requests
+//! already waiting in its bucket.
+//!
+//! Failures: when a backend cannot be reached the request goes to the next one; a request that
+//! reached a backend is sent again only if it was kept for replay (see [`crate::replay`]), its
+//! method is idempotent, and the backend broke the exchange before answering. Timeouts are not
+//! retried (a slow backend would only be asked again). After `max-retry-count + 1` attempts the
+//! client gets 503.
 
 use std::{
+    collections::VecDeque,
+    pin::Pin,
     sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
-    time::Instant,
+    task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
-use http::{Request, Response};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response};
+use http_body::{Body as _, Frame, SizeHint};
+use tokio::sync::oneshot;
 
 use crate::{
-    backend::{Backend, BackendTransport},
-    body::Body,
+    backend::{Backend, BackendTransport, Refusal, Role},
+    body::{Body, BoxError},
+    counter::{Counter, CounterSnapshot},
     error::{ErrorKind, ProxyError},
-    schedule::RoundRobin,
+    replay,
+    schedule::{Scheduler, SchedulerKind},
+    shaper::{BucketId, ROOT, Shaper},
 };
+
+static X_DIRECTOR_BACKEND: HeaderName = HeaderName::from_static("x-director-backend");
+static X_DIRECTOR_BUCKET: HeaderName = HeaderName::from_static("x-director-bucket");
 
 /// Which cluster and backend served a response (a response extension, for logs and stats).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,27 +56,170 @@ pub struct UpstreamInfo {
     pub backend: Option<Arc<str>>,
 }
 
-/// A named load-balanced group of backends.
+/// A cluster's admission and retry settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterSettings {
+    /// The scheduler.
+    pub scheduler: SchedulerKind,
+    /// `Retry-After` seconds on a 503 (0 sends none).
+    pub retry_after: u32,
+    /// Requests that may wait in one bucket's queue.
+    pub queue_limit: usize,
+    /// How long a request may wait in a queue before it gets 504.
+    pub queue_timeout: Duration,
+    /// Queue (rather than answer 503 at once) while no backend is available.
+    pub enqueue_on_unavailable: bool,
+    /// Attempts after the first, when a backend fails before answering.
+    pub max_retry_count: u32,
+    /// Request bodies up to this many bytes are kept so they can be sent again.
+    pub replay_body_limit: usize,
+    /// Send `X-Director-Backend` and `X-Director-Bucket` response headers.
+    pub response_headers: bool,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            scheduler: SchedulerKind::RoundRobin,
+            retry_after: 10,
+            queue_limit: 128,
+            queue_timeout: Duration::from_secs(60),
+            enqueue_on_unavailable: false,
+            max_retry_count: 3,
+            replay_body_limit: 64 * 1024,
+            response_headers: true,
+        }
+    }
+}
+
+/// How one request is to be dispatched within a cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Dispatch {
+    /// The bucket, by name (unknown or `None`: the root bucket).
+    pub bucket: Option<String>,
+    /// Send straight to this backend, ignoring its capacity (x0's `director.pass`).
+    pub pin: Option<String>,
+    /// Attach an [`UpstreamInfo`] to the response.
+    pub tag: bool,
+}
+
+#[derive(Debug, Default)]
+struct Members {
+    all: Vec<Arc<Backend>>,
+    active: Vec<Arc<Backend>>,
+    backup: Vec<Arc<Backend>>,
+}
+
+impl Members {
+    fn new(all: Vec<Arc<Backend>>) -> Self {
+        let (active, backup) = all.iter().cloned().partition(|b| b.role() == Role::Active);
+        Members {
+            all,
+            active,
+            backup,
+        }
+    }
+}
+
+/// One bucket's queue and counters.
+#[derive(Debug)]
+struct Bucket {
+    name: HeaderValue,
+    waiters: Mutex<VecDeque<Waiter>>,
+    queued: Counter,
+    dropped: AtomicU64,
+}
+
+/// A queued request, waiting for a grant.
+#[derive(Debug)]
+struct Waiter {
+    // Set by whoever settles the waiter first: the dispatcher (grant) or the waiter itself
+    // (timeout, client gone). The loser leaves it alone.
+    claimed: Arc<AtomicBool>,
+    grant: oneshot::Sender<Grant>,
+}
+
+/// A named load-balanced group of backends, with its shaper and queues.
 #[derive(Debug)]
 pub struct Cluster {
     name: Arc<str>,
-    backends: Vec<Arc<Backend>>,
-    scheduler: RoundRobin,
+    members: ArcSwap<Members>,
+    scheduler: Scheduler,
     enabled: AtomicBool,
-    retry_after: u32,
+    settings: ClusterSettings,
+    shaper: Shaper,
+    buckets: Vec<Option<Bucket>>,
+    waiting: AtomicUsize,
+    load: Counter,
+    queued: Counter,
+    dropped: AtomicU64,
 }
 
+/// A cluster's counters at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// Requests at backends.
+    pub load: CounterSnapshot,
+    /// Requests waiting in queues.
+    pub queued: CounterSnapshot,
+    /// Requests refused (queue full, queue timeout, no backend).
+    pub dropped: u64,
+}
+
+/// A bucket's queue counters at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketQueueStats {
+    /// Requests waiting.
+    pub queued: CounterSnapshot,
+    /// Requests that timed out or found the queue full.
+    pub dropped: u64,
+}
+
+// === impl Cluster ===
+
 impl Cluster {
-    /// A cluster called `name` over `backends`; `retry_after` is the `Retry-After` seconds sent
-    /// when no backend can take a request (0 sends none).
-    pub fn new(name: impl Into<Arc<str>>, backends: Vec<Arc<Backend>>, retry_after: u32) -> Self {
-        Cluster {
+    /// A cluster called `name` over `backends`, with `settings` and a shaper whose buckets are
+    /// already created (its size is set here from the backends).
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        backends: Vec<Arc<Backend>>,
+        settings: ClusterSettings,
+        shaper: Shaper,
+    ) -> Self {
+        let buckets = {
+            let max = shaper.buckets().max().unwrap_or(ROOT);
+            let mut v: Vec<Option<Bucket>> = (0..=max).map(|_| None).collect();
+            for id in shaper.buckets() {
+                v[id] = Some(Bucket {
+                    name: HeaderValue::from_str(shaper.name(id))
+                        .unwrap_or_else(|_| HeaderValue::from_static("root")),
+                    waiters: Mutex::new(VecDeque::new()),
+                    queued: Counter::default(),
+                    dropped: AtomicU64::new(0),
+                });
+            }
+            v
+        };
+        let cluster = Cluster {
             name: name.into(),
-            backends,
-            scheduler: RoundRobin::default(),
+            members: ArcSwap::from_pointee(Members::new(backends)),
+            scheduler: Scheduler::new(settings.scheduler),
             enabled: AtomicBool::new(true),
-            retry_after,
-        }
+            settings,
+            shaper,
+            buckets,
+            waiting: AtomicUsize::new(0),
+            load: Counter::default(),
+            queued: Counter::default(),
+            dropped: AtomicU64::new(0),
+        };
+        cluster.shaper.resize(cluster.online_tokens());
+        cluster
+    }
+
+    /// A cluster with default settings and only the root bucket.
+    pub fn simple(name: impl Into<Arc<str>>, backends: Vec<Arc<Backend>>) -> Self {
+        Self::new(name, backends, ClusterSettings::default(), Shaper::new(0))
     }
 
     /// The cluster's name.
@@ -60,13 +228,33 @@ impl Cluster {
     }
 
     /// Its members, in configuration order.
-    pub fn backends(&self) -> &[Arc<Backend>] {
-        &self.backends
+    pub fn backends(&self) -> Vec<Arc<Backend>> {
+        self.members.load().all.clone()
     }
 
     /// A member by name.
-    pub fn backend(&self, name: &str) -> Option<&Arc<Backend>> {
-        self.backends.iter().find(|b| &**b.name() == name)
+    pub fn backend(&self, name: &str) -> Option<Arc<Backend>> {
+        self.members
+            .load()
+            .all
+            .iter()
+            .find(|b| &**b.name() == name)
+            .cloned()
+    }
+
+    /// Its settings.
+    pub fn settings(&self) -> &ClusterSettings {
+        &self.settings
+    }
+
+    /// Its scheduler (the policy can be changed at runtime).
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+
+    /// Its shaper.
+    pub fn shaper(&self) -> &Shaper {
+        &self.shaper
     }
 
     /// Whether the cluster takes requests at all.
@@ -79,90 +267,526 @@ impl Cluster {
         self.enabled.store(enabled, Ordering::Relaxed);
     }
 
+    /// Counters of the whole cluster.
+    pub fn stats(&self) -> ClusterStats {
+        ClusterStats {
+            load: self.load.snapshot(),
+            queued: self.queued.snapshot(),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Queue counters of one bucket.
+    pub fn bucket_stats(&self, bucket: BucketId) -> Option<BucketQueueStats> {
+        let b = self.buckets.get(bucket)?.as_ref()?;
+        Some(BucketQueueStats {
+            queued: b.queued.snapshot(),
+            dropped: b.dropped.load(Ordering::Relaxed),
+        })
+    }
+
+    fn online_tokens(&self) -> u32 {
+        self.members
+            .load()
+            .all
+            .iter()
+            .fold(0u32, |sum, b| sum.saturating_add(b.tokens()))
+    }
+
+    /// Recomputes the shaper's size from the backends' state (enabled, online, capacity) and
+    /// dispatches queued requests to whatever capacity that adds. Call after any change to a
+    /// member; it is idempotent.
+    pub fn refresh(self: &Arc<Self>) {
+        self.shaper.resize(self.online_tokens());
+        self.dispatch_queued();
+    }
+
+    /// Enables or disables a member. Returns false for an unknown name.
+    pub fn set_backend_enabled(self: &Arc<Self>, name: &str, enabled: bool) -> bool {
+        let Some(b) = self.backend(name) else {
+            return false;
+        };
+        b.set_enabled(enabled);
+        self.refresh();
+        true
+    }
+
+    /// Changes a member's capacity (0 = no limit). Returns false for an unknown name.
+    pub fn set_backend_capacity(self: &Arc<Self>, name: &str, capacity: u32) -> bool {
+        let Some(b) = self.backend(name) else {
+            return false;
+        };
+        b.set_capacity(capacity);
+        self.refresh();
+        true
+    }
+
+    /// Changes a member's role. Returns false for an unknown name.
+    pub fn set_backend_role(self: &Arc<Self>, name: &str, role: Role) -> bool {
+        let Some(b) = self.backend(name) else {
+            return false;
+        };
+        b.set_role(role);
+        let all = self.members.load().all.clone();
+        self.members.store(Arc::new(Members::new(all)));
+        self.refresh();
+        true
+    }
+
+    /// Drains a member: it takes no new requests and leaves the cluster once idle. Returns
+    /// false for an unknown or terminate-protected backend.
+    pub fn drain_backend(self: &Arc<Self>, name: &str) -> bool {
+        let Some(b) = self.backend(name) else {
+            return false;
+        };
+        if !b.drain() {
+            return false;
+        }
+        self.remove_if_drained(&b);
+        self.refresh();
+        true
+    }
+
+    fn remove_if_drained(&self, backend: &Arc<Backend>) {
+        if !(backend.is_draining() && backend.in_flight() == 0) {
+            return;
+        }
+        self.members.rcu(|members| {
+            let all: Vec<Arc<Backend>> = members
+                .all
+                .iter()
+                .filter(|b| !Arc::ptr_eq(b, backend))
+                .cloned()
+                .collect();
+            Members::new(all)
+        });
+    }
+
     fn unavailable(&self, kind: ErrorKind) -> ProxyError {
         ProxyError::new(kind)
             .with_cluster(self.name.clone())
-            .with_retry_after(self.retry_after)
+            .with_retry_after(self.settings.retry_after)
     }
 
-    /// Balances `req` over the cluster's backends; `tag` attaches an [`UpstreamInfo`] to the
-    /// response.
+    fn bucket(&self, id: BucketId) -> &Bucket {
+        self.buckets[id]
+            .as_ref()
+            .expect("bucket ids come from the shaper")
+    }
+
+    /// A backend for a request: the active pool, then the backup pool while no active backend
+    /// is available. Actives that are merely full make the request wait instead.
+    fn pick(&self, skip: &[Arc<Backend>]) -> Result<Arc<Backend>, Refusal> {
+        let members = self.members.load();
+        let skip = |b: &Backend| skip.iter().any(|s| std::ptr::eq(&**s, b));
+        match self.scheduler.pick(0, &members.active, skip) {
+            Err(Refusal::Unavailable) => self.scheduler.pick(1, &members.backup, skip),
+            other => other,
+        }
+    }
+
+    fn grant(self: &Arc<Self>, bucket: Option<BucketId>, backend: Arc<Backend>) -> Grant {
+        self.load.incr();
+        Grant {
+            cluster: self.clone(),
+            bucket,
+            backend,
+            redispatch: true,
+        }
+    }
+
+    /// Takes a token and a backend for a request of `bucket`, waiting in the bucket's queue
+    /// when there is none free.
+    async fn admit(
+        self: &Arc<Self>,
+        bucket: BucketId,
+        skip: &[Arc<Backend>],
+    ) -> Result<Grant, ProxyError> {
+        let queue = self.bucket(bucket);
+        // Strict FIFO per bucket: only take a token directly when nobody of this bucket waits.
+        if queue.queued.current() == 0 {
+            if self.shaper.try_get(bucket) {
+                match self.pick(skip) {
+                    Ok(backend) => return Ok(self.grant(Some(bucket), backend)),
+                    Err(refusal) => {
+                        self.shaper.put(bucket);
+                        if refusal == Refusal::Unavailable && !self.settings.enqueue_on_unavailable
+                        {
+                            self.dropped.fetch_add(1, Ordering::Relaxed);
+                            return Err(self.unavailable(ErrorKind::NoBackend));
+                        }
+                    }
+                }
+            } else if self.shaper.capacity() == 0 && !self.settings.enqueue_on_unavailable {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return Err(self.unavailable(ErrorKind::NoBackend));
+            }
+        }
+        self.wait(bucket).await
+    }
+
+    /// Queues a request of `bucket` until a grant comes, the queue timeout passes, or the
+    /// request is dropped.
+    async fn wait(self: &Arc<Self>, bucket: BucketId) -> Result<Grant, ProxyError> {
+        let queue = self.bucket(bucket);
+        if queue.queued.current() >= self.settings.queue_limit as u64 {
+            queue.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return Err(self
+                .unavailable(ErrorKind::NoBackend)
+                .with_detail("the queue is full"));
+        }
+        let (tx, mut rx) = oneshot::channel();
+        let claimed = Arc::new(AtomicBool::new(false));
+        {
+            let mut waiters = queue.waiters.lock().expect("queue lock");
+            // Settled waiters are removed lazily; keep the list from growing without bound.
+            if waiters.len() > 2 * self.settings.queue_limit + 16 {
+                waiters.retain(|w| !w.claimed.load(Ordering::Relaxed));
+            }
+            waiters.push_back(Waiter {
+                claimed: claimed.clone(),
+                grant: tx,
+            });
+            queue.queued.incr();
+            self.queued.incr();
+            self.waiting.fetch_add(1, Ordering::AcqRel);
+        }
+        let ticket = Ticket {
+            cluster: self,
+            bucket,
+            claimed,
+        };
+        // Capacity may have freed between the failed attempt and the push.
+        self.dispatch_queued();
+        let started = Instant::now();
+        match tokio::time::timeout(self.settings.queue_timeout, &mut rx).await {
+            Ok(Ok(grant)) => {
+                ticket.settled();
+                Ok(grant)
+            }
+            Ok(Err(_)) => {
+                ticket.settled();
+                Err(self.unavailable(ErrorKind::NoBackend))
+            }
+            Err(_) if ticket.claim() => {
+                queue.dropped.fetch_add(1, Ordering::Relaxed);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    cluster = %self.name,
+                    waited_ms = started.elapsed().as_millis() as u64,
+                    "queued request timed out"
+                );
+                Err(self
+                    .unavailable(ErrorKind::Timeout)
+                    .with_detail("the request waited too long in the queue"))
+            }
+            // The dispatcher claimed this waiter just as the timeout fired: its grant is on the
+            // way, so take it rather than lose it.
+            Err(_) => match rx.await {
+                Ok(grant) => Ok(grant),
+                Err(_) => Err(self.unavailable(ErrorKind::NoBackend)),
+            },
+        }
+    }
+
+    /// Hands free capacity to queued requests: as many as fit, fairly across buckets (the
+    /// shaper's order), oldest first within a bucket.
+    fn dispatch_queued(self: &Arc<Self>) {
+        while self.waiting.load(Ordering::Acquire) > 0 {
+            let Some(bucket) = self.shaper.pick(|b| {
+                self.buckets
+                    .get(b)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|q| q.queued.current() > 0)
+            }) else {
+                return;
+            };
+            let Ok(backend) = self.pick(&[]) else {
+                self.shaper.put(bucket);
+                return;
+            };
+            let queue = self.bucket(bucket);
+            let waiter = {
+                let mut waiters = queue.waiters.lock().expect("queue lock");
+                loop {
+                    match waiters.pop_front() {
+                        Some(w) if w.claimed.swap(true, Ordering::AcqRel) => continue,
+                        other => break other,
+                    }
+                }
+            };
+            let Some(waiter) = waiter else {
+                backend.release();
+                self.shaper.put(bucket);
+                continue;
+            };
+            queue.queued.decr();
+            self.queued.decr();
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            let grant = self.grant(Some(bucket), backend);
+            if let Err(mut grant) = waiter.grant.send(grant) {
+                // The waiter is gone; give the capacity back and keep going here.
+                grant.redispatch = false;
+            }
+        }
+    }
+
+    /// Balances `req` over the cluster's backends.
     pub async fn dispatch(
         self: Arc<Self>,
         req: Request<Body>,
-        tag: bool,
+        how: Dispatch,
     ) -> Result<Response<Body>, ProxyError> {
         if !self.is_enabled() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
             return Err(self
                 .unavailable(ErrorKind::NoBackend)
                 .with_detail("the cluster is disabled"));
         }
-        let started = Instant::now();
-        let mut order = self
-            .scheduler
-            .candidates(self.backends.len())
-            .filter(|&i| self.backends[i].is_enabled())
-            .peekable();
-        let mut req = Some(req);
-        while let Some(index) = order.next() {
-            let backend = &self.backends[index];
-            let request = req.take().expect("one request per attempt");
-            let more = order.peek().is_some();
-            match attempt(backend, request, more).await {
-                Attempt::Done(result) => {
-                    return match result {
-                        Ok(response) => Ok(tagged(response, tag, Some(&self.name), backend)),
-                        Err(err) => Err(err
+        if let Some(pin) = &how.pin {
+            return self.dispatch_pinned(req, pin, how.tag).await;
+        }
+        let bucket = how
+            .bucket
+            .as_deref()
+            .and_then(|name| self.shaper.find(name))
+            .unwrap_or(ROOT);
+
+        let (first, template) = if self.settings.max_retry_count > 0 {
+            replay::prepare(req, self.settings.replay_body_limit).await?
+        } else {
+            (req, None)
+        };
+        let mut next = Some(first);
+        let mut failed: Vec<Arc<Backend>> = Vec::new();
+        let mut last: Option<ProxyError> = None;
+        let mut attempts = 0u32;
+        loop {
+            let grant = match self.admit(bucket, &failed).await {
+                Ok(grant) => grant,
+                // No other backend to try: the last backend's own failure says more than
+                // "unavailable", unless it could not be reached at all.
+                Err(err) => match last {
+                    Some(last) if !is_unreachable(last.kind()) => return Err(last),
+                    _ => return Err(err),
+                },
+            };
+            attempts += 1;
+            let req = match next.take() {
+                Some(req) => req,
+                None => template
+                    .as_ref()
+                    .expect("retries need a template")
+                    .request(),
+            };
+            let backend = grant.backend.clone();
+            let err = match send(&backend, req).await {
+                Ok(response) => return Ok(self.finish(response, grant, bucket, how.tag)),
+                Err(Failure::Unsent(err, req)) => {
+                    next = Some(*req);
+                    err
+                }
+                Err(Failure::Failed(err)) => {
+                    let again = template.as_ref().is_some_and(|t| {
+                        !err.was_sent()
+                            || (t.is_idempotent() && err.kind() == ErrorKind::UpstreamBroken)
+                    });
+                    if !again {
+                        return Err(err
                             .with_cluster(self.name.clone())
-                            .with_backend(backend.name().clone())),
-                    };
-                }
-                Attempt::Unreached(err, request) => {
-                    tracing::warn!(
-                        cluster = %self.name,
-                        backend = %backend.name(),
-                        error = %err,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "backend unreachable"
-                    );
-                    match request {
-                        Some(request) => req = Some(request),
-                        // The request cannot be replayed on another backend.
-                        None => break,
+                            .with_backend(backend.name().clone()));
                     }
+                    err
                 }
+            };
+            drop(grant);
+            tracing::warn!(
+                cluster = %self.name,
+                backend = %backend.name(),
+                attempt = attempts,
+                error = %err,
+                "attempt failed"
+            );
+            last = Some(
+                err.with_cluster(self.name.clone())
+                    .with_backend(backend.name().clone()),
+            );
+            failed.push(backend);
+            if attempts > self.settings.max_retry_count {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                return Err(self
+                    .unavailable(ErrorKind::NoBackend)
+                    .with_detail("the request failed on every attempt"));
             }
         }
-        Err(self.unavailable(ErrorKind::NoBackend))
+    }
+
+    /// x0's `director.pass`: straight to the named backend, ignoring its capacity, without a
+    /// bucket, a queue or retries.
+    async fn dispatch_pinned(
+        self: Arc<Self>,
+        req: Request<Body>,
+        name: &str,
+        tag: bool,
+    ) -> Result<Response<Body>, ProxyError> {
+        let Some(backend) = self.backend(name) else {
+            return Err(self
+                .unavailable(ErrorKind::NoBackend)
+                .with_detail("the requested backend does not exist"));
+        };
+        if backend.try_acquire(true).is_err() {
+            return Err(self
+                .unavailable(ErrorKind::NoBackend)
+                .with_backend(backend.name().clone())
+                .with_detail("the requested backend is not available"));
+        }
+        let grant = self.grant(None, backend.clone());
+        match send(&backend, req).await {
+            Ok(response) => Ok(self.finish(response, grant, ROOT, tag)),
+            Err(Failure::Unsent(err, _) | Failure::Failed(err)) => Err(err
+                .with_cluster(self.name.clone())
+                .with_backend(backend.name().clone())),
+        }
+    }
+
+    fn finish(
+        &self,
+        mut response: Response<Body>,
+        grant: Grant,
+        bucket: BucketId,
+        tag: bool,
+    ) -> Response<Body> {
+        if self.settings.response_headers {
+            let headers = response.headers_mut();
+            headers.insert(&X_DIRECTOR_BACKEND, grant.backend.name_header().clone());
+            headers.insert(&X_DIRECTOR_BUCKET, self.bucket(bucket).name.clone());
+        }
+        if tag {
+            response.extensions_mut().insert(UpstreamInfo {
+                cluster: Some(self.name.clone()),
+                backend: Some(grant.backend.name().clone()),
+            });
+        }
+        response.map(|body| GrantBody::wrap(body, grant))
     }
 }
 
-/// The outcome of trying one backend.
-enum Attempt {
-    /// The backend took the request; this is its answer (or failure).
-    Done(Result<Response<Body>, ProxyError>),
-    /// The backend could not be reached and nothing was sent; the request comes back when it
-    /// can go to the next backend.
-    Unreached(ProxyError, Option<Request<Body>>),
+/// A waiting request's claim on its queue entry; settles the counters if the request goes away.
+struct Ticket<'a> {
+    cluster: &'a Arc<Cluster>,
+    bucket: BucketId,
+    claimed: Arc<AtomicBool>,
 }
 
-async fn attempt(backend: &Backend, req: Request<Body>, more: bool) -> Attempt {
-    match backend.transport() {
-        BackendTransport::Http(transport) => match transport.connect().await {
-            Ok(conn) => Attempt::Done(conn.send(req).await),
-            Err(err) => Attempt::Unreached(err, Some(req)),
-        },
-        BackendTransport::Custom(transport) => {
-            // A one-step transport consumes the request, so keep a copy of a bodiless one in
-            // case this backend cannot be reached and another can.
-            let spare = if more { replayable(&req) } else { None };
-            match transport.send(req).await {
-                Err(err) if !err.was_sent() && is_unreachable(err.kind()) => {
-                    Attempt::Unreached(err, spare)
-                }
-                result => Attempt::Done(result),
-            }
+impl Ticket<'_> {
+    /// Claims the entry for the waiter (timeout); false when the dispatcher got there first.
+    fn claim(&self) -> bool {
+        if self.claimed.swap(true, Ordering::AcqRel) {
+            return false;
         }
+        self.uncount();
+        true
+    }
+
+    /// The waiter got its grant (or the channel closed): nothing left to settle.
+    fn settled(self) {
+        self.claimed.store(true, Ordering::Release);
+        std::mem::forget(self);
+    }
+
+    fn uncount(&self) {
+        self.cluster.bucket(self.bucket).queued.decr();
+        self.cluster.queued.decr();
+        self.cluster.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        // The client went away while queued.
+        if !self.claimed.swap(true, Ordering::AcqRel) {
+            self.uncount();
+        }
+    }
+}
+
+/// A request's admission: one token of its bucket and one slot of its backend. Dropping it
+/// gives both back and passes the capacity to queued requests.
+#[derive(Debug)]
+pub struct Grant {
+    cluster: Arc<Cluster>,
+    bucket: Option<BucketId>,
+    backend: Arc<Backend>,
+    redispatch: bool,
+}
+
+impl Grant {
+    /// The backend the request was admitted to.
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        self.backend.release();
+        if let Some(bucket) = self.bucket {
+            self.cluster.shaper.put(bucket);
+        }
+        self.cluster.load.decr();
+        if self.backend.is_draining() {
+            self.cluster.remove_if_drained(&self.backend);
+        }
+        if self.redispatch {
+            self.cluster.dispatch_queued();
+        }
+    }
+}
+
+/// The response body, holding the request's [`Grant`] until the last byte (or until dropped).
+#[derive(Debug)]
+struct GrantBody {
+    inner: Body,
+    grant: Option<Grant>,
+}
+
+impl GrantBody {
+    fn wrap(inner: Body, grant: Grant) -> Body {
+        let mut body = GrantBody {
+            inner,
+            grant: Some(grant),
+        };
+        if body.inner.is_end_stream() {
+            body.grant = None;
+        }
+        crate::body::boxed(body)
+    }
+}
+
+impl http_body::Body for GrantBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(frame) = &polled
+            && (frame.is_none() || self.inner.is_end_stream() || matches!(frame, Some(Err(_))))
+        {
+            self.grant = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -170,19 +794,22 @@ fn is_unreachable(kind: ErrorKind) -> bool {
     matches!(kind, ErrorKind::ConnectFailed | ErrorKind::ConnectTimeout)
 }
 
-/// A copy of a request without a body, to send again elsewhere.
-fn replayable(req: &Request<Body>) -> Option<Request<Body>> {
-    use http_body::Body as _;
-    if !req.body().is_end_stream() {
-        return None;
+/// How an attempt at one backend failed.
+enum Failure {
+    /// Nothing was sent; here is the request back.
+    Unsent(ProxyError, Box<Request<Body>>),
+    /// The request was taken (and maybe sent).
+    Failed(ProxyError),
+}
+
+async fn send(backend: &Backend, req: Request<Body>) -> Result<Response<Body>, Failure> {
+    match backend.transport() {
+        BackendTransport::Http(transport) => match transport.connect().await {
+            Ok(conn) => conn.send(req).await.map_err(Failure::Failed),
+            Err(err) => Err(Failure::Unsent(err, Box::new(req))),
+        },
+        BackendTransport::Custom(transport) => transport.send(req).await.map_err(Failure::Failed),
     }
-    let mut copy = Request::new(crate::body::empty());
-    *copy.method_mut() = req.method().clone();
-    *copy.uri_mut() = req.uri().clone();
-    *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
-    *copy.extensions_mut() = req.extensions().clone();
-    Some(copy)
 }
 
 /// Sends `req` straight to one backend: no balancing, no queue, no retry (x0's road warrior).
@@ -191,28 +818,21 @@ pub async fn dispatch_direct(
     req: Request<Body>,
     tag: bool,
 ) -> Result<Response<Body>, ProxyError> {
-    let result = match attempt(&backend, req, false).await {
-        Attempt::Done(result) => result,
-        Attempt::Unreached(err, _) => Err(err),
-    };
-    match result {
-        Ok(response) => Ok(tagged(response, tag, None, &backend)),
-        Err(err) => Err(err.with_backend(backend.name().clone())),
+    match send(&backend, req).await {
+        Ok(mut response) => {
+            if tag {
+                response.extensions_mut().insert(UpstreamInfo {
+                    cluster: None,
+                    backend: Some(backend.name().clone()),
+                });
+            }
+            Ok(response)
+        }
+        Err(Failure::Unsent(err, _) | Failure::Failed(err)) => {
+            Err(err.with_backend(backend.name().clone()))
+        }
     }
 }
 
-fn tagged(
-    mut response: Response<Body>,
-    tag: bool,
-    cluster: Option<&Arc<str>>,
-    backend: &Backend,
-) -> Response<Body> {
-    if !tag {
-        return response;
-    }
-    response.extensions_mut().insert(UpstreamInfo {
-        cluster: cluster.cloned(),
-        backend: Some(backend.name().clone()),
-    });
-    response
-}
+#[cfg(test)]
+mod tests;

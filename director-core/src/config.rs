@@ -104,12 +104,34 @@ pub struct ClusterConfig {
     /// Whether the cluster takes requests (default true).
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// The scheduler (default `rr`).
+    /// The scheduler: `rr` (default), `chance` or `least-load`.
     #[serde(default)]
     pub scheduler: SchedulerKind,
     /// `Retry-After` seconds sent with a 503 (default 10; 0 sends none).
     #[serde(default = "default_retry_after")]
     pub retry_after: u32,
+    /// Requests that may wait in one bucket's queue (default 128).
+    #[serde(default = "default_queue_limit")]
+    pub queue_limit: usize,
+    /// How long a request may wait in a queue before it gets 504 (default 60s).
+    pub queue_timeout: Option<ConfigDuration>,
+    /// Queue requests while no backend is available, instead of answering 503 at once
+    /// (default false).
+    #[serde(default)]
+    pub enqueue_on_unavailable: bool,
+    /// Attempts after the first when a backend fails before answering (default 3).
+    #[serde(default = "default_max_retry_count")]
+    pub max_retry_count: u32,
+    /// Request bodies up to this many bytes are kept so a retry can send them again
+    /// (default 65536).
+    #[serde(default = "default_replay_body_limit")]
+    pub replay_body_limit: usize,
+    /// Send `X-Director-Backend` and `X-Director-Bucket` response headers (default true).
+    #[serde(default = "yes")]
+    pub response_headers: bool,
+    /// Buckets partitioning the cluster's capacity: `[[clusters.NAME.buckets]]`.
+    #[serde(default)]
+    pub buckets: Vec<BucketConfig>,
     /// How long connecting to a backend may take (default 5s).
     pub connect_timeout: Option<ConfigDuration>,
     /// How long a backend may stay silent while Director waits for response bytes (default 60s).
@@ -168,6 +190,30 @@ fn default_index() -> String {
 fn default_retry_after() -> u32 {
     10
 }
+fn default_queue_limit() -> usize {
+    128
+}
+fn default_max_retry_count() -> u32 {
+    3
+}
+fn default_replay_body_limit() -> usize {
+    64 * 1024
+}
+
+/// A bucket: `[[clusters.NAME.buckets]]`. `rate` is the share of the parent's capacity the
+/// bucket is assured of, `ceil` the most it may use by borrowing from its parent.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BucketConfig {
+    /// Unique in the cluster (`root` is the implicit top bucket).
+    pub name: String,
+    /// Assured fraction of the parent, 0..=1.
+    pub rate: f64,
+    /// Upper fraction of the parent, rate..=1 (default: the rate).
+    pub ceil: Option<f64>,
+    /// The parent bucket (default `root`); it must be listed earlier.
+    pub parent: Option<String>,
+}
 
 macro_rules! upstream_view {
     ($ty:ty) => {
@@ -199,6 +245,15 @@ pub struct BackendConfig {
     /// Whether it takes requests (default true).
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Concurrent requests it takes (default 0: no limit).
+    #[serde(default)]
+    pub capacity: u32,
+    /// `active` (default) or `backup` (x0's `standby` is accepted too).
+    #[serde(default)]
+    pub role: crate::backend::Role,
+    /// Refuse to drain and remove it (default false).
+    #[serde(default)]
+    pub terminate_protection: bool,
 }
 
 /// A route: `[[routes]]`.
@@ -215,6 +270,19 @@ pub struct RouteConfig {
     pub backend: Option<String>,
     /// FastCGI settings when `backend` is a FastCGI URL: `[routes.fastcgi]`.
     pub fastcgi: Option<FastCgiSettings>,
+    /// The bucket of this route's requests (default: the root bucket)...
+    pub bucket: Option<String>,
+    /// ...or the bucket named by this request header...
+    pub bucket_header: Option<String>,
+    /// ...or by this cookie (falling back to `bucket`).
+    pub bucket_cookie: Option<String>,
+    /// Client-side routing: a backend named by this cookie gets the request directly,
+    /// ignoring its capacity (x0's `director.pass`).
+    pub pin_cookie: Option<String>,
+    /// The same, by request header.
+    pub pin_header: Option<String>,
+    /// The same, by query parameter.
+    pub pin_query: Option<String>,
     /// How long connecting to a backend may take (for a `backend` route; default 10s).
     pub connect_timeout: Option<ConfigDuration>,
     /// How long a backend may stay silent while Director waits for response bytes (default 120s).

@@ -12,7 +12,7 @@
 //! ErrorResponse      errors → 404/502/503/504 responses, Retry-After, Via
 //!  └─ Forward        hop-by-hop fields, X-Forwarded-*, Via, TRACE/OPTIONS Max-Forwards
 //!      └─ Router     host + path → route (one ArcSwap load per request)
-//!          ├─ Cluster::dispatch   scheduler order → first backend that connects → transport
+//!          ├─ Cluster::dispatch   bucket token + backend slot (or queue) → transport; retries
 //!          └─ dispatch_direct     one backend, no balancing ("road warrior")
 //!                └─ HttpTransport pooled HTTP/1.1 connections over TCP or UNIX sockets
 //! ```
@@ -26,9 +26,13 @@
 //! - [`registry`]: builds and swaps the live snapshot of clusters and routes.
 //! - [`route`]: host and path matching.
 //! - [`router`]: the routing service.
-//! - [`cluster`]: clusters and the balancing dispatch; the road-warrior dispatch.
+//! - [`cluster`]: clusters: admission (tokens and backend slots), queues, retries, pinning;
+//!   the road-warrior dispatch.
 //! - [`backend`]: a backend's identity, transport and enabled flag.
-//! - [`schedule`]: pure schedulers.
+//! - [`schedule`]: schedulers (rr, chance, least-load) and the pool pick.
+//! - [`shaper`]: x0's TokenShaper, the HTB-like bucket tree partitioning a cluster's capacity.
+//! - [`counter`]: `{current, max, total}` counters.
+//! - [`replay`]: keeping a request so a retry can send it again.
 //! - [`transport`]: the HTTP/1.1 client with its pool, timeouts and upgrade tunnelling.
 //! - [`headers`]: pure proxy header rules.
 //! - [`forward`]: the layer applying them.
@@ -65,14 +69,17 @@ pub mod body;
 pub mod client_info;
 pub mod cluster;
 pub mod config;
+pub mod counter;
 pub mod error;
 pub mod error_response;
 pub mod forward;
 pub mod headers;
 pub mod registry;
+pub mod replay;
 pub mod route;
 pub mod router;
 pub mod schedule;
+pub mod shaper;
 pub mod transport;
 
 #[cfg(feature = "test-util")]

@@ -11,9 +11,10 @@ use arc_swap::{ArcSwap, Guard};
 use crate::{
     addr::{BackendAddr, BackendUrl, Protocol},
     backend::{Backend, BackendTransport},
-    cluster::Cluster,
-    config::{ConfigError, FastCgiSettings, ProxyConfig, UpstreamSettings},
-    route::{HostPattern, Route, RouteTable, Target},
+    cluster::{Cluster, ClusterSettings},
+    config::{BucketConfig, ConfigError, FastCgiSettings, ProxyConfig, UpstreamSettings},
+    route::{Classify, HostPattern, Route, RouteTable, Target},
+    shaper::{ROOT, Shaper},
     transport::{Transport, TransportOptions},
 };
 
@@ -102,9 +103,33 @@ impl Snapshot {
                 )?;
                 let b = Backend::with_transport(backend.name.as_str(), url, transport);
                 b.set_enabled(backend.enabled);
+                b.set_capacity(backend.capacity);
+                b.set_role(backend.role);
+                b.set_terminate_protection(backend.terminate_protection);
                 backends.push(Arc::new(b));
             }
-            let c = Cluster::new(name.as_str(), backends, cluster.retry_after);
+            let shaper = build_shaper(&cluster.buckets, &at)?;
+            let queue_timeout = match cluster.queue_timeout {
+                Some(d) if d.0.is_zero() => {
+                    return Err(ConfigError::new(
+                        format!("{at}.queue-timeout"),
+                        "a timeout must be greater than zero",
+                    ));
+                }
+                Some(d) => d.0,
+                None => ClusterSettings::default().queue_timeout,
+            };
+            let settings = ClusterSettings {
+                scheduler: cluster.scheduler,
+                retry_after: cluster.retry_after,
+                queue_limit: cluster.queue_limit,
+                queue_timeout,
+                enqueue_on_unavailable: cluster.enqueue_on_unavailable,
+                max_retry_count: cluster.max_retry_count,
+                replay_body_limit: cluster.replay_body_limit,
+                response_headers: cluster.response_headers,
+            };
+            let c = Cluster::new(name.as_str(), backends, settings, shaper);
             c.set_enabled(cluster.enabled);
             clusters.insert(Arc::<str>::from(name.as_str()), Arc::new(c));
         }
@@ -155,7 +180,38 @@ impl Snapshot {
                     ));
                 }
             };
-            routes.push(Route { host, path, target });
+            let header =
+                |v: &Option<String>, key: &str| -> Result<Option<http::HeaderName>, ConfigError> {
+                    v.as_deref()
+                        .map(|h| {
+                            http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                                ConfigError::new(format!("{at}.{key}"), "not a valid header name")
+                            })
+                        })
+                        .transpose()
+                };
+            let classify = Classify {
+                bucket: route.bucket.clone(),
+                bucket_header: header(&route.bucket_header, "bucket-header")?,
+                bucket_cookie: route.bucket_cookie.clone(),
+                pin_cookie: route.pin_cookie.clone(),
+                pin_header: header(&route.pin_header, "pin-header")?,
+                pin_query: route.pin_query.clone(),
+            };
+            if let (Target::Cluster(c), Some(bucket)) = (&target, &route.bucket)
+                && c.shaper().find(bucket).is_none()
+            {
+                return Err(ConfigError::new(
+                    format!("{at}.bucket"),
+                    format!("cluster {:?} has no bucket named {bucket:?}", &**c.name()),
+                ));
+            }
+            routes.push(Route {
+                host,
+                path,
+                target,
+                classify,
+            });
         }
         Ok(Snapshot {
             clusters,
@@ -177,6 +233,35 @@ impl Snapshot {
     pub fn routes(&self) -> &RouteTable {
         &self.routes
     }
+}
+
+/// The shaper of a cluster with `buckets` (created in order; a parent must come first).
+fn build_shaper(buckets: &[BucketConfig], at: &str) -> Result<Shaper, ConfigError> {
+    let mut shaper = Shaper::new(0);
+    for (i, bucket) in buckets.iter().enumerate() {
+        let at = format!("{at}.buckets[{i}]");
+        let parent = match &bucket.parent {
+            None => ROOT,
+            Some(name) => shaper.find(name).ok_or_else(|| {
+                ConfigError::new(
+                    format!("{at}.parent"),
+                    format!("no bucket named {name:?} above this one"),
+                )
+            })?,
+        };
+        let ceil = bucket.ceil.unwrap_or(bucket.rate);
+        shaper
+            .create(&bucket.name, parent, bucket.rate, ceil)
+            .map_err(|e| {
+                let key = match e {
+                    crate::shaper::ShaperError::CeilLimitOverflow => "ceil",
+                    crate::shaper::ShaperError::NameConflict => "name",
+                    _ => "rate",
+                };
+                ConfigError::new(format!("{at}.{key}"), e.to_string())
+            })?;
+    }
+    Ok(shaper)
 }
 
 /// x0's road-warrior timeouts: connect 10s, read 120s, write 10s.
@@ -319,6 +404,13 @@ mod tests {
             enabled: true,
             scheduler: Default::default(),
             retry_after: 10,
+            queue_limit: 128,
+            queue_timeout: None,
+            enqueue_on_unavailable: false,
+            max_retry_count: 3,
+            replay_body_limit: 65536,
+            response_headers: true,
+            buckets: vec![],
             connect_timeout: None,
             read_timeout: None,
             write_timeout: None,
@@ -331,6 +423,9 @@ mod tests {
                     name: (*n).into(),
                     url: (*u).into(),
                     enabled: true,
+                    capacity: 0,
+                    role: Default::default(),
+                    terminate_protection: false,
                 })
                 .collect(),
         }
@@ -343,6 +438,12 @@ mod tests {
             cluster: cluster.map(Into::into),
             backend: backend.map(Into::into),
             fastcgi: None,
+            bucket: None,
+            bucket_header: None,
+            bucket_cookie: None,
+            pin_cookie: None,
+            pin_header: None,
+            pin_query: None,
             connect_timeout: None,
             read_timeout: None,
             write_timeout: None,

@@ -8,9 +8,12 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, Uri, header::HOST};
+use http::{HeaderMap, HeaderName, Uri, header::HOST};
 
-use crate::{backend::Backend, cluster::Cluster};
+use crate::{
+    backend::Backend,
+    cluster::{Cluster, Dispatch},
+};
 
 /// Where a matched request goes.
 #[derive(Clone, Debug)]
@@ -87,6 +90,73 @@ pub struct Route {
     pub path: String,
     /// Where its requests go.
     pub target: Target,
+    /// How its requests pick a bucket and a pinned backend.
+    pub classify: Classify,
+}
+
+/// How a route's requests pick their bucket and, for client-side routing, a backend.
+#[derive(Clone, Debug, Default)]
+pub struct Classify {
+    /// A fixed bucket.
+    pub bucket: Option<String>,
+    /// A request header naming the bucket.
+    pub bucket_header: Option<HeaderName>,
+    /// A cookie naming the bucket.
+    pub bucket_cookie: Option<String>,
+    /// A cookie naming the backend to pin to.
+    pub pin_cookie: Option<String>,
+    /// A request header naming the backend to pin to.
+    pub pin_header: Option<HeaderName>,
+    /// A query parameter naming the backend to pin to.
+    pub pin_query: Option<String>,
+}
+
+impl Classify {
+    /// How to dispatch a request with this URI and headers (`tag`: attach upstream info).
+    pub fn dispatch(&self, uri: &Uri, headers: &HeaderMap, tag: bool) -> Dispatch {
+        let header = |name: &Option<HeaderName>| {
+            name.as_ref()
+                .and_then(|n| headers.get(n))
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let cookie = |name: &Option<String>| name.as_deref().and_then(|n| cookie_value(headers, n));
+        let bucket = header(&self.bucket_header)
+            .or_else(|| cookie(&self.bucket_cookie))
+            .or_else(|| self.bucket.clone());
+        let pin = cookie(&self.pin_cookie)
+            .or_else(|| header(&self.pin_header))
+            .or_else(|| {
+                self.pin_query
+                    .as_deref()
+                    .and_then(|n| query_value(uri.query()?, n))
+            });
+        Dispatch { bucket, pin, tag }
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// The value of query parameter `name`.
+pub fn query_value(query: &str, name: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 impl Route {
@@ -175,7 +245,42 @@ mod tests {
             host: HostPattern::parse(host).unwrap(),
             path: path.into(),
             target: direct(name),
+            classify: Classify::default(),
         }
+    }
+
+    #[test]
+    fn classification_by_header_cookie_and_query() {
+        let classify = Classify {
+            bucket: Some("main".into()),
+            bucket_header: Some(HeaderName::from_static("x-class")),
+            bucket_cookie: Some("class".into()),
+            pin_cookie: Some("backend".into()),
+            pin_header: None,
+            pin_query: Some("b".into()),
+        };
+        let mut headers = HeaderMap::new();
+        let uri: Uri = "/x?a=1&b=app2".parse().unwrap();
+        let d = classify.dispatch(&uri, &headers, false);
+        assert_eq!(
+            (d.bucket.as_deref(), d.pin.as_deref()),
+            (Some("main"), Some("app2"))
+        );
+        headers.insert(
+            "cookie",
+            HeaderValue::from_static("x=1; class=vip; backend=app1"),
+        );
+        let d = classify.dispatch(&uri, &headers, false);
+        assert_eq!(
+            (d.bucket.as_deref(), d.pin.as_deref()),
+            (Some("vip"), Some("app1"))
+        );
+        headers.insert("x-class", HeaderValue::from_static("batch"));
+        assert_eq!(
+            classify.dispatch(&uri, &headers, false).bucket.as_deref(),
+            Some("batch")
+        );
+        assert_eq!(query_value("a=1&b=", "b"), None);
     }
 
     fn find<'a>(table: &'a RouteTable, host: &str, path: &str) -> Option<&'a str> {

@@ -16,7 +16,7 @@ use tower::Service;
 
 use crate::{
     body::Body,
-    cluster::dispatch_direct,
+    cluster::{Dispatch, dispatch_direct},
     error::{ErrorKind, ProxyError},
     registry::Registry,
     route::Target,
@@ -68,14 +68,24 @@ impl Service<Request<Body>> for Router {
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let snapshot = self.registry.load();
-        let target = snapshot
+        let routed = snapshot
             .routes()
             .find(req.uri(), req.headers())
-            .map(|route| route.target.clone());
+            .map(|route| {
+                let how = match &route.target {
+                    Target::Cluster(_) => {
+                        route
+                            .classify
+                            .dispatch(req.uri(), req.headers(), self.tag_responses)
+                    }
+                    Target::Direct(_) => Dispatch::default(),
+                };
+                (route.target.clone(), how)
+            });
         drop(snapshot);
-        match target {
-            Some(Target::Cluster(cluster)) => Box::pin(cluster.dispatch(req, self.tag_responses)),
-            Some(Target::Direct(backend)) => {
+        match routed {
+            Some((Target::Cluster(cluster), how)) => Box::pin(cluster.dispatch(req, how)),
+            Some((Target::Direct(backend), _)) => {
                 Box::pin(dispatch_direct(backend, req, self.tag_responses))
             }
             None => Box::pin(std::future::ready(Err(ProxyError::new(ErrorKind::NoRoute)))),

@@ -1,38 +1,52 @@
-//! Schedulers: which backends a request should try, in order.
+//! Schedulers: which backend of a pool takes a request.
 //!
-//! A scheduler is pure: given how many members a cluster has and its own cursor, it yields the
-//! candidate order. The cluster filters out members that cannot take the request and, when
-//! connecting to one fails, moves on to the next candidate.
+//! A scheduler is a pure ordering of a pool's members: round-robin starts one past the last
+//! backend chosen, chance walks the pool in config order (filling backends one after another),
+//! least-load prefers the most free capacity. [`pick`] walks that order and admits the request at
+//! the first backend that takes it; when none does, it says whether any was merely full
+//! ([`Refusal::Overloaded`]: the request may queue) or all were unavailable
+//! ([`Refusal::Unavailable`]: try the backup pool).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// The scheduling policy of a cluster, as named in the config.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+use crate::backend::{Backend, Refusal};
+
+/// The scheduling policy of a cluster, as named in the config and the API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub enum SchedulerKind {
-    /// Round-robin: each request starts one member further than the last.
+    /// Round-robin: each request starts one past the backend the previous one got.
     #[default]
     #[serde(rename = "rr")]
     RoundRobin,
+    /// The first backend, in config order, that takes the request.
+    #[serde(rename = "chance")]
+    Chance,
+    /// The backend with the most free capacity (ties: config order).
+    #[serde(rename = "least-load", alias = "leastload")]
+    LeastLoad,
 }
 
-/// Round-robin over the members of a cluster.
-#[derive(Debug, Default)]
-pub struct RoundRobin {
-    cursor: AtomicUsize,
-}
+impl SchedulerKind {
+    /// The name used in the config and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchedulerKind::RoundRobin => "rr",
+            SchedulerKind::Chance => "chance",
+            SchedulerKind::LeastLoad => "least-load",
+        }
+    }
 
-impl RoundRobin {
-    /// The candidate order for the next request over `len` members: every member once, starting
-    /// one further than the previous request started.
-    pub fn candidates(&self, len: usize) -> impl Iterator<Item = usize> + use<> {
-        let start = if len == 0 {
-            0
-        } else {
-            self.cursor.fetch_add(1, Ordering::Relaxed) % len
-        };
-        rotation(start, len)
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => SchedulerKind::Chance,
+            2 => SchedulerKind::LeastLoad,
+            _ => SchedulerKind::RoundRobin,
+        }
     }
 }
 
@@ -41,36 +55,91 @@ pub fn rotation(start: usize, len: usize) -> impl Iterator<Item = usize> {
     (0..len).map(move |i| (start + i) % len)
 }
 
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
+/// Indices ordered by free capacity, most first; ties keep their order.
+pub fn by_free_capacity(free: &[u64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..free.len()).collect();
+    order.sort_by(|&a, &b| free[b].cmp(&free[a]));
+    order
+}
 
-    use super::*;
+/// A cluster's scheduler: its kind (changeable at runtime) and round-robin cursors.
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    kind: std::sync::atomic::AtomicU8,
+    cursors: [AtomicUsize; 2],
+}
 
-    #[test]
-    fn round_robin_alternates() {
-        let rr = RoundRobin::default();
-        let firsts: Vec<usize> = (0..6).map(|_| rr.candidates(3).next().unwrap()).collect();
-        assert_eq!(firsts, [0, 1, 2, 0, 1, 2]);
-        assert_eq!(rr.candidates(0).count(), 0);
+impl Scheduler {
+    /// A scheduler of `kind`.
+    pub fn new(kind: SchedulerKind) -> Self {
+        let s = Scheduler::default();
+        s.set_kind(kind);
+        s
     }
 
-    proptest! {
-        #[test]
-        fn every_member_exactly_once(start in 0usize..1000, len in 0usize..50) {
-            let mut seen: Vec<usize> = rotation(start % len.max(1), len).collect();
-            seen.sort_unstable();
-            prop_assert_eq!(seen, (0..len).collect::<Vec<_>>());
-        }
+    /// The current policy.
+    pub fn kind(&self) -> SchedulerKind {
+        SchedulerKind::from_u8(self.kind.load(Ordering::Relaxed))
+    }
 
-        #[test]
-        fn shares_are_even(len in 1usize..20, rounds in 1usize..20) {
-            let rr = RoundRobin::default();
-            let mut counts = vec![0usize; len];
-            for _ in 0..len * rounds {
-                counts[rr.candidates(len).next().unwrap()] += 1;
+    /// Changes the policy; requests already admitted are not affected.
+    pub fn set_kind(&self, kind: SchedulerKind) {
+        self.kind.store(kind as u8, Ordering::Relaxed);
+    }
+
+    /// Admits a request at one backend of `pool` (`pool_id` 0 = active, 1 = backup), skipping
+    /// the indices `skip` rejects (backends this request already failed on).
+    pub fn pick(
+        &self,
+        pool_id: usize,
+        pool: &[Arc<Backend>],
+        skip: impl Fn(&Backend) -> bool,
+    ) -> Result<Arc<Backend>, Refusal> {
+        let cursor = &self.cursors[pool_id.min(1)];
+        let mut overloaded = false;
+        let mut try_one = |i: usize| -> Option<Arc<Backend>> {
+            let backend = &pool[i];
+            if skip(backend) {
+                return None;
             }
-            prop_assert!(counts.iter().all(|&c| c == rounds));
+            match backend.try_acquire(false) {
+                Ok(()) => Some(backend.clone()),
+                Err(Refusal::Overloaded) => {
+                    overloaded = true;
+                    None
+                }
+                Err(Refusal::Unavailable) => None,
+            }
+        };
+        let chosen = match self.kind() {
+            SchedulerKind::RoundRobin => {
+                let start = cursor.load(Ordering::Relaxed) % pool.len().max(1);
+                rotation(start, pool.len()).find_map(|i| {
+                    let b = try_one(i)?;
+                    // x0's intent, fixed: the next request starts one past this one.
+                    cursor.store(i + 1, Ordering::Relaxed);
+                    Some(b)
+                })
+            }
+            SchedulerKind::Chance => (0..pool.len()).find_map(&mut try_one),
+            SchedulerKind::LeastLoad => {
+                let free: Vec<u64> = pool
+                    .iter()
+                    .map(|b| match b.capacity() {
+                        0 => u64::MAX,
+                        c => u64::from(c.saturating_sub(b.in_flight())),
+                    })
+                    .collect();
+                by_free_capacity(&free).into_iter().find_map(&mut try_one)
+            }
+        };
+        match chosen {
+            Some(b) => Ok(b),
+            None if overloaded => Err(Refusal::Overloaded),
+            None => Err(Refusal::Unavailable),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

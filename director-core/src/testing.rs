@@ -17,7 +17,9 @@
 //! | `/upgrade`      | switches protocols and echoes raw bytes on the upgraded stream   |
 //! | anything else   | `200 backend <name>`                                             |
 //!
-//! Every response carries `x-backend: <name>`.
+//! Every response carries `x-backend: <name>`. The backend also tracks how many requests it
+//! handles at once, overall and per value of the `x-test-class` request header, so tests can
+//! check admission limits at the backend itself.
 
 use std::{
     convert::Infallible,
@@ -91,6 +93,42 @@ struct State {
     requests: AtomicUsize,
     connections: AtomicUsize,
     recorded: Mutex<Vec<RecordedRequest>>,
+    // class → (in flight now, most at once)
+    in_flight: Mutex<std::collections::HashMap<String, (usize, usize)>>,
+}
+
+/// Counts a request in flight for its class until dropped.
+struct InFlight {
+    state: Arc<State>,
+    classes: [String; 2],
+}
+
+impl InFlight {
+    fn new(state: &Arc<State>, class: String) -> Self {
+        let classes = [String::new(), class];
+        let mut map = state.in_flight.lock().expect("in-flight lock");
+        for c in &classes {
+            let e = map.entry(c.clone()).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(e.0);
+        }
+        drop(map);
+        InFlight {
+            state: state.clone(),
+            classes,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut map = self.state.in_flight.lock().expect("in-flight lock");
+        for c in &self.classes {
+            if let Some(e) = map.get_mut(c) {
+                e.0 -= 1;
+            }
+        }
+    }
 }
 
 /// A running test backend; it stops when dropped.
@@ -180,6 +218,18 @@ impl TestBackend {
         self.state.recorded.lock().expect("recorded lock").clone()
     }
 
+    /// Requests in flight now: all (`""`) or of one `x-test-class`.
+    pub fn in_flight(&self, class: &str) -> usize {
+        let map = self.state.in_flight.lock().expect("in-flight lock");
+        map.get(class).map_or(0, |e| e.0)
+    }
+
+    /// The most requests it handled at once: all (`""`) or of one `x-test-class`.
+    pub fn max_in_flight(&self, class: &str) -> usize {
+        let map = self.state.in_flight.lock().expect("in-flight lock");
+        map.get(class).map_or(0, |e| e.1)
+    }
+
     /// The last request head it received.
     pub fn last_request(&self) -> Option<RecordedRequest> {
         self.state
@@ -252,6 +302,14 @@ async fn handle(
             version: req.version(),
             headers: req.headers().clone(),
         });
+    let class = req
+        .headers()
+        .get("x-test-class")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    // Counted until the handler returns the response head; bodies here are short.
+    let _in_flight = InFlight::new(&state, class);
     let path = req.uri().path().to_owned();
     let mut response = match path.as_str() {
         "/echo" => Response::new(body::boxed(req.into_body())),

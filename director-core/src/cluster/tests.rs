@@ -1,0 +1,434 @@
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+
+use super::*;
+use crate::{
+    backend::Health,
+    body,
+    testing::{TestBackend, pattern, pattern_sha256},
+    transport::TransportOptions,
+};
+
+fn member(b: &TestBackend, capacity: u32, role: Role) -> Arc<Backend> {
+    let backend = Backend::new(
+        b.name(),
+        b.url().parse().unwrap(),
+        TransportOptions {
+            read_timeout: Duration::from_secs(5),
+            ..TransportOptions::default()
+        },
+    );
+    backend.set_capacity(capacity);
+    backend.set_role(role);
+    Arc::new(backend)
+}
+
+fn cluster(members: Vec<Arc<Backend>>, settings: ClusterSettings, shaper: Shaper) -> Arc<Cluster> {
+    Arc::new(Cluster::new("c", members, settings, shaper))
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path)
+        .header("host", "t")
+        .body(body::empty())
+        .unwrap()
+}
+
+async fn text(r: Response<Body>) -> String {
+    String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+fn served_by(r: &Response<Body>) -> String {
+    r.headers()["x-director-backend"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn capacity_one_alternates_and_queues_for_the_first_to_free() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let b = TestBackend::tcp("b", "127.0.0.1:0").await.unwrap();
+    let c = cluster(
+        vec![member(&a, 1, Role::Active), member(&b, 1, Role::Active)],
+        ClusterSettings::default(),
+        Shaper::new(0),
+    );
+    // Sequential requests alternate.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let r = c
+            .clone()
+            .dispatch(get("/"), Dispatch::default())
+            .await
+            .unwrap();
+        seen.push(served_by(&r));
+        text(r).await;
+    }
+    assert_eq!(seen, ["a", "b", "a", "b"]);
+
+    // Two long requests fill both; a third waits and goes to the first one that frees.
+    let slow_a = tokio::spawn(c.clone().dispatch(get("/delay/600"), Dispatch::default()));
+    let slow_b = tokio::spawn(c.clone().dispatch(get("/delay/100"), Dispatch::default()));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(c.stats().load.current, 2);
+    let third = tokio::spawn(c.clone().dispatch(get("/"), Dispatch::default()));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(c.stats().queued.current, 1, "the third request waits");
+    let first_done = slow_b.await.unwrap().unwrap();
+    let freed = served_by(&first_done);
+    text(first_done).await;
+    let third = third.await.unwrap().unwrap();
+    assert_eq!(
+        served_by(&third),
+        freed,
+        "the queued request goes to the backend that freed"
+    );
+    text(third).await;
+    text(slow_a.await.unwrap().unwrap()).await;
+    assert_eq!(c.stats().queued.total, 1);
+    assert_eq!(c.stats().load.current, 0);
+}
+
+#[tokio::test]
+async fn queue_limit_and_queue_timeout() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let c = cluster(
+        vec![member(&a, 1, Role::Active)],
+        ClusterSettings {
+            queue_limit: 1,
+            queue_timeout: Duration::from_millis(200),
+            retry_after: 7,
+            ..ClusterSettings::default()
+        },
+        Shaper::new(0),
+    );
+    let busy = tokio::spawn(c.clone().dispatch(get("/delay/800"), Dispatch::default()));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let waiting = tokio::spawn(c.clone().dispatch(get("/"), Dispatch::default()));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let full = c
+        .clone()
+        .dispatch(get("/"), Dispatch::default())
+        .await
+        .unwrap_err();
+    assert_eq!(full.status(), 503);
+    assert_eq!(full.retry_after(), Some(7));
+    let timed_out = waiting.await.unwrap().unwrap_err();
+    assert_eq!(timed_out.status(), 504);
+    assert_eq!(c.stats().dropped, 2);
+    assert_eq!(c.bucket_stats(ROOT).unwrap().dropped, 2);
+    assert_eq!(c.stats().queued.current, 0);
+    text(busy.await.unwrap().unwrap()).await;
+}
+
+#[tokio::test]
+async fn capacity_freed_by_enabling_a_backend_dispatches_queued_requests() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let b = TestBackend::tcp("b", "127.0.0.1:0").await.unwrap();
+    let members = vec![member(&a, 1, Role::Active), member(&b, 3, Role::Active)];
+    members[1].set_enabled(false);
+    let c = cluster(members, ClusterSettings::default(), Shaper::new(0));
+    let busy = tokio::spawn(c.clone().dispatch(get("/delay/1000"), Dispatch::default()));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let waiters: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(c.clone().dispatch(get("/"), Dispatch::default())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(c.stats().queued.current, 3);
+    assert!(c.set_backend_enabled("b", true));
+    for w in waiters {
+        let r = w.await.unwrap().unwrap();
+        assert_eq!(served_by(&r), "b", "all three fit on b at once");
+        text(r).await;
+    }
+    text(busy.await.unwrap().unwrap()).await;
+}
+
+#[tokio::test]
+async fn backups_only_when_no_active_is_available() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let z = TestBackend::tcp("z", "127.0.0.1:0").await.unwrap();
+    let members = vec![member(&a, 1, Role::Active), member(&z, 0, Role::Backup)];
+    let c = cluster(members.clone(), ClusterSettings::default(), Shaper::new(0));
+
+    // Active merely full: the next request waits for it, the backup stays idle. (The grant is
+    // held until the response body has been read, so the busy task reads it.)
+    let busy = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            text(
+                c.dispatch(get("/delay/200"), Dispatch::default())
+                    .await
+                    .unwrap(),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let r = c
+        .clone()
+        .dispatch(get("/"), Dispatch::default())
+        .await
+        .unwrap();
+    assert_eq!(served_by(&r), "a");
+    text(r).await;
+    busy.await.unwrap();
+    assert_eq!(z.requests(), 0);
+
+    // Active disabled, then offline: the backup takes over.
+    c.set_backend_enabled("a", false);
+    let r = c
+        .clone()
+        .dispatch(get("/"), Dispatch::default())
+        .await
+        .unwrap();
+    assert_eq!(served_by(&r), "z");
+    text(r).await;
+    c.set_backend_enabled("a", true);
+    members[0].set_health(Health::Offline);
+    c.refresh();
+    let r = c
+        .clone()
+        .dispatch(get("/"), Dispatch::default())
+        .await
+        .unwrap();
+    assert_eq!(served_by(&r), "z");
+    text(r).await;
+    members[0].set_health(Health::Online);
+    c.refresh();
+    let r = c
+        .clone()
+        .dispatch(get("/"), Dispatch::default())
+        .await
+        .unwrap();
+    assert_eq!(served_by(&r), "a");
+    text(r).await;
+}
+
+/// A "backend" that accepts connections and resets them at once.
+async fn resetter() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_zero_linger();
+            drop(stream);
+        }
+    });
+    (addr, task)
+}
+
+fn raw_member(name: &str, addr: std::net::SocketAddr) -> Arc<Backend> {
+    Arc::new(Backend::new(
+        name,
+        format!("http://{addr}").parse().unwrap(),
+        TransportOptions::default(),
+    ))
+}
+
+#[tokio::test]
+async fn resets_are_retried_elsewhere_with_the_body_and_then_give_up() {
+    let (bad, _t) = resetter().await;
+    let good = TestBackend::tcp("good", "127.0.0.1:0").await.unwrap();
+    let c = cluster(
+        vec![raw_member("bad", bad), member(&good, 0, Role::Active)],
+        ClusterSettings::default(),
+        Shaper::new(0),
+    );
+    for _ in 0..3 {
+        let body = pattern(0, 10_000);
+        let put = Request::put("/sha256")
+            .header("host", "t")
+            .body(body::full(body))
+            .unwrap();
+        let r = c.clone().dispatch(put, Dispatch::default()).await.unwrap();
+        assert_eq!(served_by(&r), "good");
+        assert_eq!(text(r).await, format!("10000 {}", pattern_sha256(10_000)));
+    }
+
+    let (b1, _t1) = resetter().await;
+    let (b2, _t2) = resetter().await;
+    let (b3, _t3) = resetter().await;
+    let c = cluster(
+        vec![
+            raw_member("b1", b1),
+            raw_member("b2", b2),
+            raw_member("b3", b3),
+        ],
+        ClusterSettings {
+            max_retry_count: 1,
+            ..ClusterSettings::default()
+        },
+        Shaper::new(0),
+    );
+    let err = c
+        .clone()
+        .dispatch(get("/"), Dispatch::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 503, "{err}");
+    assert!(err.to_string().contains("every attempt"), "{err}");
+}
+
+#[tokio::test]
+async fn a_post_that_reached_a_backend_is_not_sent_again() {
+    let (bad, _t) = resetter().await;
+    let good = TestBackend::tcp("good", "127.0.0.1:0").await.unwrap();
+    let c = cluster(
+        vec![raw_member("bad", bad), member(&good, 0, Role::Active)],
+        ClusterSettings::default(),
+        Shaper::new(0),
+    );
+    let post = Request::post("/echo")
+        .header("host", "t")
+        .body(body::full("once"))
+        .unwrap();
+    let err = c
+        .clone()
+        .dispatch(post, Dispatch::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 502);
+    assert_eq!(good.requests(), 0);
+}
+
+#[tokio::test]
+async fn buckets_cap_their_share() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let mut shaper = Shaper::new(0);
+    shaper.create("vip", ROOT, 0.1, 0.3).unwrap();
+    shaper.create("main", ROOT, 0.5, 0.7).unwrap();
+    let c = cluster(
+        vec![member(&a, 10, Role::Active)],
+        ClusterSettings {
+            queue_timeout: Duration::from_secs(10),
+            ..ClusterSettings::default()
+        },
+        shaper,
+    );
+    let vip = Dispatch {
+        bucket: Some("vip".into()),
+        ..Dispatch::default()
+    };
+    let tasks: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(c.clone().dispatch(get("/delay/300"), vip.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let vip_id = c.shaper().find("vip").unwrap();
+    assert_eq!(
+        c.shaper().stats(vip_id).load.current,
+        3,
+        "vip's ceiling is 3 of 10"
+    );
+    assert_eq!(c.bucket_stats(vip_id).unwrap().queued.current, 3);
+    for t in tasks {
+        let r = t.await.unwrap().unwrap();
+        assert_eq!(r.headers()["x-director-bucket"], "vip");
+        text(r).await;
+    }
+    assert!(c.shaper().stats(vip_id).load.max <= 3);
+}
+
+#[tokio::test]
+async fn pinned_requests_ignore_capacity_but_not_availability() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let b = TestBackend::tcp("b", "127.0.0.1:0").await.unwrap();
+    let members = vec![member(&a, 1, Role::Active), member(&b, 1, Role::Active)];
+    let c = cluster(members.clone(), ClusterSettings::default(), Shaper::new(0));
+    let pin = |name: &str| Dispatch {
+        pin: Some(name.into()),
+        ..Dispatch::default()
+    };
+    let busy = tokio::spawn(c.clone().dispatch(get("/delay/300"), pin("a")));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let r = c.clone().dispatch(get("/"), pin("a")).await.unwrap();
+    assert_eq!(served_by(&r), "a", "full, yet pinned requests get through");
+    text(r).await;
+    text(busy.await.unwrap().unwrap()).await;
+
+    members[1].set_health(Health::Offline);
+    let err = c.clone().dispatch(get("/"), pin("b")).await.unwrap_err();
+    assert_eq!(err.status(), 503);
+    assert!(err.to_string().contains("not available"), "{err}");
+    let err = c
+        .clone()
+        .dispatch(get("/"), pin("nobody"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 503);
+}
+
+#[tokio::test]
+async fn disabled_clusters_and_unavailable_backends_answer_503() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let members = vec![member(&a, 1, Role::Active)];
+    let c = cluster(members.clone(), ClusterSettings::default(), Shaper::new(0));
+    c.set_enabled(false);
+    assert_eq!(
+        c.clone()
+            .dispatch(get("/"), Dispatch::default())
+            .await
+            .unwrap_err()
+            .status(),
+        503
+    );
+    c.set_enabled(true);
+    c.set_backend_enabled("a", false);
+    let err = c
+        .clone()
+        .dispatch(get("/"), Dispatch::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.status(),
+        503,
+        "fail fast without enqueue-on-unavailable"
+    );
+
+    let c = cluster(
+        members,
+        ClusterSettings {
+            enqueue_on_unavailable: true,
+            ..ClusterSettings::default()
+        },
+        Shaper::new(0),
+    );
+    let waiting = tokio::spawn(c.clone().dispatch(get("/"), Dispatch::default()));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(
+        c.stats().queued.current,
+        1,
+        "queued while nothing is available"
+    );
+    c.set_backend_enabled("a", true);
+    let r = waiting.await.unwrap().unwrap();
+    assert_eq!(served_by(&r), "a");
+    text(r).await;
+}
+
+#[tokio::test]
+async fn draining_backends_take_no_new_requests_and_leave_when_idle() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let b = TestBackend::tcp("b", "127.0.0.1:0").await.unwrap();
+    let members = vec![member(&a, 0, Role::Active), member(&b, 0, Role::Active)];
+    members[1].set_terminate_protection(true);
+    let c = cluster(members, ClusterSettings::default(), Shaper::new(0));
+    let busy = tokio::spawn(c.clone().dispatch(get("/delay/200"), Dispatch::default()));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(!c.drain_backend("b"), "protected");
+    assert!(c.drain_backend("a"));
+    assert_eq!(c.backends().len(), 2, "a is busy, so it stays until idle");
+    for _ in 0..3 {
+        let r = c
+            .clone()
+            .dispatch(get("/"), Dispatch::default())
+            .await
+            .unwrap();
+        assert_eq!(served_by(&r), "b");
+        text(r).await;
+    }
+    text(busy.await.unwrap().unwrap()).await;
+    assert_eq!(c.backends().len(), 1, "removed once idle");
+}
