@@ -1,9 +1,9 @@
 //! `director demo`: Director on its embedded default, with its own backends, on loopback.
 //!
 //! It starts three small HTTP backends (IPv4, IPv6 and a UNIX socket) and a small FastCGI
-//! application, and Director in front of them on 127.0.0.1:8080 with a round-robin cluster, a
-//! FastCGI cluster and a road-warrior route, then prints what it started and a few `curl`
-//! commands to try. The backends answer with who they are and what they
+//! application, and Director in front of them on 127.0.0.1:8080: a round-robin cluster with
+//! capacities, a backup and two buckets, a FastCGI cluster and a road-warrior route. It prints
+//! what it started and a few `curl` commands to try. The backends answer with who they are and what they
 //! received, so the proxy's work (balancing, `X-Forwarded-For`, `Via`) is visible.
 
 use std::{convert::Infallible, net::SocketAddr, path::PathBuf, sync::Arc};
@@ -20,22 +20,41 @@ pub const DEMO_CONFIG: &str = r#"
 listen = ["{listen}"]
 pseudonym = "director-demo"
 
-# One cluster, three backends: over IPv4, IPv6 and a UNIX socket.
+# One cluster, three backends: over IPv4, IPv6 and a UNIX socket. alpha and beta take 4
+# requests at once each; gamma is a backup, used only while neither is available.
 [clusters.demo]
 connect-timeout = "1s"
 read-timeout = "10s"
+queue-limit = 32
+queue-timeout = "5s"
+
+# Buckets split the cluster's capacity between request classes (x0's HTB shaper):
+# vip is assured 25% and may borrow up to 50%; bulk is assured 25% and capped at 50%.
+[[clusters.demo.buckets]]
+name = "vip"
+rate = 0.25
+ceil = 0.5
+
+[[clusters.demo.buckets]]
+name = "bulk"
+rate = 0.25
+ceil = 0.5
 
 [[clusters.demo.backends]]
 name = "alpha"
 url = "{a}"
+capacity = 4
 
 [[clusters.demo.backends]]
 name = "beta"
 url = "{b}"
+capacity = 4
 
 [[clusters.demo.backends]]
 name = "gamma"
 url = "{c}"
+capacity = 4
+role = "backup"
 
 # A FastCGI application (in-process, speaking real FastCGI records over TCP).
 [clusters.app]
@@ -57,8 +76,12 @@ cluster = "app"
 path = "/direct"
 backend = "{a}"
 
+# Everything else: balanced over the demo cluster; the X-Bucket header picks a bucket, and a
+# `backend` cookie pins the request to one backend (x0's director.pass).
 [[routes]]
 cluster = "demo"
+bucket-header = "x-bucket"
+pin-cookie = "backend"
 "#;
 
 /// The demo's backends, running until the process ends.

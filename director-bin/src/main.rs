@@ -232,9 +232,13 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
             println!("  {name:<6} {url}");
         }
         println!("  fcgi   {} (a FastCGI application)", backends.fastcgi);
-        println!("director demo: proxy on http://{listen} (cluster \"demo\", round-robin)");
+        println!(
+            "director demo: proxy on http://{listen} (cluster \"demo\": round-robin over alpha and beta, gamma as backup)"
+        );
         println!("director demo: try");
-        println!("  curl -i http://{listen}/            # balanced over alpha, beta, gamma");
+        println!("  curl -i http://{listen}/            # balanced over alpha and beta");
+        println!("  curl -i -H 'X-Bucket: vip' http://{listen}/     # in the vip bucket");
+        println!("  curl -i -b backend=gamma http://{listen}/     # pinned to the backup");
         println!("  curl -i http://{listen}/direct      # road warrior: straight to alpha");
         println!("  curl -i 'http://{listen}/app/index.php/hello?x=1'   # FastCGI");
         println!("director demo: Ctrl-C stops it.");

@@ -295,3 +295,20 @@ async fn client_side_routing_by_cookie() {
     assert!(reply.text().contains("not available"), "{}", reply.text());
     busy.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn director_headers_can_be_turned_off() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let on = Director::start(&config("", &[backend_toml("a", &a.url(), "")], ""));
+    let reply = get(&on.url("/")).await;
+    assert_eq!(reply.header("x-director-backend"), Some("a"));
+    assert_eq!(reply.header("x-director-bucket"), Some("root"));
+    let off = Director::start(&config(
+        "response-headers = false",
+        &[backend_toml("a", &a.url(), "")],
+        "",
+    ));
+    let reply = get(&off.url("/")).await;
+    assert_eq!(reply.header("x-director-backend"), None);
+    assert_eq!(reply.header("x-director-bucket"), None);
+}

@@ -69,11 +69,14 @@ fn check_rejects_typos_and_wrong_types_with_file_line_and_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_serves_through_all_three_backends() {
+async fn the_demo_shows_balancing_backups_buckets_pinning_and_fastcgi() {
+    use http::Request;
+    use http_body_util::Full;
+
     let dir = tempfile::tempdir().unwrap();
     let director = Director::spawn(dir, &["demo", "--listen", "127.0.0.1:0"], 1);
     let mut names = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let reply = get(&director.url("/")).await;
         assert_eq!(reply.status, 200);
         assert!(
@@ -84,9 +87,32 @@ async fn the_demo_serves_through_all_three_backends() {
         names.push(reply.header("x-demo-backend").unwrap().to_owned());
     }
     names.sort();
-    assert_eq!(names, ["alpha", "beta", "gamma"]);
+    assert_eq!(
+        names,
+        ["alpha", "alpha", "beta", "beta"],
+        "gamma is a backup"
+    );
     let direct = get(&director.url("/direct")).await;
     assert_eq!(direct.header("x-demo-backend"), Some("alpha"));
+
+    let pinned = send(
+        Request::get(director.url("/"))
+            .header("cookie", "backend=gamma")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(pinned.header("x-demo-backend"), Some("gamma"));
+    let vip = send(
+        Request::get(director.url("/"))
+            .header("x-bucket", "vip")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(vip.header("x-director-bucket"), Some("vip"));
+    let fcgi = get(&director.url("/app/index.php/hi?x=1")).await;
+    assert!(fcgi.text().contains("PATH_INFO=/hi"), "{}", fcgi.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
