@@ -259,6 +259,14 @@ pub fn parse(source: &str, file: &Path) -> Result<Loaded, LoadError> {
             "threads must be at least 1".into(),
         ));
     }
+    for (name, cluster) in &config.clusters {
+        if let Some(health) = &cluster.health
+            && let Err((field, message)) = crate::health::check(health)
+        {
+            let key = format!("clusters.{name}.health.{field}");
+            return Err(invalid(locate(source, &key), key, message));
+        }
+    }
     let snapshot = Snapshot::build_with(&config.proxy(), &crate::fastcgi::FastCgiFactory)
         .map_err(|ConfigError { path, message }| invalid(locate(source, &path), path, message))?;
     Ok(Loaded { config, snapshot })

@@ -28,6 +28,13 @@ read-timeout = "10s"
 queue-limit = 32
 queue-timeout = "5s"
 
+# Every backend is probed every 2 s (x0's probe headers, Host: backend-healthcheck); a failed live
+# request takes a backend out at once, and two good probes bring it back.
+[clusters.demo.health]
+interval = "2s"
+rise = 2
+fall = 1
+
 # Buckets split the cluster's capacity between request classes (x0's HTB shaper):
 # vip is assured 25% and may borrow up to 50%; bulk is assured 25% and capped at 50%.
 [[clusters.demo.buckets]]
@@ -62,6 +69,11 @@ read-timeout = "10s"
 
 [clusters.app.fastcgi]
 document-root = "/srv/demo"
+
+# FastCGI backends get a FastCGI probe.
+[clusters.app.health]
+interval = "2s"
+path = "/ping.php"
 
 [[clusters.app.backends]]
 name = "fcgi"

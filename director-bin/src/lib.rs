@@ -13,6 +13,7 @@
 //! - [`server`]: listeners, connections, graceful drain.
 //! - [`access_log`], [`catch_panic`]: the bin's own layers.
 //! - [`fastcgi`]: FastCGI backends, `director-fastcgi` plugged into the core's clusters.
+//! - [`health`]: health monitors (`director-health`) plugged into the core's clusters.
 //! - [`telemetry`]: log output.
 //! - [`demo`]: the embedded demo backends and config.
 //!
@@ -35,6 +36,7 @@ pub mod catch_panic;
 pub mod config;
 pub mod demo;
 pub mod fastcgi;
+pub mod health;
 pub mod server;
 pub mod stack;
 pub mod telemetry;
@@ -54,6 +56,8 @@ use crate::{
 /// `shutdown` resolves; then drains in-flight requests.
 pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let Loaded { config, snapshot } = loaded;
+    // Kept alive while serving: dropping it stops the monitors.
+    let _monitors = health::start(&config, &snapshot).map_err(anyhow::Error::msg)?;
     let registry = Arc::new(Registry::new(snapshot));
     let mut listeners = Vec::new();
     for addr in config.listen_addrs() {

@@ -57,6 +57,22 @@ pub enum Health {
     Offline,
 }
 
+/// Receives what live traffic says about a backend's health (passive health checking), and the
+/// operator's enable/disable, so a health monitor elsewhere can follow both.
+///
+/// `director-core` knows nothing of probes; the embedding application implements this over its
+/// health monitor (Director's binary uses `director-health`).
+pub trait HealthObserver: Send + Sync + fmt::Debug + 'static {
+    /// A request got a response head from the backend.
+    fn success(&self);
+    /// A request failed at the backend (connect error, timeout, broken exchange).
+    fn failure(&self, kind: crate::error::ErrorKind);
+    /// The operator enabled or disabled the backend.
+    fn enabled(&self, enabled: bool) {
+        let _ = enabled;
+    }
+}
+
 /// Why a backend did not take a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -80,6 +96,7 @@ pub struct Backend {
     capacity: AtomicU32,
     in_flight: AtomicU32,
     load: Counter,
+    observer: std::sync::OnceLock<Arc<dyn HealthObserver>>,
 }
 
 impl fmt::Debug for Backend {
@@ -127,6 +144,7 @@ impl Backend {
             capacity: AtomicU32::new(0),
             in_flight: AtomicU32::new(0),
             load: Counter::default(),
+            observer: std::sync::OnceLock::new(),
         }
     }
 
@@ -239,9 +257,33 @@ impl Backend {
         self.load.snapshot()
     }
 
-    /// Whether it could take a request now, as far as health and the operator go.
+    /// Whether it could take a request now, as far as health and the operator go. A backend
+    /// not probed yet (`Undefined`) counts as available: a dead one is found by its first failed
+    /// request (passive health) instead of every backend being shut out until its first probes.
     pub fn is_available(&self) -> bool {
-        self.is_enabled() && !self.is_draining() && self.health() == Health::Online
+        self.is_enabled() && !self.is_draining() && self.health() != Health::Offline
+    }
+
+    /// Attaches the health observer that live outcomes are reported to (once).
+    pub fn observe(&self, observer: Arc<dyn HealthObserver>) -> bool {
+        self.observer.set(observer).is_ok()
+    }
+
+    /// Reports a live outcome to the observer, if any.
+    pub fn report(&self, outcome: Result<(), crate::error::ErrorKind>) {
+        if let Some(observer) = self.observer.get() {
+            match outcome {
+                Ok(()) => observer.success(),
+                Err(kind) => observer.failure(kind),
+            }
+        }
+    }
+
+    /// Tells the observer the operator enabled or disabled the backend.
+    pub(crate) fn notify_enabled(&self, enabled: bool) {
+        if let Some(observer) = self.observer.get() {
+            observer.enabled(enabled);
+        }
     }
 
     /// Tokens it adds to its cluster's shaper: its capacity while available (no limit counts

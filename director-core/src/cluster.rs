@@ -307,6 +307,7 @@ impl Cluster {
             return false;
         };
         b.set_enabled(enabled);
+        b.notify_enabled(enabled);
         self.refresh();
         true
     }
@@ -581,7 +582,12 @@ impl Cluster {
                     .request(),
             };
             let backend = grant.backend.clone();
-            let err = match send(&backend, req).await {
+            let result = send(&backend, req).await;
+            backend.report(match &result {
+                Ok(_) => Ok(()),
+                Err(Failure::Unsent(e, _) | Failure::Failed(e)) => Err(e.kind()),
+            });
+            let err = match result {
                 Ok(response) => return Ok(self.finish(response, grant, bucket, how.tag)),
                 Err(Failure::Unsent(err, req)) => {
                     next = Some(*req);

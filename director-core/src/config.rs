@@ -147,6 +147,79 @@ pub struct ClusterConfig {
     pub backends: Vec<BackendConfig>,
     /// How its FastCGI backends map requests to scripts: `[clusters.NAME.fastcgi]`.
     pub fastcgi: Option<FastCgiSettings>,
+    /// Health checking of its backends: `[clusters.NAME.health]` (none: every backend counts as
+    /// online).
+    pub health: Option<HealthSettings>,
+}
+
+/// Health checking of a cluster's backends: `[clusters.NAME.health]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HealthSettings {
+    /// `paranoid` (always probe; default), `opportunistic` (live successes count as probes;
+    /// probe idle backends only) or `lazy` (probe only after a failure, until the backend is back).
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Time between probes (default 2s).
+    pub interval: Option<ConfigDuration>,
+    /// Time between probes while offline (default: `interval`).
+    pub offline_interval: Option<ConfigDuration>,
+    /// Random extra delay up to this before each probe (default 0).
+    pub jitter: Option<ConfigDuration>,
+    /// How long one probe may take (default 2s).
+    pub timeout: Option<ConfigDuration>,
+    /// Consecutive successes that bring a backend online (default 2).
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    /// Consecutive failures that take it offline (default 1, as x0).
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+    /// `http` (default for HTTP backends; FastCGI backends get a FastCGI probe) or `tcp`
+    /// (connect only).
+    #[serde(default = "default_probe")]
+    pub probe: String,
+    /// HTTP probe: method (default `GET`).
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// HTTP and FastCGI probe: the path asked for (default `/`).
+    #[serde(default = "default_probe_path")]
+    pub path: String,
+    /// HTTP probe: the `Host` header (default `backend-healthcheck`, as x0).
+    #[serde(default = "default_probe_host")]
+    pub host: String,
+    /// Statuses that count as healthy (default 200..=399).
+    pub expect: Option<Vec<u16>>,
+    /// FastCGI probe: the `SCRIPT_FILENAME` to run (default: document root + path).
+    pub script_filename: Option<String>,
+    /// A backend that went offline and came back stays disabled until enabled again
+    /// (default false).
+    #[serde(default)]
+    pub sticky_offline: bool,
+    /// Failed live requests count towards `fall` (default true).
+    #[serde(default = "yes")]
+    pub passive: bool,
+}
+
+fn default_mode() -> String {
+    "paranoid".into()
+}
+fn default_rise() -> u32 {
+    2
+}
+fn default_fall() -> u32 {
+    1
+}
+fn default_probe() -> String {
+    "http".into()
+}
+fn default_method() -> String {
+    "GET".into()
+}
+fn default_probe_path() -> String {
+    "/".into()
+}
+fn default_probe_host() -> String {
+    "backend-healthcheck".into()
 }
 
 /// FastCGI settings of a cluster or road-warrior route: `[clusters.NAME.fastcgi]` or

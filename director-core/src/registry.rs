@@ -417,6 +417,7 @@ mod tests {
             max_idle_connections: None,
             idle_timeout: None,
             fastcgi: None,
+            health: None,
             backends: backends
                 .iter()
                 .map(|(n, u)| BackendConfig {

@@ -17,6 +17,8 @@
 //! | `/upgrade`      | switches protocols and echoes raw bytes on the upgraded stream   |
 //! | anything else   | `200 backend <name>`                                             |
 //!
+//! [`TestBackend::set_failing`] makes every request (probes too) get 503 until it is turned off.
+//!
 //! Every response carries `x-backend: <name>`. The backend also tracks how many requests it
 //! handles at once, overall and per value of the `x-test-class` request header, so tests can
 //! check admission limits at the backend itself.
@@ -95,6 +97,7 @@ struct State {
     recorded: Mutex<Vec<RecordedRequest>>,
     // class → (in flight now, most at once)
     in_flight: Mutex<std::collections::HashMap<String, (usize, usize)>>,
+    failing: std::sync::atomic::AtomicBool,
 }
 
 /// Counts a request in flight for its class until dropped.
@@ -230,6 +233,24 @@ impl TestBackend {
         map.get(class).map_or(0, |e| e.1)
     }
 
+    /// Makes it answer every request with 503 (`true`), or serve normally again.
+    pub fn set_failing(&self, failing: bool) {
+        self.state.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// How many health probes it received (requests carrying `x0-health-check`).
+    pub fn probes(&self) -> usize {
+        self.recorded()
+            .iter()
+            .filter(|r| r.headers.contains_key("x0-health-check"))
+            .count()
+    }
+
+    /// How many live (non-probe) requests it received.
+    pub fn live_requests(&self) -> usize {
+        self.requests() - self.probes()
+    }
+
     /// The last request head it received.
     pub fn last_request(&self) -> Option<RecordedRequest> {
         self.state
@@ -311,6 +332,11 @@ async fn handle(
     // Counted until the handler returns the response head; bodies here are short.
     let _in_flight = InFlight::new(&state, class);
     let path = req.uri().path().to_owned();
+    if state.failing.load(Ordering::SeqCst) {
+        let mut r = Response::new(body::full("failing\n"));
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return Ok(r);
+    }
     let mut response = match path.as_str() {
         "/echo" => Response::new(body::boxed(req.into_body())),
         "/sha256" => {

@@ -1,0 +1,298 @@
+//! Health monitoring: `director-health`'s monitors wired into `director-core`'s clusters.
+//!
+//! For every backend of a cluster with a `[clusters.NAME.health]` table, one monitor probes it
+//! (HTTP, TCP, or FastCGI for FastCGI backends) and follows x0's rules (rise/fall, modes, sticky
+//! offline). Each state change is applied to the backend and then to its cluster, which resizes
+//! its shaper and dispatches queued requests at once. Live outcomes flow the other way: the
+//! cluster reports each attempt to the backend's [`HealthObserver`], so a backend that fails a
+//! live request leaves rotation without waiting for the next probe (passive health).
+
+use std::{net::ToSocketAddrs, sync::Arc, time::Duration};
+
+use director_core::{
+    ErrorKind,
+    addr::{BackendAddr, Protocol},
+    backend::{Backend, Health, HealthObserver},
+    cluster::Cluster,
+    config::{FastCgiSettings, HealthSettings},
+    registry::Snapshot,
+};
+use director_health::{
+    ExpectedStatus, FailureKind, HealthConfig, HealthHandle, HealthState, HttpProbe, Mode, Monitor,
+    PassiveConfig, Probe, ProbeError, Target, TcpProbe, probe_fn,
+};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+
+/// The running monitors; dropping this stops them.
+#[derive(Debug, Default)]
+pub struct HealthMonitors {
+    monitors: Vec<Monitor>,
+    followers: Vec<JoinHandle<()>>,
+    handles: Vec<(Arc<str>, Arc<str>, HealthHandle)>,
+}
+
+impl HealthMonitors {
+    /// The health handle of `backend` in `cluster`, if it is monitored.
+    pub fn handle(&self, cluster: &str, backend: &str) -> Option<&HealthHandle> {
+        self.handles
+            .iter()
+            .find(|(c, b, _)| &**c == cluster && &**b == backend)
+            .map(|(_, _, h)| h)
+    }
+
+    /// How many backends are monitored.
+    pub fn len(&self) -> usize {
+        self.monitors.len()
+    }
+
+    /// Whether no backend is monitored.
+    pub fn is_empty(&self) -> bool {
+        self.monitors.is_empty()
+    }
+}
+
+impl Drop for HealthMonitors {
+    fn drop(&mut self) {
+        for follower in &self.followers {
+            follower.abort();
+        }
+    }
+}
+
+/// Starts a monitor for every backend of every cluster that has health settings (call inside
+/// a Tokio runtime).
+pub fn start(config: &Config, snapshot: &Snapshot) -> Result<HealthMonitors, String> {
+    let mut monitors = HealthMonitors::default();
+    for (name, cluster_config) in &config.clusters {
+        let Some(settings) = &cluster_config.health else {
+            continue;
+        };
+        let Some(cluster) = snapshot.cluster(name) else {
+            continue;
+        };
+        let health = health_config(settings)?;
+        for backend in cluster.backends() {
+            let handle = HealthHandle::new(format!("{name}/{}", backend.name()), health.clone());
+            let probe = probe_for(name, &backend, settings, cluster_config.fastcgi.as_ref())?;
+            backend.observe(Arc::new(Observer {
+                handle: handle.clone(),
+            }));
+            monitors.followers.push(tokio::spawn(follow(
+                handle.clone(),
+                backend.clone(),
+                cluster.clone(),
+            )));
+            monitors
+                .monitors
+                .push(Monitor::spawn(handle.clone(), probe));
+            monitors
+                .handles
+                .push((cluster.name().clone(), backend.name().clone(), handle));
+        }
+    }
+    Ok(monitors)
+}
+
+/// Checks a `[clusters.NAME.health]` table; the error names the key.
+pub fn check(s: &HealthSettings) -> Result<(), (&'static str, String)> {
+    health_config(s).map_err(|m| ("mode", m))?;
+    if s.probe != "http" && s.probe != "tcp" {
+        return Err((
+            "probe",
+            format!("unknown health probe {:?} (http, tcp)", s.probe),
+        ));
+    }
+    if s.method.parse::<http::Method>().is_err() {
+        return Err(("method", format!("invalid method {:?}", s.method)));
+    }
+    if !s.path.starts_with('/') {
+        return Err(("path", "the probe path starts with '/'".into()));
+    }
+    if s.rise == 0 || s.fall == 0 {
+        return Err(("rise", "rise and fall are at least 1".into()));
+    }
+    if let Some(bad) = s
+        .expect
+        .iter()
+        .flatten()
+        .find(|c| !(100..=599).contains(*c))
+    {
+        return Err(("expect", format!("{bad} is not an HTTP status")));
+    }
+    Ok(())
+}
+
+fn health_config(s: &HealthSettings) -> Result<HealthConfig, String> {
+    let mode: Mode = s.mode.parse().map_err(|_| {
+        format!(
+            "unknown health mode {:?} (paranoid, opportunistic, lazy)",
+            s.mode
+        )
+    })?;
+    let mut config = HealthConfig::default()
+        .mode(mode)
+        .thresholds(s.rise.max(1), s.fall.max(1))
+        .sticky_offline(s.sticky_offline)
+        .passive(PassiveConfig {
+            enabled: s.passive,
+            ..PassiveConfig::default()
+        });
+    if let Some(d) = s.interval {
+        config = config.interval(d.0);
+    }
+    if let Some(d) = s.offline_interval {
+        config = config.offline_interval(d.0);
+    }
+    if let Some(d) = s.jitter {
+        config = config.jitter(d.0);
+    }
+    if let Some(d) = s.timeout {
+        config = config.timeout(d.0);
+    }
+    Ok(config)
+}
+
+fn target(addr: &BackendAddr) -> Result<Target, String> {
+    match addr {
+        BackendAddr::Tcp(sa) => Ok(Target::Tcp(*sa)),
+        BackendAddr::Unix(path) => Ok(Target::Unix(path.clone())),
+        BackendAddr::Host(host, port) => (&**host, *port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .map(Target::Tcp)
+            .ok_or_else(|| format!("cannot resolve {host}:{port} for health checks")),
+    }
+}
+
+fn probe_for(
+    cluster: &str,
+    backend: &Backend,
+    s: &HealthSettings,
+    fastcgi: Option<&FastCgiSettings>,
+) -> Result<Box<dyn Probe>, String> {
+    let target = target(&backend.url().addr)?;
+    let timeout = s.timeout.map_or(Duration::from_secs(2), |d| d.0);
+    if s.probe == "tcp" {
+        return Ok(Box::new(TcpProbe::new(target)));
+    }
+    if s.probe != "http" {
+        return Err(format!("unknown health probe {:?} (http, tcp)", s.probe));
+    }
+    let expect = match &s.expect {
+        Some(codes) => ExpectedStatus::codes(codes.iter().copied()),
+        None => ExpectedStatus::default(),
+    };
+    match backend.url().protocol {
+        Protocol::Http => {
+            let method = s
+                .method
+                .parse()
+                .map_err(|_| format!("invalid health-check method {:?}", s.method))?;
+            let probe = HttpProbe::builder(target)
+                .method(method)
+                .path(s.path.clone())
+                .host(s.host.clone())
+                .director(cluster)
+                .backend(&**backend.name())
+                .expect(expect)
+                .timeout(timeout)
+                .build()
+                .map_err(|e| format!("invalid health check: {e}"))?;
+            Ok(Box::new(probe))
+        }
+        Protocol::FastCgi => {
+            let addr = match &backend.url().addr {
+                BackendAddr::Tcp(sa) => director_fastcgi::FastCgiAddr::Tcp(*sa),
+                BackendAddr::Unix(p) => director_fastcgi::FastCgiAddr::Unix(p.clone()),
+                BackendAddr::Host(..) => return Err("a FastCGI backend needs an address".into()),
+            };
+            let root = fastcgi.map_or("", |f| f.document_root.trim_end_matches('/'));
+            let config = director_fastcgi::ProbeConfig {
+                request_path: s.path.clone(),
+                script_filename: Some(
+                    s.script_filename
+                        .clone()
+                        .unwrap_or_else(|| format!("{root}{}", s.path)),
+                ),
+                headers: vec![
+                    ("Host".to_owned(), s.host.clone()),
+                    ("x0-Health-Check".to_owned(), "yes".to_owned()),
+                ],
+                connect_timeout: timeout,
+                read_timeout: timeout,
+                write_timeout: timeout,
+                ..director_fastcgi::ProbeConfig::default()
+            };
+            Ok(Box::new(probe_fn(move || {
+                let (addr, config, expect) = (addr.clone(), config.clone(), expect.clone());
+                async move {
+                    let outcome = director_fastcgi::probe(&addr, &config)
+                        .await
+                        .map_err(ProbeError::other)?;
+                    if expect.matches(outcome.status) {
+                        Ok(())
+                    } else {
+                        Err(ProbeError::Status(outcome.status))
+                    }
+                }
+            })))
+        }
+    }
+}
+
+/// Applies every health change of `handle` to `backend` and its cluster.
+async fn follow(handle: HealthHandle, backend: Arc<Backend>, cluster: Arc<Cluster>) {
+    let mut statuses = handle.subscribe();
+    loop {
+        let status = *statuses.borrow_and_update();
+        let health = match status.state {
+            HealthState::Online => Health::Online,
+            HealthState::Offline => Health::Offline,
+            HealthState::Undefined => Health::Undefined,
+        };
+        backend.set_health(health);
+        if !status.enabled {
+            // Sticky offline (or a disable through the handle): out until an operator enables it.
+            backend.set_enabled(false);
+        }
+        // Resizes the shaper and, when capacity came back, dispatches queued requests at once.
+        cluster.refresh();
+        if statuses.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Passes live outcomes and operator switches from the cluster to a health handle.
+#[derive(Debug)]
+struct Observer {
+    handle: HealthHandle,
+}
+
+impl HealthObserver for Observer {
+    fn success(&self) {
+        self.handle.report_success();
+    }
+
+    fn failure(&self, kind: ErrorKind) {
+        let kind = match kind {
+            ErrorKind::ConnectFailed => FailureKind::Connect,
+            ErrorKind::ConnectTimeout | ErrorKind::Timeout => FailureKind::Timeout,
+            ErrorKind::UpstreamBroken => FailureKind::Reset,
+            // Not the backend's fault, or not a sign of sickness.
+            _ => return,
+        };
+        self.handle.report_failure(kind);
+    }
+
+    fn enabled(&self, enabled: bool) {
+        if enabled {
+            self.handle.enable();
+        } else {
+            self.handle.disable();
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Health monitoring through the binary: probes take a failing backend out of rotation and bring
+//! it back, live failures eject a dead backend at once, and queued requests go out as soon as a
+//! backend comes online.
+
+mod support;
+
+use std::time::Duration;
+
+use director_core::testing::TestBackend;
+use support::*;
+
+fn config(health: &str, cluster: &str, backends: &[(&str, String)]) -> String {
+    let mut c = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\naccess-log = \"off\"\n\n[clusters.app]\n{cluster}\n\n[clusters.app.health]\n{health}\n\n"
+    );
+    for (name, url) in backends {
+        c.push_str(&format!(
+            "[[clusters.app.backends]]\nname = \"{name}\"\nurl = \"{url}\"\n\n"
+        ));
+    }
+    c.push_str("[[routes]]\ncluster = \"app\"\n");
+    c
+}
+
+/// Waits (bounded) until `backend` has seen `n` probes.
+async fn wait_for_probes(backend: &TestBackend, n: usize) {
+    for _ in 0..200 {
+        if backend.probes() >= n {
+            // Let the monitor apply the last result.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("only {} of {n} probes arrived", backend.probes());
+}
+
+async fn spread(director: &Director, n: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let reply = get(&director.url("/")).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        seen.push(reply.header("x-director-backend").unwrap().to_owned());
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_backend_leaves_rotation_and_returns() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let b = TestBackend::tcp("b", "127.0.0.1:0").await.unwrap();
+    // Passive health off, so only probes decide here.
+    let director = Director::start(&config(
+        "interval = \"100ms\"\nrise = 2\nfall = 2\npath = \"/health\"\npassive = false",
+        "",
+        &[("a", a.url()), ("b", b.url())],
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(spread(&director, 6).await.contains(&"a".to_owned()));
+    assert!(a.probes() >= 2, "probes carry x0's headers: {}", a.probes());
+    let probe = a
+        .recorded()
+        .into_iter()
+        .find(|r| r.headers.contains_key("x0-health-check"))
+        .unwrap();
+    assert_eq!(probe.headers["host"], "backend-healthcheck");
+    assert_eq!(probe.headers["x0-director"], "app");
+    assert_eq!(probe.headers["x0-backend"], "a");
+    assert_eq!(probe.uri, "/health");
+
+    // a fails its probes: after `fall` failed probes it is out of rotation.
+    let probes = a.probes();
+    a.set_failing(true);
+    wait_for_probes(&a, probes + 2 + 1).await;
+    let live_before = a.live_requests();
+    assert_eq!(spread(&director, 10).await, vec!["b"; 10]);
+    assert_eq!(
+        a.live_requests(),
+        live_before,
+        "no proxied request reached a while offline"
+    );
+
+    // a recovers: after `rise` good probes it takes traffic again.
+    let probes = a.probes();
+    a.set_failing(false);
+    wait_for_probes(&a, probes + 2 + 1).await;
+    assert!(spread(&director, 6).await.contains(&"a".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_live_request_ejects_a_backend_before_the_next_probe() {
+    // A backend that resets every connection. Lazy mode sends no probe until something fails,
+    // and the next probe would be a minute later: only live traffic can find it out.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bad = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = stream.set_zero_linger();
+            drop(stream);
+        }
+    });
+    let good = TestBackend::tcp("good", "127.0.0.1:0").await.unwrap();
+    let director = Director::start(&config(
+        "mode = \"lazy\"\ninterval = \"60s\"\nprobe = \"tcp\"",
+        "",
+        &[("bad", format!("http://{bad}")), ("good", good.url())],
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "lazy: no probe yet"
+    );
+    assert_eq!(
+        spread(&director, 10).await,
+        vec!["good"; 10],
+        "retried on good"
+    );
+    let live_connects = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        live_connects, 1,
+        "one failed live request, then bad is out of rotation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_requests_go_out_when_a_backend_comes_online() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    a.set_failing(true);
+    let director = Director::start(&config(
+        "interval = \"100ms\"\nrise = 1\nfall = 1",
+        "enqueue-on-unavailable = true\nqueue-timeout = \"10s\"",
+        &[("a", a.url())],
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let url = director.url("/");
+    let waiting = tokio::spawn(async move { get(&url).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "queued while the only backend is offline"
+    );
+    assert_eq!(a.live_requests(), 0);
+    a.set_failing(false);
+    let reply = tokio::time::timeout(Duration::from_secs(3), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.status, 200, "dispatched once a came online");
+}
+
+#[test]
+fn bad_health_settings_are_refused_with_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        config(
+            "mode = \"sometimes\"",
+            "",
+            &[("a", "http://127.0.0.1:1".into())],
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_director"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("clusters.app.health.mode"), "{text}");
+}
