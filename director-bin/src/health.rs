@@ -137,6 +137,7 @@ fn health_config(s: &HealthSettings) -> Result<HealthConfig, String> {
         .sticky_offline(s.sticky_offline)
         .passive(PassiveConfig {
             enabled: s.passive,
+            server_errors: s.passive_5xx,
             ..PassiveConfig::default()
         });
     if let Some(d) = s.interval {
@@ -273,8 +274,13 @@ struct Observer {
 }
 
 impl HealthObserver for Observer {
-    fn success(&self) {
-        self.handle.report_success();
+    fn response(&self, status: http::StatusCode) {
+        if status.is_server_error() {
+            // Counts only with `passive-5xx`; otherwise a 5xx is neither success nor failure.
+            self.handle.report_failure(FailureKind::ServerError);
+        } else {
+            self.handle.report_success();
+        }
     }
 
     fn failure(&self, kind: ErrorKind) {

@@ -174,3 +174,25 @@ fn bad_health_settings_are_refused_with_their_key() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("clusters.app.health.mode"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_5xx_answers_count_only_when_asked() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let b = TestBackend::tcp("b", "127.0.0.1:0").await.unwrap();
+    for (passive_5xx, a_stays) in [(false, true), (true, false)] {
+        let director = Director::start(&config(
+            &format!("mode = \"lazy\"\ninterval = \"60s\"\npassive-5xx = {passive_5xx}"),
+            "",
+            &[("a", a.url()), ("b", b.url())],
+        ));
+        // a answers 500 to its live request; b is fine.
+        let reply = get(&director.url("/status/500")).await;
+        assert_eq!(reply.status, 500, "a 5xx is passed on, not retried");
+        let after: Vec<String> = spread(&director, 6).await;
+        assert_eq!(
+            after.contains(&"a".to_owned()),
+            a_stays,
+            "passive-5xx = {passive_5xx}: {after:?}"
+        );
+    }
+}

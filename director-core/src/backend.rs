@@ -63,8 +63,8 @@ pub enum Health {
 /// `director-core` knows nothing of probes; the embedding application implements this over its
 /// health monitor (Director's binary uses `director-health`).
 pub trait HealthObserver: Send + Sync + fmt::Debug + 'static {
-    /// A request got a response head from the backend.
-    fn success(&self);
+    /// A request got a response head with `status` from the backend.
+    fn response(&self, status: http::StatusCode);
     /// A request failed at the backend (connect error, timeout, broken exchange).
     fn failure(&self, kind: crate::error::ErrorKind);
     /// The operator enabled or disabled the backend.
@@ -269,11 +269,11 @@ impl Backend {
         self.observer.set(observer).is_ok()
     }
 
-    /// Reports a live outcome to the observer, if any.
-    pub fn report(&self, outcome: Result<(), crate::error::ErrorKind>) {
+    /// Reports a live outcome (the response status, or why it failed) to the observer, if any.
+    pub fn report(&self, outcome: Result<http::StatusCode, crate::error::ErrorKind>) {
         if let Some(observer) = self.observer.get() {
             match outcome {
-                Ok(()) => observer.success(),
+                Ok(status) => observer.response(status),
                 Err(kind) => observer.failure(kind),
             }
         }

@@ -584,7 +584,7 @@ impl Cluster {
             let backend = grant.backend.clone();
             let result = send(&backend, req).await;
             backend.report(match &result {
-                Ok(_) => Ok(()),
+                Ok(response) => Ok(response.status()),
                 Err(Failure::Unsent(e, _) | Failure::Failed(e)) => Err(e.kind()),
             });
             let err = match result {

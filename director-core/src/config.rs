@@ -198,6 +198,10 @@ pub struct HealthSettings {
     /// Failed live requests count towards `fall` (default true).
     #[serde(default = "yes")]
     pub passive: bool,
+    /// Live 5xx responses count as failures too (default false: a 5xx is often the
+    /// application's answer rather than a sick server).
+    #[serde(default)]
+    pub passive_5xx: bool,
 }
 
 fn default_mode() -> String {
