@@ -582,15 +582,13 @@ impl Cluster {
                     .request(),
             };
             let backend = grant.backend.clone();
-            let result = send_granted(&backend, req, grant).await;
+            let result = send(&backend, req).await;
             backend.report(match &result {
-                Ok((response, _)) => Ok(response.status()),
+                Ok(response) => Ok(response.status()),
                 Err(Failure::Unsent(e, _) | Failure::Failed(e)) => Err(e.kind()),
             });
             let err = match result {
-                Ok((response, grant)) => {
-                    return Ok(self.finish(response, grant, &backend, bucket, how.tag));
-                }
+                Ok(response) => return Ok(self.finish(response, grant, bucket, how.tag)),
                 Err(Failure::Unsent(err, req)) => {
                     next = Some(*req);
                     err
@@ -608,6 +606,7 @@ impl Cluster {
                     err
                 }
             };
+            drop(grant);
             tracing::warn!(
                 cluster = %self.name,
                 backend = %backend.name(),
@@ -649,13 +648,8 @@ impl Cluster {
                 .with_detail("the requested backend is not available"));
         }
         let grant = self.grant(None, backend.clone());
-        let result = send_granted(&backend, req, grant).await;
-        backend.report(match &result {
-            Ok((response, _)) => Ok(response.status()),
-            Err(Failure::Unsent(e, _) | Failure::Failed(e)) => Err(e.kind()),
-        });
-        match result {
-            Ok((response, grant)) => Ok(self.finish(response, grant, &backend, ROOT, tag)),
+        match send(&backend, req).await {
+            Ok(response) => Ok(self.finish(response, grant, ROOT, tag)),
             Err(Failure::Unsent(err, _) | Failure::Failed(err)) => Err(err
                 .with_cluster(self.name.clone())
                 .with_backend(backend.name().clone())),
@@ -665,26 +659,22 @@ impl Cluster {
     fn finish(
         &self,
         mut response: Response<Body>,
-        grant: Option<Grant>,
-        backend: &Backend,
+        grant: Grant,
         bucket: BucketId,
         tag: bool,
     ) -> Response<Body> {
         if self.settings.response_headers {
             let headers = response.headers_mut();
-            headers.insert(&X_DIRECTOR_BACKEND, backend.name_header().clone());
+            headers.insert(&X_DIRECTOR_BACKEND, grant.backend.name_header().clone());
             headers.insert(&X_DIRECTOR_BUCKET, self.bucket(bucket).name.clone());
         }
         if tag {
             response.extensions_mut().insert(UpstreamInfo {
                 cluster: Some(self.name.clone()),
-                backend: Some(backend.name().clone()),
+                backend: Some(grant.backend.name().clone()),
             });
         }
-        match grant {
-            Some(grant) => response.map(|body| GrantBody::wrap(body, grant)),
-            None => response,
-        }
+        response.map(|body| GrantBody::wrap(body, grant))
     }
 }
 
@@ -825,30 +815,6 @@ async fn send(backend: &Backend, req: Request<Body>) -> Result<Response<Body>, F
             Err(err) => Err(Failure::Unsent(err, Box::new(req))),
         },
         BackendTransport::Custom(transport) => transport.send(req).await.map_err(Failure::Failed),
-    }
-}
-
-/// Like [`send`], with the request's grant: over HTTP it rides in the transport's own response
-/// body (released right after the connection is pooled again); otherwise it comes back for
-/// [`Cluster::finish`] to attach. On failure the grant is dropped, which releases it.
-async fn send_granted(
-    backend: &Backend,
-    req: Request<Body>,
-    grant: Grant,
-) -> Result<(Response<Body>, Option<Grant>), Failure> {
-    match backend.transport() {
-        BackendTransport::Http(transport) => match transport.connect().await {
-            Ok(conn) => conn
-                .send_with(req, grant)
-                .await
-                .map(|r| (r, None))
-                .map_err(Failure::Failed),
-            Err(err) => Err(Failure::Unsent(err, Box::new(req))),
-        },
-        BackendTransport::Custom(transport) => match transport.send(req).await {
-            Ok(r) => Ok((r, Some(grant))),
-            Err(err) => Err(Failure::Failed(err)),
-        },
     }
 }
 

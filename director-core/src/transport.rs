@@ -257,17 +257,7 @@ impl Connection {
     ///
     /// A pooled connection that turns out to be closed before the request was written is
     /// replaced by a new one transparently. Errors after that are marked as "sent".
-    pub async fn send(self, req: Request<Body>) -> Result<Response<Body>, ProxyError> {
-        self.send_with(req, ()).await
-    }
-
-    /// Like [`Connection::send`], with `guard` kept until the response body ends (or fails, or
-    /// is dropped), and dropped right after the connection went back to the pool.
-    pub async fn send_with<G: Send + Unpin + 'static>(
-        mut self,
-        mut req: Request<Body>,
-        guard: G,
-    ) -> Result<Response<Body>, ProxyError> {
+    pub async fn send(mut self, mut req: Request<Body>) -> Result<Response<Body>, ProxyError> {
         let client_upgrade = if is_upgrade_request(req.headers()) {
             req.extensions_mut().remove::<OnUpgrade>()
         } else {
@@ -323,18 +313,17 @@ impl Connection {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
             // The connection now belongs to the tunnel: never pool it.
-            // A tunnel can last for hours: release the guard with the (empty) 101 body.
-            return Ok(response
-                .map(|b| crate::body::boxed(UpstreamBody::new(b, None, guard, read_timeout))));
+            return Ok(
+                response.map(|b| crate::body::boxed(UpstreamBody::new(b, None, read_timeout)))
+            );
         }
 
         let pool_return = PoolReturn {
             shared: self.shared,
             tx: self.tx,
         };
-        Ok(response.map(|b| {
-            crate::body::boxed(UpstreamBody::new(b, Some(pool_return), guard, read_timeout))
-        }))
+        Ok(response
+            .map(|b| crate::body::boxed(UpstreamBody::new(b, Some(pool_return), read_timeout))))
     }
 }
 

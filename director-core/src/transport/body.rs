@@ -33,30 +33,25 @@ pub(super) struct PoolReturn {
 ///
 /// It returns the connection to the pool as soon as the last byte has been read (so keep-alive
 /// works without waiting for the client), and fails with a timeout when the backend stays silent
-/// for longer than the read timeout between chunks. It can carry a guard `G` (a cluster's
-/// admission grant) that is dropped at the same moment, right after the connection is back in
-/// the pool, so whoever the guard wakes can reuse the connection.
+/// for longer than the read timeout between chunks.
 #[derive(Debug)]
-pub struct UpstreamBody<G = ()> {
+pub struct UpstreamBody {
     inner: Incoming,
     pool_return: Option<PoolReturn>,
-    guard: Option<G>,
     read_timeout: Duration,
     timer: Option<Pin<Box<Sleep>>>,
     timer_armed: bool,
 }
 
-impl<G> UpstreamBody<G> {
+impl UpstreamBody {
     pub(super) fn new(
         inner: Incoming,
         pool_return: Option<PoolReturn>,
-        guard: G,
         read_timeout: Duration,
     ) -> Self {
         let mut body = UpstreamBody {
             inner,
             pool_return,
-            guard: Some(guard),
             read_timeout,
             timer: None,
             timer_armed: false,
@@ -67,18 +62,11 @@ impl<G> UpstreamBody<G> {
     }
 
     fn release_if_done(&mut self) {
-        if self.inner.is_end_stream() {
-            if let Some(PoolReturn { shared, tx }) = self.pool_return.take() {
-                shared.release(tx);
-            }
-            self.guard = None;
+        if self.inner.is_end_stream()
+            && let Some(PoolReturn { shared, tx }) = self.pool_return.take()
+        {
+            shared.release(tx);
         }
-    }
-
-    fn fail(&mut self) {
-        // The connection is broken: dropping the sender lets it close.
-        self.pool_return = None;
-        self.guard = None;
     }
 
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
@@ -96,7 +84,7 @@ impl<G> UpstreamBody<G> {
 
 use std::future::Future;
 
-impl<G: Unpin> HttpBody for UpstreamBody<G> {
+impl HttpBody for UpstreamBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -112,7 +100,8 @@ impl<G: Unpin> HttpBody for UpstreamBody<G> {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => {
-                this.fail();
+                // The connection is broken; dropping the sender lets it close.
+                this.pool_return = None;
                 Poll::Ready(Some(Err(ProxyError::new(ErrorKind::UpstreamBroken)
                     .with_source(err)
                     .sent()
@@ -124,7 +113,7 @@ impl<G: Unpin> HttpBody for UpstreamBody<G> {
             }
             Poll::Pending => match this.poll_timer(cx) {
                 Poll::Ready(()) => {
-                    this.fail();
+                    this.pool_return = None;
                     Poll::Ready(Some(Err(ProxyError::new(ErrorKind::Timeout)
                         .with_detail("the backend stopped sending the response body")
                         .sent()
