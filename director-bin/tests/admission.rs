@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use director_core::testing::{TestBackend, pattern, pattern_sha256};
+use director_core::testing::{Resetter, TestBackend, pattern, pattern_sha256};
 use http::Request;
 use http_body_util::Full;
 use support::*;
@@ -153,26 +153,14 @@ async fn backups_serve_only_while_no_active_is_available() {
     );
 }
 
-async fn resetter() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let _ = stream.set_zero_linger();
-            drop(stream);
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resets_are_retried_on_another_backend_with_the_body_then_503() {
-    let bad = resetter().await;
+    let bad = Resetter::start().await.unwrap();
     let good = TestBackend::tcp("good", "127.0.0.1:0").await.unwrap();
     let director = Director::start(&config(
         "",
         &[
-            backend_toml("bad", &format!("http://{bad}"), ""),
+            backend_toml("bad", &bad.url(), ""),
             backend_toml("good", &good.url(), ""),
         ],
         "",
@@ -198,13 +186,17 @@ async fn resets_are_retried_on_another_backend_with_the_body_then_503() {
     .await;
     assert_eq!(reply.text(), format!("40000 {}", pattern_sha256(40_000)));
 
-    let (b1, b2, b3) = (resetter().await, resetter().await, resetter().await);
+    let (b1, b2, b3) = (
+        Resetter::start().await.unwrap(),
+        Resetter::start().await.unwrap(),
+        Resetter::start().await.unwrap(),
+    );
     let director = Director::start(&config(
         "max-retry-count = 2",
         &[
-            backend_toml("b1", &format!("http://{b1}"), ""),
-            backend_toml("b2", &format!("http://{b2}"), ""),
-            backend_toml("b3", &format!("http://{b3}"), ""),
+            backend_toml("b1", &b1.url(), ""),
+            backend_toml("b2", &b2.url(), ""),
+            backend_toml("b3", &b3.url(), ""),
         ],
         "",
     ));

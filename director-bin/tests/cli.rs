@@ -2,20 +2,7 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::*;
-
-fn check(path: &std::path::Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_director"))
-        .args(["check", "--config"])
-        .arg(path)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
 
 #[test]
 fn check_accepts_every_example() {

@@ -165,13 +165,8 @@ fn fastcgi_backends_need_their_settings() {
         "[clusters.php]\n[[clusters.php.backends]]\nname = \"a\"\nurl = \"fastcgi://127.0.0.1:9000\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_director"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr);
+    let (ok, text) = check(&path);
+    assert!(!ok);
     assert!(
         text.contains(":4:1: clusters.php.backends[0].url:"),
         "{text}"

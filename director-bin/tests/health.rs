@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use director_core::testing::TestBackend;
+use director_core::testing::{Resetter, TestBackend};
 use support::*;
 
 fn config(health: &str, cluster: &str, backends: &[(&str, String)]) -> String {
@@ -91,35 +91,21 @@ async fn a_flapping_backend_leaves_rotation_and_returns() {
 async fn a_failed_live_request_ejects_a_backend_before_the_next_probe() {
     // A backend that resets every connection. Lazy mode sends no probe until something fails,
     // and the next probe would be a minute later: only live traffic can find it out.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let bad = listener.local_addr().unwrap();
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let _ = stream.set_zero_linger();
-            drop(stream);
-        }
-    });
+    let bad = Resetter::start().await.unwrap();
     let good = TestBackend::tcp("good", "127.0.0.1:0").await.unwrap();
     let director = Director::start(&config(
         "mode = \"lazy\"\ninterval = \"60s\"\nprobe = \"tcp\"",
         "",
-        &[("bad", format!("http://{bad}")), ("good", good.url())],
+        &[("bad", bad.url()), ("good", good.url())],
     ));
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        accepted.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "lazy: no probe yet"
-    );
+    assert_eq!(bad.accepted(), 0, "lazy: no probe yet");
     assert_eq!(
         spread(&director, 10).await,
         vec!["good"; 10],
         "retried on good"
     );
-    let live_connects = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    let live_connects = bad.accepted();
     assert_eq!(
         live_connects, 1,
         "one failed live request, then bad is out of rotation"
@@ -165,13 +151,8 @@ fn bad_health_settings_are_refused_with_their_key() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_director"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr);
+    let (ok, text) = check(&path);
+    assert!(!ok);
     assert!(text.contains("clusters.app.health.mode"), "{text}");
 }
 

@@ -50,6 +50,58 @@ use crate::{
     body::{self, Body, BoxError},
 };
 
+/// A "backend" that accepts TCP connections and resets them at once, counting them; it stops
+/// when dropped.
+#[derive(Debug)]
+pub struct Resetter {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Resetter {
+    /// Starts one on a free loopback port.
+    pub async fn start() -> std::io::Result<Resetter> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.set_zero_linger();
+                drop(stream);
+            }
+        });
+        Ok(Resetter {
+            addr,
+            accepted,
+            task,
+        })
+    }
+
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL to put in a config.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How many connections it has reset.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Resetter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// The `n`-th byte of the deterministic data `/bytes/N` serves.
 pub fn pattern_byte(n: u64) -> u8 {
     (n.wrapping_mul(31) ^ (n >> 9)) as u8

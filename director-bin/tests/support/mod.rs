@@ -213,3 +213,15 @@ pub fn cluster_config(urls: &[String], server: &str, extra: &str) -> String {
     c.push_str("\n[[routes]]\ncluster = \"app\"\n");
     c
 }
+
+/// Runs `director check --config path`: whether it accepted the file, and what it printed.
+pub fn check(path: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_director"))
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}

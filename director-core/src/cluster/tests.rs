@@ -207,17 +207,9 @@ async fn backups_only_when_no_active_is_available() {
     text(r).await;
 }
 
-/// A "backend" that accepts connections and resets them at once.
-async fn resetter() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let _ = stream.set_zero_linger();
-            drop(stream);
-        }
-    });
-    (addr, task)
+async fn resetter() -> (std::net::SocketAddr, crate::testing::Resetter) {
+    let r = crate::testing::Resetter::start().await.unwrap();
+    (r.addr(), r)
 }
 
 fn raw_member(name: &str, addr: std::net::SocketAddr) -> Arc<Backend> {
