@@ -83,6 +83,23 @@ url = "{fcgi}"
 path = "/app"
 cluster = "app"
 
+# Sticky sessions: consistent hashing of the `session` cookie over alpha and beta.
+[clusters.sticky]
+scheduler = "hash"
+hash-key = "cookie:session"
+
+[[clusters.sticky.backends]]
+name = "alpha"
+url = "{a}"
+
+[[clusters.sticky.backends]]
+name = "beta"
+url = "{b}"
+
+[[routes]]
+path = "/sticky"
+cluster = "sticky"
+
 # Road warrior: straight to one backend, no balancing.
 [[routes]]
 path = "/direct"

@@ -38,6 +38,9 @@ impl TransportFactory for FastCgiFactory {
         let addr = match addr {
             BackendAddr::Tcp(sa) => FastCgiAddr::Tcp(*sa),
             BackendAddr::Unix(path) => FastCgiAddr::Unix(path.clone()),
+            BackendAddr::Cluster(name) => {
+                return Err(format!("cluster:{name} is not a FastCGI address"));
+            }
             BackendAddr::Host(host, port) => {
                 return Err(format!(
                     "a FastCGI backend needs an IP address or a UNIX socket, not the name {host}:{port}"

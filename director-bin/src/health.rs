@@ -74,6 +74,10 @@ pub fn start(config: &Config, snapshot: &Snapshot) -> Result<HealthMonitors, Str
         };
         let health = health_config(settings)?;
         for backend in cluster.backends() {
+            // A nested cluster is as healthy as its own members; it has no address to probe.
+            if backend.url().protocol == Protocol::Cluster {
+                continue;
+            }
             let handle = HealthHandle::new(format!("{name}/{}", backend.name()), health.clone());
             let probe = probe_for(name, &backend, settings, cluster_config.fastcgi.as_ref())?;
             backend.observe(Arc::new(Observer {
@@ -159,6 +163,7 @@ fn target(addr: &BackendAddr) -> Result<Target, String> {
     match addr {
         BackendAddr::Tcp(sa) => Ok(Target::Tcp(*sa)),
         BackendAddr::Unix(path) => Ok(Target::Unix(path.clone())),
+        BackendAddr::Cluster(name) => Err(format!("cluster:{name} has no address to probe")),
         BackendAddr::Host(host, port) => (&**host, *port)
             .to_socket_addrs()
             .ok()
@@ -187,6 +192,7 @@ fn probe_for(
         None => ExpectedStatus::default(),
     };
     match backend.url().protocol {
+        Protocol::Cluster => Err("a nested cluster has no address to probe".into()),
         Protocol::Http => {
             let method = s
                 .method
@@ -208,7 +214,9 @@ fn probe_for(
             let addr = match &backend.url().addr {
                 BackendAddr::Tcp(sa) => director_fastcgi::FastCgiAddr::Tcp(*sa),
                 BackendAddr::Unix(p) => director_fastcgi::FastCgiAddr::Unix(p.clone()),
-                BackendAddr::Host(..) => return Err("a FastCGI backend needs an address".into()),
+                BackendAddr::Host(..) | BackendAddr::Cluster(_) => {
+                    return Err("a FastCGI backend needs an address".into());
+                }
             };
             let root = fastcgi.map_or("", |f| f.document_root.trim_end_matches('/'));
             let config = director_fastcgi::ProbeConfig {

@@ -4,10 +4,9 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use director_bin::{
-    config::{self, AccessLogFormat, Config, Loaded},
+    config::{self, AccessLogFormat, Loaded},
     demo, telemetry,
 };
-use director_core::config::{BackendConfig, ClusterConfig, RouteConfig};
 
 // mimalloc: fewer cycles per allocation than glibc's malloc on the request path (measured with
 // `cargo xtask bench`), and no lock contention between worker threads.
@@ -29,6 +28,10 @@ struct Cli {
     /// ... and balance round-robin over these backend URLs (repeatable).
     #[arg(long, value_name = "URL")]
     upstream: Vec<String>,
+    /// fnlb mode: consistent-hash requests by URL path over these nodes (comma-separated);
+    /// a node that fails is skipped and pinged until it answers, then gets its keys back.
+    #[arg(long, value_name = "URL,URL,...", value_delimiter = ',')]
+    nodes: Vec<String>,
     /// Worker threads (overrides the config; 1 runs on a single thread).
     #[arg(long)]
     threads: Option<usize>,
@@ -80,12 +83,14 @@ fn main() -> ExitCode {
         },
         Some(Command::Demo { listen }) => run_demo(&cli, listen),
         None => {
-            let loaded = match (&cli.config, cli.upstream.is_empty()) {
-                (Some(path), true) => config::load(path),
-                (None, false) => quick_config(&cli),
+            let quick = !cli.upstream.is_empty() || !cli.nodes.is_empty();
+            let loaded = match (&cli.config, quick) {
+                (Some(path), false) => config::load(path),
+                (None, true) => quick_config(&cli),
                 _ => {
                     eprintln!(
-                        "director: give --config FILE, or --listen ADDR with --upstream URL ...; \
+                        "director: give --config FILE, or --listen ADDR with --upstream URL ... \
+                         (round-robin) or --nodes URL,URL,... (consistent hash); \
                          `director demo` runs the embedded demo (see --help)"
                     );
                     return ExitCode::from(2);
@@ -102,62 +107,48 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--listen` + `--upstream`: one round-robin cluster, no config file.
+/// `--listen` with `--upstream` (one round-robin cluster) or `--nodes` (fnlb mode), no config
+/// file. The config is written as TOML and checked like a file.
 fn quick_config(cli: &Cli) -> Result<Loaded, config::LoadError> {
-    let mut config = Config::default();
-    if !cli.listen.is_empty() {
-        config.server.listen = cli.listen.clone();
-    }
-    let backends = cli
-        .upstream
-        .iter()
-        .enumerate()
-        .map(|(i, url)| BackendConfig {
-            name: format!("upstream{}", i + 1),
-            url: if url.contains("://") || url.starts_with("unix:") {
-                url.clone()
-            } else {
-                format!("http://{url}")
-            },
-            enabled: true,
-            capacity: 0,
-            role: Default::default(),
-            terminate_protection: false,
-        })
-        .collect();
-    let cluster: ClusterConfig = toml::from_str("").expect("defaults parse");
-    config.clusters.insert(
-        "default".into(),
-        ClusterConfig {
-            backends,
-            ..cluster
-        },
+    let url = |u: &String| {
+        if u.contains("://") || u.starts_with("unix:") {
+            u.clone()
+        } else {
+            format!("http://{u}")
+        }
+    };
+    let listen = if cli.listen.is_empty() {
+        vec!["127.0.0.1:8080".to_owned()]
+    } else {
+        cli.listen.clone()
+    };
+    let listens: Vec<String> = listen.iter().map(|l| format!("{l:?}")).collect();
+    let mut text = format!(
+        "[server]\nlisten = [{}]\n\n[clusters.default]\n",
+        listens.join(", ")
     );
-    let route: RouteConfig = toml::from_str("cluster = \"default\"").expect("route parses");
-    config.routes.push(route);
-    let text = toml_text(&config);
-    config::parse(&text, std::path::Path::new("(command line)"))
-}
-
-/// Renders a quick config back to TOML so it goes through the same checks as a file.
-fn toml_text(config: &Config) -> String {
-    let mut out = String::from("[server]\nlisten = [");
-    let listens: Vec<String> = config
-        .server
-        .listen
-        .iter()
-        .map(|l| format!("{l:?}"))
-        .collect();
-    out.push_str(&listens.join(", "));
-    out.push_str("]\n\n[clusters.default]\n");
-    for b in &config.clusters["default"].backends {
-        out.push_str(&format!(
-            "[[clusters.default.backends]]\nname = {:?}\nurl = {:?}\n",
-            b.name, b.url
+    let (members, prefix) = if cli.nodes.is_empty() {
+        (&cli.upstream, "upstream")
+    } else {
+        // fnlb: the same URL path always goes to the same node; a node that fails a connect
+        // leaves the ring until a background ping (lazy TCP probe) reaches it again.
+        text.push_str(&format!(
+            "scheduler = \"hash\"\nhash-key = \"path\"\nunavailable-status = 502\n\
+             max-retry-count = {}\n\n[clusters.default.health]\nmode = \"lazy\"\nprobe = \"tcp\"\n\
+             interval = \"1s\"\nrise = 1\nfall = 1\n\n",
+            cli.nodes.len().saturating_sub(1)
+        ));
+        (&cli.nodes, "node")
+    };
+    for (i, member) in members.iter().enumerate() {
+        text.push_str(&format!(
+            "[[clusters.default.backends]]\nname = \"{prefix}{}\"\nurl = {:?}\n",
+            i + 1,
+            url(member)
         ));
     }
-    out.push_str("\n[[routes]]\ncluster = \"default\"\n");
-    out
+    text.push_str("\n[[routes]]\ncluster = \"default\"\n");
+    config::parse(&text, std::path::Path::new("(command line)"))
 }
 
 fn apply_overrides(cli: &Cli, loaded: &mut Loaded) {
@@ -240,6 +231,7 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
         println!("  curl -i -H 'X-Bucket: vip' http://{listen}/     # in the vip bucket");
         println!("  curl -i -b backend=gamma http://{listen}/     # pinned to the backup");
         println!("  curl -i http://{listen}/direct      # road warrior: straight to alpha");
+        println!("  curl -i -b session=42 http://{listen}/sticky   # consistent hash: same session, same backend");
         println!("  curl -i 'http://{listen}/app/index.php/hello?x=1'   # FastCGI");
         println!("director demo: Ctrl-C stops it.");
         director_bin::run(loaded, director_bin::shutdown_signal()).await?;

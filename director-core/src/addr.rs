@@ -10,6 +10,7 @@
 //! | `unix:/run/app.sock`              | HTTP/1.1 over a UNIX socket           |
 //! | `http+unix:/run/app.sock`         | the same, spelled explicitly          |
 //! | `fastcgi://...`, `fastcgi+unix:` | FastCGI (see [`Protocol`])            |
+//! | `cluster:NAME`                    | another cluster, as one backend       |
 
 use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, sync::Arc};
 
@@ -22,6 +23,8 @@ pub enum BackendAddr {
     Host(Arc<str>, u16),
     /// A UNIX domain socket path.
     Unix(PathBuf),
+    /// Another cluster of the same config, used as one backend (a nested director).
+    Cluster(Arc<str>),
 }
 
 impl fmt::Display for BackendAddr {
@@ -30,6 +33,7 @@ impl fmt::Display for BackendAddr {
             BackendAddr::Tcp(addr) => write!(f, "{addr}"),
             BackendAddr::Host(host, port) => write!(f, "{host}:{port}"),
             BackendAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+            BackendAddr::Cluster(name) => write!(f, "cluster:{name}"),
         }
     }
 }
@@ -41,6 +45,8 @@ pub enum Protocol {
     Http,
     /// FastCGI (responder role).
     FastCgi,
+    /// Whatever the nested cluster's backends speak.
+    Cluster,
 }
 
 /// A parsed backend URL: protocol and address.
@@ -71,6 +77,19 @@ impl FromStr for BackendUrl {
         let (scheme, rest) = url
             .split_once(':')
             .ok_or_else(|| err("expected a scheme such as http:// or unix:"))?;
+        if scheme.eq_ignore_ascii_case("cluster") {
+            let valid = !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !valid {
+                return Err(err("cluster:NAME names another cluster"));
+            }
+            return Ok(BackendUrl {
+                protocol: Protocol::Cluster,
+                addr: BackendAddr::Cluster(rest.into()),
+            });
+        }
         let (protocol, unix) = match scheme.to_ascii_lowercase().as_str() {
             "http" => (Protocol::Http, false),
             "unix" | "http+unix" => (Protocol::Http, true),
@@ -109,7 +128,7 @@ impl FromStr for BackendUrl {
         let default_port = match protocol {
             Protocol::Http => 80,
             // FastCGI has no registered port; 9000 is php-fpm's default.
-            Protocol::FastCgi => 9000,
+            Protocol::FastCgi | Protocol::Cluster => 9000,
         };
         if let Ok(addr) = authority.parse::<SocketAddr>() {
             return Ok(BackendUrl {

@@ -94,9 +94,22 @@ pub struct Backend {
     role: AtomicU8,
     health: AtomicU8,
     capacity: AtomicU32,
+    weight: AtomicU32,
     in_flight: AtomicU32,
     load: Counter,
     observer: std::sync::OnceLock<Arc<dyn HealthObserver>>,
+    // When it last came online (ms since `EPOCH`), for the shard director's rampup.
+    online_since_ms: std::sync::atomic::AtomicU64,
+    // A nested cluster this member stands for: available while any of its members is.
+    nested: std::sync::OnceLock<std::sync::Weak<crate::cluster::Cluster>>,
+}
+
+/// The process's reference instant for timestamps kept in atomics.
+static EPOCH: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
+
+fn now_ms() -> u64 {
+    EPOCH.elapsed().as_millis() as u64
 }
 
 impl fmt::Debug for Backend {
@@ -142,9 +155,12 @@ impl Backend {
             role: AtomicU8::new(Role::Active as u8),
             health: AtomicU8::new(Health::Online as u8),
             capacity: AtomicU32::new(0),
+            weight: AtomicU32::new(1),
             in_flight: AtomicU32::new(0),
             load: Counter::default(),
             observer: std::sync::OnceLock::new(),
+            online_since_ms: std::sync::atomic::AtomicU64::new(0),
+            nested: std::sync::OnceLock::new(),
         }
     }
 
@@ -205,11 +221,41 @@ impl Backend {
 
     /// Records its health; returns the previous state.
     pub fn set_health(&self, health: Health) -> Health {
-        match self.health.swap(health as u8, Ordering::Relaxed) {
+        let previous = match self.health.swap(health as u8, Ordering::Relaxed) {
             x if x == Health::Online as u8 => Health::Online,
             x if x == Health::Offline as u8 => Health::Offline,
             _ => Health::Undefined,
+        };
+        if health == Health::Online && previous != Health::Online {
+            self.online_since_ms.store(now_ms(), Ordering::Relaxed);
         }
+        previous
+    }
+
+    /// How long it has been online since it last came up, if it ever went down.
+    pub fn up_for(&self) -> Option<std::time::Duration> {
+        match self.online_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(std::time::Duration::from_millis(
+                now_ms().saturating_sub(since),
+            )),
+        }
+    }
+
+    /// Its weight for the weighted schedulers (0 = never chosen by them).
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    /// Sets its weight. A cluster member should be changed through its cluster, which
+    /// rebuilds the weighted schedules.
+    pub fn set_weight(&self, weight: u32) {
+        self.weight.store(weight, Ordering::Relaxed);
+    }
+
+    /// Makes this member stand for a nested cluster (a director used as a backend).
+    pub fn nest(&self, cluster: &Arc<crate::cluster::Cluster>) {
+        let _ = self.nested.set(Arc::downgrade(cluster));
     }
 
     /// Concurrent requests it takes; 0 means no limit.
@@ -261,7 +307,13 @@ impl Backend {
     /// not probed yet (`Undefined`) counts as available: a dead one is found by its first failed
     /// request (passive health) instead of every backend being shut out until its first probes.
     pub fn is_available(&self) -> bool {
-        self.is_enabled() && !self.is_draining() && self.health() != Health::Offline
+        self.is_enabled()
+            && !self.is_draining()
+            && self.health() != Health::Offline
+            && self
+                .nested
+                .get()
+                .is_none_or(|c| c.upgrade().is_some_and(|c| c.has_available_member()))
     }
 
     /// Attaches the health observer that live outcomes are reported to (once).

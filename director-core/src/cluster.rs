@@ -38,9 +38,11 @@ use crate::{
     backend::{Backend, BackendTransport, Refusal, Role},
     body::{Body, BoxError},
     counter::{Counter, CounterSnapshot},
+    directors::{Healthy, ShardParams},
     error::{ErrorKind, ProxyError},
+    key::HashKey,
     replay,
-    schedule::{Scheduler, SchedulerKind},
+    schedule::{PickContext, PoolDirectors, Scheduler, SchedulerKind},
     shaper::{BucketId, ROOT, Shaper},
 };
 
@@ -75,6 +77,16 @@ pub struct ClusterSettings {
     pub replay_body_limit: usize,
     /// Send `X-Director-Backend` and `X-Director-Bucket` response headers.
     pub response_headers: bool,
+    /// The request key of the `hash` and `shard` schedulers.
+    pub hash_key: Option<HashKey>,
+    /// Points on the hash ring per unit of weight.
+    pub ring_replicas: u32,
+    /// The shard director's parameters.
+    pub shard: ShardParams,
+    /// The fallback director keeps the current backend while it stays available.
+    pub fallback_sticky: bool,
+    /// The status answered when no backend can take a request (503; fnlb mode uses 502).
+    pub unavailable_status: http::StatusCode,
 }
 
 impl Default for ClusterSettings {
@@ -88,6 +100,16 @@ impl Default for ClusterSettings {
             max_retry_count: 3,
             replay_body_limit: 64 * 1024,
             response_headers: true,
+            hash_key: None,
+            ring_replicas: 67,
+            shard: ShardParams {
+                alt: 0,
+                warmup: 0.0,
+                rampup: Duration::ZERO,
+                healthy: Healthy::Chosen,
+            },
+            fallback_sticky: false,
+            unavailable_status: http::StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -103,20 +125,27 @@ pub struct Dispatch {
     pub tag: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Members {
     all: Vec<Arc<Backend>>,
     active: Vec<Arc<Backend>>,
     backup: Vec<Arc<Backend>>,
+    directors: [PoolDirectors; 2],
 }
 
 impl Members {
-    fn new(all: Vec<Arc<Backend>>) -> Self {
-        let (active, backup) = all.iter().cloned().partition(|b| b.role() == Role::Active);
+    fn new(all: Vec<Arc<Backend>>, settings: &ClusterSettings) -> Self {
+        let (active, backup): (Vec<_>, Vec<_>) =
+            all.iter().cloned().partition(|b| b.role() == Role::Active);
+        let directors = [
+            PoolDirectors::new(&active, settings.ring_replicas, settings.fallback_sticky),
+            PoolDirectors::new(&backup, settings.ring_replicas, settings.fallback_sticky),
+        ];
         Members {
             all,
             active,
             backup,
+            directors,
         }
     }
 }
@@ -202,7 +231,7 @@ impl Cluster {
         };
         let cluster = Cluster {
             name: name.into(),
-            members: ArcSwap::from_pointee(Members::new(backends)),
+            members: ArcSwap::from_pointee(Members::new(backends, &settings)),
             scheduler: Scheduler::new(settings.scheduler),
             enabled: AtomicBool::new(true),
             settings,
@@ -328,10 +357,32 @@ impl Cluster {
             return false;
         };
         b.set_role(role);
-        let all = self.members.load().all.clone();
-        self.members.store(Arc::new(Members::new(all)));
-        self.refresh();
+        self.rebuild_members();
         true
+    }
+
+    /// Changes a member's weight (for `wrr`, `random`, `hash` and `shard`). Returns false for
+    /// an unknown name.
+    pub fn set_backend_weight(self: &Arc<Self>, name: &str, weight: u32) -> bool {
+        let Some(b) = self.backend(name) else {
+            return false;
+        };
+        b.set_weight(weight);
+        self.rebuild_members();
+        true
+    }
+
+    fn rebuild_members(self: &Arc<Self>) {
+        let all = self.members.load().all.clone();
+        self.members
+            .store(Arc::new(Members::new(all, &self.settings)));
+        self.refresh();
+    }
+
+    /// Whether any member could take a request now (a nested cluster counts as healthy while
+    /// this holds).
+    pub fn has_available_member(&self) -> bool {
+        self.is_enabled() && self.members.load().all.iter().any(|b| b.is_available())
     }
 
     /// Drains a member: it takes no new requests and leaves the cluster once idle. Returns
@@ -359,14 +410,19 @@ impl Cluster {
                 .filter(|b| !Arc::ptr_eq(b, backend))
                 .cloned()
                 .collect();
-            Members::new(all)
+            Members::new(all, &self.settings)
         });
     }
 
     fn unavailable(&self, kind: ErrorKind) -> ProxyError {
-        ProxyError::new(kind)
+        let err = ProxyError::new(kind)
             .with_cluster(self.name.clone())
-            .with_retry_after(self.settings.retry_after)
+            .with_retry_after(self.settings.retry_after);
+        if kind == ErrorKind::NoBackend {
+            err.with_status(self.settings.unavailable_status)
+        } else {
+            err
+        }
     }
 
     fn bucket(&self, id: BucketId) -> &Bucket {
@@ -377,11 +433,22 @@ impl Cluster {
 
     /// A backend for a request: the active pool, then the backup pool while no active backend
     /// is available. Actives that are merely full make the request wait instead.
-    fn pick(&self, skip: &[Arc<Backend>]) -> Result<Arc<Backend>, Refusal> {
+    fn pick(&self, skip: &[Arc<Backend>], key: Option<u64>) -> Result<Arc<Backend>, Refusal> {
         let members = self.members.load();
         let skip = |b: &Backend| skip.iter().any(|s| std::ptr::eq(&**s, b));
-        match self.scheduler.pick(0, &members.active, skip) {
-            Err(Refusal::Unavailable) => self.scheduler.pick(1, &members.backup, skip),
+        let ctx = PickContext {
+            key,
+            shard: Some(self.settings.shard),
+        };
+        let [active, backup] = &members.directors;
+        match self
+            .scheduler
+            .pick_with(0, &members.active, Some(active), ctx, skip)
+        {
+            Err(Refusal::Unavailable) => {
+                self.scheduler
+                    .pick_with(1, &members.backup, Some(backup), ctx, skip)
+            }
             other => other,
         }
     }
@@ -402,12 +469,13 @@ impl Cluster {
         self: &Arc<Self>,
         bucket: BucketId,
         skip: &[Arc<Backend>],
+        key: Option<u64>,
     ) -> Result<Grant, ProxyError> {
         let queue = self.bucket(bucket);
         // Strict FIFO per bucket: only take a token directly when nobody of this bucket waits.
         if queue.queued.current() == 0 {
             if self.shaper.try_get(bucket) {
-                match self.pick(skip) {
+                match self.pick(skip, key) {
                     Ok(backend) => return Ok(self.grant(Some(bucket), backend)),
                     Err(refusal) => {
                         self.shaper.put(bucket);
@@ -503,7 +571,7 @@ impl Cluster {
             }) else {
                 return;
             };
-            let Ok(backend) = self.pick(&[]) else {
+            let Ok(backend) = self.pick(&[], None) else {
                 self.shaper.put(bucket);
                 return;
             };
@@ -553,6 +621,10 @@ impl Cluster {
             .as_deref()
             .and_then(|name| self.shaper.find(name))
             .unwrap_or(ROOT);
+        let key = match (&self.settings.hash_key, self.scheduler.kind().uses_key()) {
+            (Some(spec), true) => Some(spec.of(&req)),
+            _ => None,
+        };
 
         let (first, template) = if self.settings.max_retry_count > 0 {
             replay::prepare(req, self.settings.replay_body_limit).await?
@@ -564,7 +636,7 @@ impl Cluster {
         let mut last: Option<ProxyError> = None;
         let mut attempts = 0u32;
         loop {
-            let grant = match self.admit(bucket, &failed).await {
+            let grant = match self.admit(bucket, &failed, key).await {
                 Ok(grant) => grant,
                 // No other backend to try: the last backend's own failure says more than
                 // "unavailable", unless it could not be reached at all.
@@ -621,9 +693,14 @@ impl Cluster {
             failed.push(backend);
             if attempts > self.settings.max_retry_count {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                return Err(self
-                    .unavailable(ErrorKind::NoBackend)
-                    .with_detail("the request failed on every attempt"));
+                let err = self.unavailable(ErrorKind::NoBackend);
+                // Backends that could not even be reached are simply not available.
+                let unreachable = last.as_ref().is_some_and(|e| is_unreachable(e.kind()));
+                return Err(if unreachable {
+                    err
+                } else {
+                    err.with_detail("the request failed on every attempt")
+                });
             }
         }
     }
@@ -815,6 +892,29 @@ async fn send(backend: &Backend, req: Request<Body>) -> Result<Response<Body>, F
             Err(err) => Err(Failure::Unsent(err, Box::new(req))),
         },
         BackendTransport::Custom(transport) => transport.send(req).await.map_err(Failure::Failed),
+    }
+}
+
+/// A cluster used as one backend of another cluster (a nested director): requests are
+/// balanced over its own members.
+#[derive(Debug)]
+pub struct Nested {
+    cluster: Arc<Cluster>,
+}
+
+impl Nested {
+    /// `cluster` as a transport.
+    pub fn new(cluster: Arc<Cluster>) -> Self {
+        Nested { cluster }
+    }
+}
+
+impl crate::transport::Transport for Nested {
+    fn send(
+        &self,
+        req: Request<Body>,
+    ) -> crate::router::BoxFuture<Result<Response<Body>, ProxyError>> {
+        Box::pin(self.cluster.clone().dispatch(req, Dispatch::default()))
     }
 }
 

@@ -132,6 +132,29 @@ pub struct ClusterConfig {
     /// Buckets partitioning the cluster's capacity: `[[clusters.NAME.buckets]]`.
     #[serde(default)]
     pub buckets: Vec<BucketConfig>,
+    /// The request key of `hash` and `shard`: `url`, `path`, `host`, `client-ip`,
+    /// `header:NAME`, `cookie:NAME`, joined with `+` (default `host+url`).
+    pub hash_key: Option<String>,
+    /// Points on the hash ring per unit of weight (default 67, as Varnish's shard).
+    #[serde(default = "default_replicas")]
+    pub ring_replicas: u32,
+    /// Shard: take the n-th alternative backend instead of the key's owner (default 0).
+    #[serde(default)]
+    pub shard_alt: usize,
+    /// Shard: the fraction of requests sent to the next backend, to keep it warm (default 0).
+    #[serde(default)]
+    pub shard_warmup: f64,
+    /// Shard: a backend that just came up gets its share gradually over this long (default 0).
+    pub shard_rampup: Option<ConfigDuration>,
+    /// Shard: `chosen` (default), `ignore` or `all` (Varnish's `healthy`).
+    #[serde(default = "default_shard_healthy")]
+    pub shard_healthy: String,
+    /// Fallback: keep using the current backend while it stays available (default false).
+    #[serde(default)]
+    pub fallback_sticky: bool,
+    /// The status when no backend can take a request: 503 (default) or 502.
+    #[serde(default = "default_unavailable_status")]
+    pub unavailable_status: u16,
     /// How long connecting to a backend may take (default 5s).
     pub connect_timeout: Option<ConfigDuration>,
     /// How long a backend may stay silent while Director waits for response bytes (default 60s).
@@ -260,12 +283,25 @@ fn default_fastcgi_idle() -> usize {
     4
 }
 
+fn default_weight() -> u32 {
+    1
+}
+
 fn default_index() -> String {
     "index.php".into()
 }
 
 fn default_retry_after() -> u32 {
     10
+}
+fn default_replicas() -> u32 {
+    67
+}
+fn default_shard_healthy() -> String {
+    "chosen".into()
+}
+fn default_unavailable_status() -> u16 {
+    503
 }
 fn default_queue_limit() -> usize {
     128
@@ -325,6 +361,9 @@ pub struct BackendConfig {
     /// Concurrent requests it takes (default 0: no limit).
     #[serde(default)]
     pub capacity: u32,
+    /// Its weight for `wrr`, `random`, `hash` and `shard` (default 1).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
     /// `active` (default) or `backup` (x0's `standby` is accepted too).
     #[serde(default)]
     pub role: crate::backend::Role,

@@ -74,6 +74,7 @@ pub struct ProxyError {
     backend: Option<Arc<str>>,
     retry_after: Option<u32>,
     detail: Option<&'static str>,
+    status: Option<StatusCode>,
     source: Option<BoxError>,
 }
 
@@ -89,8 +90,15 @@ impl ProxyError {
             backend: None,
             retry_after: None,
             detail: None,
+            status: None,
             source: None,
         }
+    }
+
+    /// Answers with `status` instead of the kind's own.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
     }
 
     /// Records the underlying cause.
@@ -157,7 +165,7 @@ impl ProxyError {
 
     /// The status the client should see.
     pub fn status(&self) -> StatusCode {
-        self.kind.status()
+        self.status.unwrap_or_else(|| self.kind.status())
     }
 
     /// The text shown to the client: the detail if one was given, else the kind's description.

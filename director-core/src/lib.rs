@@ -32,6 +32,9 @@
 //! - [`schedule`]: schedulers (rr, chance, least-load) and the pool pick.
 //! - [`shaper`]: x0's TokenShaper, the HTB-like bucket tree partitioning a cluster's capacity.
 //! - [`counter`]: `{current, max, total}` counters.
+//! - [`directors`]: Varnish's and fnlb's selection algorithms (weighted, hash ring, shard,
+//!   fallback), pure.
+//! - [`key`]: the request key the hashing schedulers use.
 //! - [`replay`]: keeping a request so a retry can send it again.
 //! - [`transport`]: the HTTP/1.1 client with its pool, timeouts and upgrade tunnelling.
 //! - [`headers`]: pure proxy header rules.
@@ -70,10 +73,12 @@ pub mod client_info;
 pub mod cluster;
 pub mod config;
 pub mod counter;
+pub mod directors;
 pub mod error;
 pub mod error_response;
 pub mod forward;
 pub mod headers;
+pub mod key;
 pub mod registry;
 pub mod replay;
 pub mod route;

@@ -13,6 +13,8 @@ use crate::{
     backend::{Backend, BackendTransport},
     cluster::{Cluster, ClusterSettings},
     config::{BucketConfig, ConfigError, FastCgiSettings, ProxyConfig, UpstreamSettings},
+    directors::{Healthy, ShardParams},
+    key::HashKey,
     route::{Classify, HostPattern, Route, RouteTable, Target},
     shaper::{ROOT, Shaper},
     transport::{Transport, TransportOptions},
@@ -64,74 +66,34 @@ impl Snapshot {
         config: &ProxyConfig,
         factory: &dyn TransportFactory,
     ) -> Result<Snapshot, ConfigError> {
-        let mut clusters = BTreeMap::new();
-        for (name, cluster) in &config.clusters {
-            let at = format!("clusters.{name}");
-            if !valid_name(name) {
+        let mut clusters: BTreeMap<Arc<str>, Arc<Cluster>> = BTreeMap::new();
+        // Nested clusters (`cluster:NAME` members) are built before the clusters using them.
+        let mut pending: Vec<(&String, &crate::config::ClusterConfig)> =
+            config.clusters.iter().collect();
+        while !pending.is_empty() {
+            let before = pending.len();
+            let mut rest = Vec::new();
+            for (name, cluster) in pending {
+                let waits = cluster.backends.iter().any(|b| {
+                    b.url.strip_prefix("cluster:").is_some_and(|n| {
+                        !clusters.contains_key(n) && config.clusters.contains_key(n)
+                    })
+                });
+                if waits {
+                    rest.push((name, cluster));
+                    continue;
+                }
+                let built = build_cluster(name, cluster, factory, &clusters)?;
+                clusters.insert(Arc::<str>::from(name.as_str()), built);
+            }
+            if rest.len() == before {
+                let (name, _) = rest[0];
                 return Err(ConfigError::new(
-                    at,
-                    "a cluster name uses letters, digits, '-', '_' and '.' only",
+                    format!("clusters.{name}.backends"),
+                    "clusters nest in a cycle",
                 ));
             }
-            let opts = transport_options(&cluster.upstream(), &at, TransportOptions::default())?;
-            let mut backends: Vec<Arc<Backend>> = Vec::with_capacity(cluster.backends.len());
-            for (i, backend) in cluster.backends.iter().enumerate() {
-                let at = format!("{at}.backends[{i}]");
-                if !valid_name(&backend.name) {
-                    return Err(ConfigError::new(
-                        format!("{at}.name"),
-                        "a backend name uses letters, digits, '-', '_' and '.' only",
-                    ));
-                }
-                if backends.iter().any(|b| **b.name() == *backend.name) {
-                    return Err(ConfigError::new(
-                        format!("{at}.name"),
-                        format!(
-                            "backend {:?} appears twice in cluster {name:?}",
-                            backend.name
-                        ),
-                    ));
-                }
-                let url = parse_url(&backend.url, &format!("{at}.url"))?;
-                let transport = transport(
-                    factory,
-                    &url,
-                    opts,
-                    cluster.fastcgi.as_ref(),
-                    &format!("{at}.url"),
-                    &format!("clusters.{name}.fastcgi"),
-                )?;
-                let b = Backend::with_transport(backend.name.as_str(), url, transport);
-                b.set_enabled(backend.enabled);
-                b.set_capacity(backend.capacity);
-                b.set_role(backend.role);
-                b.set_terminate_protection(backend.terminate_protection);
-                backends.push(Arc::new(b));
-            }
-            let shaper = build_shaper(&cluster.buckets, &at)?;
-            let queue_timeout = match cluster.queue_timeout {
-                Some(d) if d.0.is_zero() => {
-                    return Err(ConfigError::new(
-                        format!("{at}.queue-timeout"),
-                        "a timeout must be greater than zero",
-                    ));
-                }
-                Some(d) => d.0,
-                None => ClusterSettings::default().queue_timeout,
-            };
-            let settings = ClusterSettings {
-                scheduler: cluster.scheduler,
-                retry_after: cluster.retry_after,
-                queue_limit: cluster.queue_limit,
-                queue_timeout,
-                enqueue_on_unavailable: cluster.enqueue_on_unavailable,
-                max_retry_count: cluster.max_retry_count,
-                replay_body_limit: cluster.replay_body_limit,
-                response_headers: cluster.response_headers,
-            };
-            let c = Cluster::new(name.as_str(), backends, settings, shaper);
-            c.set_enabled(cluster.enabled);
-            clusters.insert(Arc::<str>::from(name.as_str()), Arc::new(c));
+            pending = rest;
         }
 
         let mut routes = Vec::with_capacity(config.routes.len());
@@ -235,6 +197,137 @@ impl Snapshot {
     }
 }
 
+/// Builds one cluster; clusters it nests are already in `built`.
+fn build_cluster(
+    name: &str,
+    cluster: &crate::config::ClusterConfig,
+    factory: &dyn TransportFactory,
+    built: &BTreeMap<Arc<str>, Arc<Cluster>>,
+) -> Result<Arc<Cluster>, ConfigError> {
+    let at = format!("clusters.{name}");
+    if !valid_name(name) {
+        return Err(ConfigError::new(
+            at,
+            "a cluster name uses letters, digits, '-', '_' and '.' only",
+        ));
+    }
+    let opts = transport_options(&cluster.upstream(), &at, TransportOptions::default())?;
+    let mut backends: Vec<Arc<Backend>> = Vec::with_capacity(cluster.backends.len());
+    for (i, backend) in cluster.backends.iter().enumerate() {
+        let at = format!("{at}.backends[{i}]");
+        if !valid_name(&backend.name) {
+            return Err(ConfigError::new(
+                format!("{at}.name"),
+                "a backend name uses letters, digits, '-', '_' and '.' only",
+            ));
+        }
+        if backends.iter().any(|b| **b.name() == *backend.name) {
+            return Err(ConfigError::new(
+                format!("{at}.name"),
+                format!(
+                    "backend {:?} appears twice in cluster {name:?}",
+                    backend.name
+                ),
+            ));
+        }
+        let url = parse_url(&backend.url, &format!("{at}.url"))?;
+        let nested = match &url.addr {
+            BackendAddr::Cluster(inner) => Some(built.get(&**inner).cloned().ok_or_else(|| {
+                ConfigError::new(format!("{at}.url"), format!("no cluster named {inner:?}"))
+            })?),
+            _ => None,
+        };
+        let transport = match &nested {
+            Some(inner) => {
+                BackendTransport::Custom(Arc::new(crate::cluster::Nested::new(inner.clone())))
+            }
+            None => transport(
+                factory,
+                &url,
+                opts,
+                cluster.fastcgi.as_ref(),
+                &format!("{at}.url"),
+                &format!("clusters.{name}.fastcgi"),
+            )?,
+        };
+        let b = Backend::with_transport(backend.name.as_str(), url, transport);
+        if let Some(inner) = &nested {
+            b.nest(inner);
+        }
+        b.set_weight(backend.weight);
+        b.set_enabled(backend.enabled);
+        b.set_capacity(backend.capacity);
+        b.set_role(backend.role);
+        b.set_terminate_protection(backend.terminate_protection);
+        backends.push(Arc::new(b));
+    }
+    let shaper = build_shaper(&cluster.buckets, &at)?;
+    let queue_timeout = match cluster.queue_timeout {
+        Some(d) if d.0.is_zero() => {
+            return Err(ConfigError::new(
+                format!("{at}.queue-timeout"),
+                "a timeout must be greater than zero",
+            ));
+        }
+        Some(d) => d.0,
+        None => ClusterSettings::default().queue_timeout,
+    };
+    let settings = ClusterSettings {
+        scheduler: cluster.scheduler,
+        retry_after: cluster.retry_after,
+        queue_limit: cluster.queue_limit,
+        queue_timeout,
+        enqueue_on_unavailable: cluster.enqueue_on_unavailable,
+        max_retry_count: cluster.max_retry_count,
+        replay_body_limit: cluster.replay_body_limit,
+        response_headers: cluster.response_headers,
+        hash_key: Some(
+            HashKey::parse(cluster.hash_key.as_deref().unwrap_or("host+url"))
+                .map_err(|m| ConfigError::new(format!("{at}.hash-key"), m))?,
+        ),
+        ring_replicas: cluster.ring_replicas.max(1),
+        shard: ShardParams {
+            alt: cluster.shard_alt,
+            warmup: if (0.0..=1.0).contains(&cluster.shard_warmup) {
+                cluster.shard_warmup
+            } else {
+                return Err(ConfigError::new(
+                    format!("{at}.shard-warmup"),
+                    "a fraction between 0 and 1",
+                ));
+            },
+            rampup: cluster
+                .shard_rampup
+                .map_or(std::time::Duration::ZERO, |d| d.0),
+            healthy: match cluster.shard_healthy.as_str() {
+                "chosen" => Healthy::Chosen,
+                "ignore" => Healthy::Ignore,
+                "all" => Healthy::All,
+                _ => {
+                    return Err(ConfigError::new(
+                        format!("{at}.shard-healthy"),
+                        "chosen, ignore or all",
+                    ));
+                }
+            },
+        },
+        fallback_sticky: cluster.fallback_sticky,
+        unavailable_status: match cluster.unavailable_status {
+            502 => http::StatusCode::BAD_GATEWAY,
+            503 => http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => {
+                return Err(ConfigError::new(
+                    format!("{at}.unavailable-status"),
+                    "502 or 503",
+                ));
+            }
+        },
+    };
+    let c = Cluster::new(name, backends, settings, shaper);
+    c.set_enabled(cluster.enabled);
+    Ok(Arc::new(c))
+}
+
 /// The shaper of a cluster with `buckets` (created in order; a parent must come first).
 fn build_shaper(buckets: &[BucketConfig], at: &str) -> Result<Shaper, ConfigError> {
     let mut shaper = Shaper::new(0);
@@ -298,6 +391,10 @@ fn transport(
     match url.protocol {
         Protocol::Http => Ok(BackendTransport::Http(
             crate::transport::HttpTransport::new(url.addr.clone(), opts),
+        )),
+        Protocol::Cluster => Err(ConfigError::new(
+            url_at,
+            "a nested cluster is not a transport",
         )),
         Protocol::FastCgi => {
             let settings = fastcgi.ok_or_else(|| {
@@ -411,6 +508,14 @@ mod tests {
             replay_body_limit: 65536,
             response_headers: true,
             buckets: vec![],
+            hash_key: None,
+            ring_replicas: 67,
+            shard_alt: 0,
+            shard_warmup: 0.0,
+            shard_rampup: None,
+            shard_healthy: "chosen".into(),
+            fallback_sticky: false,
+            unavailable_status: 503,
             connect_timeout: None,
             read_timeout: None,
             write_timeout: None,
@@ -425,6 +530,7 @@ mod tests {
                     url: (*u).into(),
                     enabled: true,
                     capacity: 0,
+                    weight: 1,
                     role: Default::default(),
                     terminate_protection: false,
                 })

@@ -14,7 +14,12 @@ use std::sync::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, Refusal};
+use crate::{
+    backend::{Backend, Refusal},
+    directors::{
+        Fallback, Healthy, Ring, ShardParams, SmoothWeighted, WeightedRandom, shard_order,
+    },
+};
 
 /// The scheduling policy of a cluster, as named in the config and the API.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -29,6 +34,25 @@ pub enum SchedulerKind {
     /// The backend with the most free capacity (ties: config order).
     #[serde(rename = "least-load", alias = "leastload")]
     LeastLoad,
+    /// Smooth weighted round-robin: each backend gets weight / sum-of-weights of the requests,
+    /// evenly interleaved (nginx's algorithm).
+    #[serde(rename = "wrr")]
+    WeightedRoundRobin,
+    /// Weighted random (Varnish's `random`).
+    #[serde(rename = "random")]
+    Random,
+    /// Consistent hashing of a request key (`hash-key`): a backend going away moves only the
+    /// keys it owned (unlike Varnish's modulo `hash`).
+    #[serde(rename = "hash")]
+    Hash,
+    /// Varnish's shard director: a consistent-hash ring with `shard-alt`, `shard-warmup`,
+    /// `shard-rampup` and `shard-healthy`.
+    #[serde(rename = "shard")]
+    Shard,
+    /// Varnish's fallback director: the first available backend in config order
+    /// (`fallback-sticky` keeps the current one while it stays available).
+    #[serde(rename = "fallback")]
+    Fallback,
 }
 
 impl SchedulerKind {
@@ -38,13 +62,28 @@ impl SchedulerKind {
             SchedulerKind::RoundRobin => "rr",
             SchedulerKind::Chance => "chance",
             SchedulerKind::LeastLoad => "least-load",
+            SchedulerKind::WeightedRoundRobin => "wrr",
+            SchedulerKind::Random => "random",
+            SchedulerKind::Hash => "hash",
+            SchedulerKind::Shard => "shard",
+            SchedulerKind::Fallback => "fallback",
         }
+    }
+
+    /// Whether it picks by a request key.
+    pub fn uses_key(self) -> bool {
+        matches!(self, SchedulerKind::Hash | SchedulerKind::Shard)
     }
 
     fn from_u8(v: u8) -> Self {
         match v {
             1 => SchedulerKind::Chance,
             2 => SchedulerKind::LeastLoad,
+            3 => SchedulerKind::WeightedRoundRobin,
+            4 => SchedulerKind::Random,
+            5 => SchedulerKind::Hash,
+            6 => SchedulerKind::Shard,
+            7 => SchedulerKind::Fallback,
             _ => SchedulerKind::RoundRobin,
         }
     }
@@ -60,6 +99,39 @@ pub fn by_free_capacity(free: &[u64]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..free.len()).collect();
     order.sort_by(|&a, &b| free[b].cmp(&free[a]));
     order
+}
+
+/// The weighted and hashing directors of one pool, rebuilt whenever its members or their
+/// weights change (never on the request path).
+#[derive(Debug)]
+pub struct PoolDirectors {
+    smooth: SmoothWeighted,
+    random: WeightedRandom,
+    ring: Ring,
+    fallback: Fallback,
+}
+
+impl PoolDirectors {
+    /// The directors over `pool` (names and weights), with `replicas` ring points per weight.
+    pub fn new(pool: &[Arc<Backend>], replicas: u32, sticky: bool) -> Self {
+        let weights: Vec<u32> = pool.iter().map(|b| b.weight()).collect();
+        let names: Vec<(&str, u32)> = pool.iter().map(|b| (&**b.name(), b.weight())).collect();
+        PoolDirectors {
+            smooth: SmoothWeighted::new(&weights),
+            random: WeightedRandom::new(&weights),
+            ring: Ring::new(&names, replicas),
+            fallback: Fallback::new(sticky),
+        }
+    }
+}
+
+/// Per-request inputs of the key-based and random schedulers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PickContext {
+    /// The request's hash key (for `hash` and `shard`).
+    pub key: Option<u64>,
+    /// The shard director's parameters.
+    pub shard: Option<ShardParams>,
 }
 
 /// A cluster's scheduler: its kind (changeable at runtime) and round-robin cursors.
@@ -93,6 +165,20 @@ impl Scheduler {
         &self,
         pool_id: usize,
         pool: &[Arc<Backend>],
+        skip: impl Fn(&Backend) -> bool,
+    ) -> Result<Arc<Backend>, Refusal> {
+        self.pick_with(pool_id, pool, None, PickContext::default(), skip)
+    }
+
+    /// Like [`Scheduler::pick`], for every scheduler kind: the weighted and hashing ones use
+    /// the pool's `directors` and the request's `ctx`. A key-based pick whose backend is full
+    /// moves on to the next backend on the ring instead of waiting for it.
+    pub fn pick_with(
+        &self,
+        pool_id: usize,
+        pool: &[Arc<Backend>],
+        directors: Option<&PoolDirectors>,
+        ctx: PickContext,
         skip: impl Fn(&Backend) -> bool,
     ) -> Result<Arc<Backend>, Refusal> {
         let cursor = &self.cursors[pool_id.min(1)];
@@ -131,6 +217,38 @@ impl Scheduler {
                     })
                     .collect();
                 by_free_capacity(&free).into_iter().find_map(&mut try_one)
+            }
+            kind => {
+                let Some(d) = directors else {
+                    return Err(Refusal::Unavailable);
+                };
+                let available = |i: usize| pool.get(i).is_some_and(|b| b.is_available());
+                let order: Vec<usize> = match kind {
+                    SchedulerKind::WeightedRoundRobin => {
+                        let n = cursor.fetch_add(1, Ordering::Relaxed);
+                        d.smooth.order(n, pool.len()).collect()
+                    }
+                    SchedulerKind::Random => d.random.order(rand::random::<u64>()).collect(),
+                    SchedulerKind::Hash => d.ring.candidates(ctx.key.unwrap_or(0)).collect(),
+                    SchedulerKind::Shard => {
+                        let params = ctx.shard.unwrap_or(ShardParams {
+                            alt: 0,
+                            warmup: 0.0,
+                            rampup: std::time::Duration::ZERO,
+                            healthy: Healthy::Chosen,
+                        });
+                        shard_order(
+                            &d.ring,
+                            ctx.key.unwrap_or(0),
+                            &params,
+                            available,
+                            |i| pool.get(i).and_then(|b| b.up_for()),
+                            rand::random::<f64>(),
+                        )
+                    }
+                    _ => d.fallback.order(pool.len(), available),
+                };
+                order.into_iter().find_map(&mut try_one)
             }
         };
         match chosen {

@@ -255,6 +255,7 @@ impl TestBackend {
             BackendAddr::Tcp(addr) => format!("http://{addr}"),
             BackendAddr::Host(host, port) => format!("http://{host}:{port}"),
             BackendAddr::Unix(path) => format!("unix:{}", path.display()),
+            BackendAddr::Cluster(name) => format!("cluster:{name}"),
         }
     }
 

@@ -205,6 +205,12 @@ impl Shared {
                     Stream::Tcp(s)
                 }
                 BackendAddr::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
+                BackendAddr::Cluster(name) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        format!("cluster:{name} is not a network address"),
+                    ));
+                }
             })
         };
         let stream = match tokio::time::timeout(timeout, connecting).await {
