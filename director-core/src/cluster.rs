@@ -385,6 +385,20 @@ impl Cluster {
         self.is_enabled() && self.members.load().all.iter().any(|b| b.is_available())
     }
 
+    /// Adds a member at runtime; every scheduler (rings and weighted schedules included) is
+    /// rebuilt with it. Returns false when the name is taken.
+    pub fn add_backend(self: &Arc<Self>, backend: Arc<Backend>) -> bool {
+        if self.backend(backend.name()).is_some() {
+            return false;
+        }
+        let mut all = self.members.load().all.clone();
+        all.push(backend);
+        self.members
+            .store(Arc::new(Members::new(all, &self.settings)));
+        self.refresh();
+        true
+    }
+
     /// Drains a member: it takes no new requests and leaves the cluster once idle. Returns
     /// false for an unknown or terminate-protected backend.
     pub fn drain_backend(self: &Arc<Self>, name: &str) -> bool {

@@ -424,3 +424,93 @@ async fn draining_backends_take_no_new_requests_and_leave_when_idle() {
     text(busy.await.unwrap().unwrap()).await;
     assert_eq!(c.backends().len(), 1, "removed once idle");
 }
+
+fn hashing(members: Vec<Arc<Backend>>) -> Arc<Cluster> {
+    cluster(
+        members,
+        ClusterSettings {
+            scheduler: SchedulerKind::Hash,
+            hash_key: Some(crate::key::HashKey::parse("path").unwrap()),
+            ..ClusterSettings::default()
+        },
+        Shaper::new(0),
+    )
+}
+
+#[tokio::test]
+async fn backends_join_and_leave_a_hash_ring_at_runtime() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let b = TestBackend::tcp("b", "127.0.0.1:0").await.unwrap();
+    let c_ = TestBackend::tcp("c", "127.0.0.1:0").await.unwrap();
+    let c = hashing(vec![
+        member(&a, 0, Role::Active),
+        member(&b, 0, Role::Active),
+    ]);
+    let owners = |c: Arc<Cluster>| async move {
+        let mut out = Vec::new();
+        for i in 0..40 {
+            let r = c
+                .clone()
+                .dispatch(get(&format!("/k/{i}")), Dispatch::default())
+                .await
+                .unwrap();
+            out.push(served_by(&r));
+            text(r).await;
+        }
+        out
+    };
+    let before = owners(c.clone()).await;
+    assert!(c.add_backend(member(&c_, 0, Role::Active)));
+    assert!(
+        !c.add_backend(member(&c_, 0, Role::Active)),
+        "names are unique"
+    );
+    let with_c = owners(c.clone()).await;
+    for (old, new) in before.iter().zip(&with_c) {
+        assert!(
+            new == old || new == "c",
+            "a key moved between a and b: {old} -> {new}"
+        );
+    }
+    assert!(with_c.iter().any(|o| o == "c"), "c took some keys");
+    assert!(c.drain_backend("c"));
+    assert_eq!(
+        owners(c.clone()).await,
+        before,
+        "removing c gives its keys back"
+    );
+}
+
+#[tokio::test]
+async fn a_full_owner_spills_over_to_the_next_backend_on_the_ring() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let b = TestBackend::tcp("b", "127.0.0.1:0").await.unwrap();
+    let c = hashing(vec![
+        member(&a, 1, Role::Active),
+        member(&b, 1, Role::Active),
+    ]);
+    // The key's owner (capacity 1) is busy with a slow request for that same key...
+    let first = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let r = c
+                .dispatch(get("/delay/300"), Dispatch::default())
+                .await
+                .unwrap();
+            let who = served_by(&r);
+            text(r).await;
+            who
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // ...so the same key goes to the next backend on the ring at once, without queueing.
+    let r = c
+        .clone()
+        .dispatch(get("/delay/300"), Dispatch::default())
+        .await
+        .unwrap();
+    let second = served_by(&r);
+    text(r).await;
+    assert_ne!(first.await.unwrap(), second);
+    assert_eq!(c.stats().queued.total, 0, "nothing waited in the queue");
+}
