@@ -267,8 +267,12 @@ pub fn parse(source: &str, file: &Path) -> Result<Loaded, LoadError> {
             return Err(invalid(locate(source, &key), key, message));
         }
     }
-    let snapshot = Snapshot::build_with(&config.proxy(), &crate::fastcgi::FastCgiFactory)
-        .map_err(|ConfigError { path, message }| invalid(locate(source, &path), path, message))?;
+    let snapshot = Snapshot::build_full(
+        &config.proxy(),
+        &crate::fastcgi::FastCgiFactory,
+        &crate::cache::CacheFronts,
+    )
+    .map_err(|ConfigError { path, message }| invalid(locate(source, &path), path, message))?;
     Ok(Loaded { config, snapshot })
 }
 

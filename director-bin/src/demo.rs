@@ -100,6 +100,27 @@ url = "{b}"
 path = "/sticky"
 cluster = "sticky"
 
+# An object cache in front of alpha and beta: the second request for a URL is a hit
+# (X-Cache: HIT), and a stale copy is served (X-Director-Cache: shadow) while no backend answers.
+[clusters.cached]
+
+[clusters.cached.cache]
+default-ttl = "30s"
+shadow-ttl = "5m"
+purge-allow = ["127.0.0.1", "::1"]
+
+[[clusters.cached.backends]]
+name = "alpha"
+url = "{a}"
+
+[[clusters.cached.backends]]
+name = "beta"
+url = "{b}"
+
+[[routes]]
+path = "/cached"
+cluster = "cached"
+
 # Road warrior: straight to one backend, no balancing.
 [[routes]]
 path = "/direct"

@@ -12,6 +12,7 @@
 //! - [`stack`]: the ordered list of layers every request passes.
 //! - [`server`]: listeners, connections, graceful drain.
 //! - [`access_log`], [`catch_panic`]: the bin's own layers.
+//! - [`cache`]: the object cache (`director-cache`) in front of clusters that ask for it.
 //! - [`fastcgi`]: FastCGI backends, `director-fastcgi` plugged into the core's clusters.
 //! - [`health`]: health monitors (`director-health`) plugged into the core's clusters.
 //! - [`telemetry`]: log output.
@@ -32,6 +33,7 @@
 //! ```
 
 pub mod access_log;
+pub mod cache;
 pub mod catch_panic;
 pub mod config;
 pub mod demo;

@@ -32,6 +32,10 @@ struct Cli {
     /// a node that fails is skipped and pinged until it answers, then gets its keys back.
     #[arg(long, value_name = "URL,URL,...", value_delimiter = ',')]
     nodes: Vec<String>,
+    /// Without a config: put an object cache in front (responses without their own lifetime
+    /// are kept for an hour).
+    #[arg(long)]
+    cache: bool,
     /// Worker threads (overrides the config; 1 runs on a single thread).
     #[arg(long)]
     threads: Option<usize>,
@@ -140,6 +144,9 @@ fn quick_config(cli: &Cli) -> Result<Loaded, config::LoadError> {
         ));
         (&cli.nodes, "node")
     };
+    if cli.cache {
+        text.push_str("[clusters.default.cache]\ndefault-ttl = \"1h\"\n\n");
+    }
     for (i, member) in members.iter().enumerate() {
         text.push_str(&format!(
             "[[clusters.default.backends]]\nname = \"{prefix}{}\"\nurl = {:?}\n",
@@ -232,6 +239,8 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
         println!("  curl -i -b backend=gamma http://{listen}/     # pinned to the backup");
         println!("  curl -i http://{listen}/direct      # road warrior: straight to alpha");
         println!("  curl -i -b session=42 http://{listen}/sticky   # consistent hash: same session, same backend");
+        println!("  curl -i http://{listen}/cached      # object cache: X-Cache: MISS, then HIT");
+        println!("  curl -i -X PURGE http://{listen}/cached   # purge (allowed from loopback)");
         println!("  curl -i 'http://{listen}/app/index.php/hello?x=1'   # FastCGI");
         println!("director demo: Ctrl-C stops it.");
         director_bin::run(loaded, director_bin::shutdown_signal()).await?;

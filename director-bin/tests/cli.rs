@@ -98,6 +98,14 @@ async fn the_demo_shows_balancing_backups_buckets_pinning_and_fastcgi() {
     )
     .await;
     assert_eq!(vip.header("x-director-bucket"), Some("vip"));
+    assert_eq!(
+        get(&director.url("/cached/x")).await.header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(
+        get(&director.url("/cached/x")).await.header("x-cache"),
+        Some("HIT")
+    );
     let fcgi = get(&director.url("/app/index.php/hi?x=1")).await;
     assert!(fcgi.text().contains("PATH_INFO=/hi"), "{}", fcgi.text());
 }

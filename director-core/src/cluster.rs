@@ -909,6 +909,39 @@ async fn send(backend: &Backend, req: Request<Body>) -> Result<Response<Body>, F
     }
 }
 
+/// A cluster as a Tower service, for services in front of it (such as an object cache). A
+/// request's [`Dispatch`] comes from its extensions (the router puts it there).
+#[derive(Clone, Debug)]
+pub struct ClusterService {
+    cluster: Arc<Cluster>,
+}
+
+impl ClusterService {
+    /// `cluster` as a service.
+    pub fn new(cluster: Arc<Cluster>) -> Self {
+        ClusterService { cluster }
+    }
+}
+
+impl tower::Service<Request<Body>> for ClusterService {
+    type Response = Response<Body>;
+    type Error = ProxyError;
+    type Future = crate::router::BoxFuture<Result<Response<Body>, ProxyError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        // Admission happens inside, per request.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let how = req
+            .extensions_mut()
+            .remove::<Dispatch>()
+            .unwrap_or_default();
+        Box::pin(self.cluster.clone().dispatch(req, how))
+    }
+}
+
 /// A cluster used as one backend of another cluster (a nested director): requests are
 /// balanced over its own members.
 #[derive(Debug)]

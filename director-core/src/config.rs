@@ -173,6 +173,37 @@ pub struct ClusterConfig {
     /// Health checking of its backends: `[clusters.NAME.health]` (none: every backend counts as
     /// online).
     pub health: Option<HealthSettings>,
+    /// The object cache in front of the cluster: `[clusters.NAME.cache]`.
+    pub cache: Option<CacheSettings>,
+}
+
+/// The object cache in front of a cluster: `[clusters.NAME.cache]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CacheSettings {
+    /// Whether the cache is used (default true when the table is present).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Freshness for responses that carry none, where RFC 9111 allows a heuristic (default 20s).
+    pub default_ttl: Option<ConfigDuration>,
+    /// How long past its lifetime a stale copy may be served when no backend can answer, or
+    /// while a refresh runs under `shadowed` (default 60s).
+    pub shadow_ttl: Option<ConfigDuration>,
+    /// `locked` (default: others wait for the one refresh) or `shadowed` (others get the stale
+    /// copy while one refresh runs).
+    #[serde(default = "default_strategy")]
+    pub strategy: String,
+    /// Bytes the cache may hold, headers and bookkeeping included (default 64 MiB).
+    pub budget: Option<usize>,
+    /// Larger responses stream through uncached (default 1 MiB).
+    pub max_object_size: Option<usize>,
+    /// Client IPs allowed to `PURGE` (default none).
+    #[serde(default)]
+    pub purge_allow: Vec<std::net::IpAddr>,
+}
+
+fn default_strategy() -> String {
+    "locked".into()
 }
 
 /// Health checking of a cluster's backends: `[clusters.NAME.health]`.

@@ -32,6 +32,42 @@ pub trait TransportFactory {
     ) -> Result<Arc<dyn Transport>, String>;
 }
 
+/// A service the embedding application puts in front of a cluster (an object cache, say). It
+/// receives the cluster's requests with their [`crate::cluster::Dispatch`] as an extension, and
+/// should end in a [`crate::cluster::ClusterService`].
+pub type ClusterFront = tower::util::BoxCloneSyncService<
+    http::Request<crate::body::Body>,
+    http::Response<crate::body::Body>,
+    crate::error::ProxyError,
+>;
+
+/// Builds fronts for clusters whose config asks for one.
+pub trait FrontFactory {
+    /// The front of `cluster`, if its config (`settings`) asks for one, or why it cannot be built.
+    fn front(
+        &self,
+        cluster: &Arc<Cluster>,
+        settings: &crate::config::ClusterConfig,
+    ) -> Result<Option<ClusterFront>, String>;
+}
+
+/// No fronts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoFronts;
+
+impl FrontFactory for NoFronts {
+    fn front(
+        &self,
+        _: &Arc<Cluster>,
+        settings: &crate::config::ClusterConfig,
+    ) -> Result<Option<ClusterFront>, String> {
+        match &settings.cache {
+            Some(c) if c.enabled => Err("a cache needs a build with director-cache".into()),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// The factory of a build without FastCGI: refuses FastCGI backends.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct HttpOnly;
@@ -65,6 +101,16 @@ impl Snapshot {
     pub fn build_with(
         config: &ProxyConfig,
         factory: &dyn TransportFactory,
+    ) -> Result<Snapshot, ConfigError> {
+        Self::build_full(config, factory, &NoFronts)
+    }
+
+    /// Like [`Snapshot::build_with`], with `fronts` building the services in front of
+    /// clusters (such as an object cache).
+    pub fn build_full(
+        config: &ProxyConfig,
+        factory: &dyn TransportFactory,
+        fronts: &dyn FrontFactory,
     ) -> Result<Snapshot, ConfigError> {
         let mut clusters: BTreeMap<Arc<str>, Arc<Cluster>> = BTreeMap::new();
         // Nested clusters (`cluster:NAME` members) are built before the clusters using them.
@@ -116,7 +162,14 @@ impl Snapshot {
                             format!("no cluster named {name:?}"),
                         )
                     })?;
-                    Target::Cluster(cluster.clone())
+                    let settings = &config.clusters[name.as_str()];
+                    match fronts
+                        .front(cluster, settings)
+                        .map_err(|m| ConfigError::new(format!("clusters.{name}.cache"), m))?
+                    {
+                        Some(front) => Target::Front(cluster.clone(), front),
+                        None => Target::Cluster(cluster.clone()),
+                    }
                 }
                 (None, Some(url)) => {
                     let parsed = parse_url(url, &format!("{at}.backend"))?;
@@ -523,6 +576,7 @@ mod tests {
             idle_timeout: None,
             fastcgi: None,
             health: None,
+            cache: None,
             backends: backends
                 .iter()
                 .map(|(n, u)| BackendConfig {

@@ -20,6 +20,8 @@ use crate::{
 pub enum Target {
     /// Balanced over a cluster.
     Cluster(Arc<Cluster>),
+    /// Balanced over a cluster, through a service in front of it (an object cache).
+    Front(Arc<Cluster>, crate::registry::ClusterFront),
     /// Straight to one backend, no balancing (x0's road warrior).
     Direct(Arc<Backend>),
 }
@@ -289,7 +291,7 @@ mod tests {
         let uri: Uri = path.parse().unwrap();
         table.find(&uri, &headers).map(|r| match &r.target {
             Target::Direct(b) => &**b.name(),
-            Target::Cluster(c) => &**c.name(),
+            Target::Cluster(c) | Target::Front(c, _) => &**c.name(),
         })
     }
 

@@ -73,7 +73,7 @@ impl Service<Request<Body>> for Router {
             .find(req.uri(), req.headers())
             .map(|route| {
                 let how = match &route.target {
-                    Target::Cluster(_) => {
+                    Target::Cluster(_) | Target::Front(..) => {
                         route
                             .classify
                             .dispatch(req.uri(), req.headers(), self.tag_responses)
@@ -85,6 +85,11 @@ impl Service<Request<Body>> for Router {
         drop(snapshot);
         match routed {
             Some((Target::Cluster(cluster), how)) => Box::pin(cluster.dispatch(req, how)),
+            Some((Target::Front(_, front), how)) => {
+                let mut req = req;
+                req.extensions_mut().insert(how);
+                Box::pin(tower::ServiceExt::oneshot(front, req))
+            }
             Some((Target::Direct(backend), _)) => {
                 Box::pin(dispatch_direct(backend, req, self.tag_responses))
             }

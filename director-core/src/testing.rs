@@ -10,6 +10,7 @@
 //! | `/bytes/N`      | streams N bytes of [`pattern`] data                              |
 //! | `/status/N`     | answers with status N                                            |
 //! | `/delay/MS`     | answers after MS milliseconds                                    |
+//! | `/max-age/N`    | answers with `Cache-Control: max-age=N` and a request counter    |
 //! | `/stall`        | never answers                                                    |
 //! | `/stall-body`   | sends the head and half of the body, then stalls                 |
 //! | `/hangup`       | closes the connection without answering                          |
@@ -466,6 +467,13 @@ async fn handle(
             r.headers_mut()
                 .insert(http::header::CONTENT_LENGTH, HeaderValue::from(total));
             r
+        }
+        p if p.starts_with("/max-age/") => {
+            let secs: u64 = p["/max-age/".len()..].parse()?;
+            let n = state.requests.load(Ordering::SeqCst);
+            Response::builder()
+                .header("cache-control", format!("max-age={secs}"))
+                .body(body::full(format!("response {n} of {name}\n")))?
         }
         p if p.starts_with("/delay/") => {
             let ms: u64 = p["/delay/".len()..].parse()?;

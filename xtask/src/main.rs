@@ -287,11 +287,20 @@ fn bench() -> ExitCode {
         "{} --listen 127.0.0.1:{{port}} --upstream {{up1}} --upstream {{up2}} --threads {{threads}} --access-log off",
         director.display()
     );
+    // The same with the object cache in front, compared with Varnish's and nginx's cache hits.
+    let hit_cmd = format!(
+        "{} --listen 127.0.0.1:{{port}} --upstream {{up1}} --upstream {{up2}} --threads {{threads}} --access-log off --cache",
+        director.display()
+    );
     println!("xtask bench: PROXY_CMD={proxy_cmd}");
+    println!("xtask bench: PROXY_HIT_CMD={hit_cmd}");
     let mut cmd = Command::new("bash");
     cmd.arg(&script).current_dir(&bench_dir);
     if env::var_os("PROXY_CMD").is_none() {
         cmd.env("PROXY_CMD", &proxy_cmd);
+    }
+    if env::var_os("PROXY_HIT_CMD").is_none() {
+        cmd.env("PROXY_HIT_CMD", &hit_cmd);
     }
     if env::var_os("PROXY_NAME").is_none() {
         cmd.env("PROXY_NAME", "director");
