@@ -457,11 +457,11 @@ impl Cluster {
         let [active, backup] = &members.directors;
         match self
             .scheduler
-            .pick_with(0, &members.active, Some(active), ctx, skip)
+            .pick(0, &members.active, Some(active), ctx, skip)
         {
             Err(Refusal::Unavailable) => {
                 self.scheduler
-                    .pick_with(1, &members.backup, Some(backup), ctx, skip)
+                    .pick(1, &members.backup, Some(backup), ctx, skip)
             }
             other => other,
         }

@@ -160,20 +160,11 @@ impl Scheduler {
     }
 
     /// Admits a request at one backend of `pool` (`pool_id` 0 = active, 1 = backup), skipping
-    /// the indices `skip` rejects (backends this request already failed on).
+    /// the backends `skip` rejects (those this request already failed on). The weighted and
+    /// hashing kinds order the pool with its `directors` and the request's `ctx`; without
+    /// directors they find no backend. A key-based pick whose backend is full moves on to the
+    /// next backend on the ring instead of waiting for it.
     pub fn pick(
-        &self,
-        pool_id: usize,
-        pool: &[Arc<Backend>],
-        skip: impl Fn(&Backend) -> bool,
-    ) -> Result<Arc<Backend>, Refusal> {
-        self.pick_with(pool_id, pool, None, PickContext::default(), skip)
-    }
-
-    /// Like [`Scheduler::pick`], for every scheduler kind: the weighted and hashing ones use
-    /// the pool's `directors` and the request's `ctx`. A key-based pick whose backend is full
-    /// moves on to the next backend on the ring instead of waiting for it.
-    pub fn pick_with(
         &self,
         pool_id: usize,
         pool: &[Arc<Backend>],

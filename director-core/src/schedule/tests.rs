@@ -27,17 +27,32 @@ fn names(picks: &[Arc<Backend>]) -> Vec<&str> {
 fn round_robin_alternates_and_skips_full_backends() {
     let s = Scheduler::new(SchedulerKind::RoundRobin);
     let p = pool(&[0, 0, 0]);
-    let picks: Vec<_> = (0..6).map(|_| s.pick(0, &p, |_| false).unwrap()).collect();
+    let picks: Vec<_> = (0..6)
+        .map(|_| {
+            s.pick(0, &p, None, PickContext::default(), |_| false)
+                .unwrap()
+        })
+        .collect();
     assert_eq!(names(&picks), ["b0", "b1", "b2", "b0", "b1", "b2"]);
 
     let p = pool(&[1, 1]);
-    let a = s.pick(0, &p, |_| false).unwrap();
-    let b = s.pick(0, &p, |_| false).unwrap();
+    let a = s
+        .pick(0, &p, None, PickContext::default(), |_| false)
+        .unwrap();
+    let b = s
+        .pick(0, &p, None, PickContext::default(), |_| false)
+        .unwrap();
     assert_ne!(a.name(), b.name());
-    assert_eq!(s.pick(0, &p, |_| false).unwrap_err(), Refusal::Overloaded);
+    assert_eq!(
+        s.pick(0, &p, None, PickContext::default(), |_| false)
+            .unwrap_err(),
+        Refusal::Overloaded
+    );
     a.release();
     assert_eq!(
-        s.pick(0, &p, |_| false).unwrap().name(),
+        s.pick(0, &p, None, PickContext::default(), |_| false)
+            .unwrap()
+            .name(),
         a.name(),
         "the one that freed"
     );
@@ -47,7 +62,12 @@ fn round_robin_alternates_and_skips_full_backends() {
 fn chance_fills_backends_in_order() {
     let s = Scheduler::new(SchedulerKind::Chance);
     let p = pool(&[2, 2]);
-    let picks: Vec<_> = (0..4).map(|_| s.pick(0, &p, |_| false).unwrap()).collect();
+    let picks: Vec<_> = (0..4)
+        .map(|_| {
+            s.pick(0, &p, None, PickContext::default(), |_| false)
+                .unwrap()
+        })
+        .collect();
     assert_eq!(names(&picks), ["b0", "b0", "b1", "b1"]);
 }
 
@@ -55,7 +75,12 @@ fn chance_fills_backends_in_order() {
 fn least_load_prefers_free_capacity() {
     let s = Scheduler::new(SchedulerKind::LeastLoad);
     let p = pool(&[2, 5, 3]);
-    let picks: Vec<_> = (0..5).map(|_| s.pick(0, &p, |_| false).unwrap()).collect();
+    let picks: Vec<_> = (0..5)
+        .map(|_| {
+            s.pick(0, &p, None, PickContext::default(), |_| false)
+                .unwrap()
+        })
+        .collect();
     // free 2,5,3 → b1; 2,4,3 → b1; 2,3,3 (tie: config order) → b1; 2,2,3 → b2; 2,2,2 → b0
     assert_eq!(names(&picks), ["b1", "b1", "b1", "b2", "b0"]);
 }
@@ -66,11 +91,24 @@ fn unavailable_versus_overloaded() {
     let p = pool(&[1, 1]);
     p[0].set_enabled(false);
     p[1].set_health(Health::Offline);
-    assert_eq!(s.pick(0, &p, |_| false).unwrap_err(), Refusal::Unavailable);
+    assert_eq!(
+        s.pick(0, &p, None, PickContext::default(), |_| false)
+            .unwrap_err(),
+        Refusal::Unavailable
+    );
     p[1].set_health(Health::Online);
-    s.pick(0, &p, |_| false).unwrap();
-    assert_eq!(s.pick(0, &p, |_| false).unwrap_err(), Refusal::Overloaded);
-    assert_eq!(s.pick(0, &[], |_| false).unwrap_err(), Refusal::Unavailable);
+    s.pick(0, &p, None, PickContext::default(), |_| false)
+        .unwrap();
+    assert_eq!(
+        s.pick(0, &p, None, PickContext::default(), |_| false)
+            .unwrap_err(),
+        Refusal::Overloaded
+    );
+    assert_eq!(
+        s.pick(0, &[], None, PickContext::default(), |_| false)
+            .unwrap_err(),
+        Refusal::Unavailable
+    );
 }
 
 #[test]
@@ -78,7 +116,9 @@ fn skipped_backends_are_not_picked() {
     let s = Scheduler::default();
     let p = pool(&[0, 0]);
     for _ in 0..4 {
-        let b = s.pick(0, &p, |b| &**b.name() == "b0").unwrap();
+        let b = s
+            .pick(0, &p, None, PickContext::default(), |b| &**b.name() == "b0")
+            .unwrap();
         assert_eq!(&**b.name(), "b1");
     }
 }
@@ -120,7 +160,7 @@ proptest! {
         let sched = Scheduler::new(kind);
         for _ in 0..rounds {
             let before: Vec<u32> = p.iter().map(|b| b.in_flight()).collect();
-            match sched.pick(0, &p, |_| false) {
+            match sched.pick(0, &p, None, PickContext::default(), |_| false) {
                 Ok(b) => {
                     let i = p.iter().position(|x| Arc::ptr_eq(x, &b)).unwrap();
                     prop_assert!(states[i].enabled && states[i].online);
