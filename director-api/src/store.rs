@@ -79,7 +79,10 @@ impl Store {
         statics: BTreeMap<String, ClusterConfig>,
         dynamics: BTreeMap<String, ClusterConfig>,
     ) -> Result<Self, ConfigError> {
-        let mut state = State::default();
+        let mut state = State {
+            version: 1,
+            ..State::default()
+        };
         for (n, c) in statics {
             state.clusters.insert(n, (c, false, 1));
         }
