@@ -52,12 +52,6 @@ impl Reply {
         self
     }
 
-    /// The status.
-    #[cfg(test)]
-    pub(crate) fn status(&self) -> StatusCode {
-        self.status
-    }
-
     /// The response; `head` drops the body but keeps its length (for HEAD).
     pub(crate) fn into_response(self, head: bool) -> Response<Body> {
         let mut response = Response::new(if head || self.body.is_empty() {
