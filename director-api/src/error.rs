@@ -81,15 +81,16 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        let message = e.to_string();
         match e {
-            StoreError::NotFound(what) => ApiError::not_found(what),
-            StoreError::Immutable(what) => ApiError::new(
+            StoreError::NotFound(_) => ApiError::not_found(message),
+            StoreError::Immutable(_) => ApiError::new(
                 StatusCode::FORBIDDEN,
-                what,
+                message,
                 json!({ "reason": "static cluster: only enable and disable are allowed" }),
             ),
-            StoreError::Forbidden(what) => ApiError::forbidden(what),
-            StoreError::Conflict(what) => ApiError::conflict(what),
+            StoreError::Forbidden(_) => ApiError::forbidden(message),
+            StoreError::Conflict(_) => ApiError::conflict(message),
             StoreError::Invalid(e) => invalid(&e),
             StoreError::Persist(e) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
