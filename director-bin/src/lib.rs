@@ -33,12 +33,15 @@
 //! ```
 
 pub mod access_log;
+pub mod admin;
+pub mod assembly;
 pub mod cache;
 pub mod catch_panic;
 pub mod config;
 pub mod demo;
 pub mod fastcgi;
 pub mod health;
+pub mod reload;
 pub mod server;
 pub mod stack;
 pub mod telemetry;
@@ -46,35 +49,88 @@ pub mod telemetry;
 use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
-use director_core::registry::Registry;
+use director_core::store::Store;
 
 use crate::{
-    config::Loaded,
+    config::{ListenAddr, Loaded},
     server::{ConnSettings, Listener},
     stack::StackSettings,
 };
 
-/// Binds the listeners of `loaded`, announces them on standard output, and serves until
-/// `shutdown` resolves; then drains in-flight requests.
+/// Binds the listeners of `loaded` (traffic, then admin), announces them on standard output,
+/// watches the config for changes, and serves until `shutdown` resolves; then drains in-flight
+/// requests.
 pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let Loaded { config, snapshot } = loaded;
-    // Kept alive while serving: dropping it stops the monitors.
-    let _monitors = health::start(&config, &snapshot).map_err(anyhow::Error::msg)?;
-    let registry = Arc::new(Registry::new(snapshot));
+    let Loaded {
+        config,
+        dynamic,
+        cluster_dir,
+        file,
+        snapshot: _,
+    } = loaded;
+    let assembly = Arc::new(assembly::Assembly::default());
+    // The store starts the health monitors (through the assembly) as it builds.
+    let store = Arc::new(
+        Store::new(
+            config.proxy(),
+            dynamic,
+            cluster_dir.clone(),
+            assembly.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.path, e.message))?,
+    );
     let mut listeners = Vec::new();
     for addr in config.listen_addrs() {
         let listener = Listener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
         println!("director: listening on {}", listener.local_addr()?);
         listeners.push(listener);
     }
-    let stack = stack::build(registry, &StackSettings::from_server(&config.server));
-    server::serve(
-        listeners,
-        stack,
-        ConnSettings::from_server(&config.server),
-        shutdown,
-    )
-    .await;
+    let mut admin_listeners = Vec::new();
+    for addr in &config.server.admin_listen {
+        let addr = ListenAddr::parse(addr).map_err(anyhow::Error::msg)?;
+        let listener = Listener::bind(&addr)
+            .with_context(|| format!("cannot listen on {addr} (admin-listen)"))?;
+        println!("director: admin on {}", listener.local_addr()?);
+        admin_listeners.push(listener);
+    }
+    let _reloader = match file {
+        Some(file) => Some(reload::spawn(
+            store.clone(),
+            reload::Sources {
+                file,
+                cluster_dir,
+                server: config.server.clone(),
+            },
+        )?),
+        None => None,
+    };
+    let stack = stack::build(
+        store.registry().clone(),
+        &StackSettings::from_server(&config.server),
+    );
+    let conn = ConnSettings::from_server(&config.server);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let admin = (!admin_listeners.is_empty()).then(|| {
+        let router = admin::AdminRouter::new();
+        tokio::spawn(server::serve(
+            admin_listeners,
+            tower::util::BoxCloneSyncService::new(router),
+            conn.clone(),
+            stopped(stop_rx.clone()),
+        ))
+    });
+    let traffic = server::serve(listeners, stack, conn, stopped(stop_rx));
+    let signal = async {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    tokio::join!(traffic, signal);
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     Ok(())
 }
 

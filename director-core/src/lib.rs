@@ -85,6 +85,7 @@ pub mod route;
 pub mod router;
 pub mod schedule;
 pub mod shaper;
+pub mod store;
 pub mod transport;
 
 #[cfg(feature = "test-util")]
