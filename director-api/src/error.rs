@@ -92,10 +92,10 @@ impl From<StoreError> for ApiError {
             StoreError::Forbidden(_) => ApiError::forbidden(message),
             StoreError::Conflict(_) => ApiError::conflict(message),
             StoreError::Invalid(e) => invalid(&e),
-            StoreError::Persist(e) => ApiError::new(
+            StoreError::Persist { file, source } => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "cannot persist the change; nothing was changed",
-                json!({ "io": e.to_string() }),
+                json!({ "file": file.display().to_string(), "io": source.to_string() }),
             ),
         }
     }

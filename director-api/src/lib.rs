@@ -20,12 +20,16 @@
 //!
 //! ```
 //! use std::{collections::BTreeMap, sync::Arc};
-//! use director_api::{Api, AuthLayer, NoExtras, store::Store};
+//! use director_api::{Api, AuthLayer, NoExtras};
+//! use director_core::{config::ProxyConfig, store::{Plain, Store}};
 //! use tower::{Layer, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
-//! let store = Arc::new(Store::new(BTreeMap::new(), BTreeMap::new()).unwrap());
+//! // No clusters yet; dynamic ones are written to `dir`.
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::new(ProxyConfig::default(), BTreeMap::new(), Some(dir.path().into()), Arc::new(Plain));
+//! let store = Arc::new(store.unwrap());
 //! let api = AuthLayer::new(Some("s3cret"), None)
 //!     .layer(Api::new(store, Arc::new(NoExtras)).prefix("/api"));
 //!
@@ -51,7 +55,9 @@ pub mod extras;
 mod params;
 mod render;
 mod response;
-pub mod store;
+
+// The cluster store lives in the core; handlers reach it as `crate::store`.
+use director_core::store;
 
 pub use api::{Api, DEFAULT_BODY_LIMIT};
 pub use auth::{Auth, AuthLayer, TOKEN_COOKIE};

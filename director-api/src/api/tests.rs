@@ -11,6 +11,7 @@ use crate::NoExtras;
 struct Fixture {
     api: Api,
     store: Arc<Store>,
+    dir: tempfile::TempDir,
 }
 
 fn cluster(toml_like: Value) -> ClusterConfig {
@@ -34,10 +35,53 @@ fn fixture_with(extras: Arc<dyn Extras>) -> Fixture {
             "buckets": [{"name": "vip", "rate": 0.2, "ceil": 0.4}]
         })),
     )]);
-    let store = Arc::new(Store::new(statics, dynamics).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let main = director_core::config::ProxyConfig {
+        clusters: statics,
+        routes: Vec::new(),
+    };
+    let store = Store::new(
+        main,
+        BTreeMap::new(),
+        Some(dir.path().to_owned()),
+        Arc::new(CacheTables),
+    )
+    .unwrap();
+    for (name, config) in dynamics {
+        store.create(&name, config).unwrap();
+    }
+    let store = Arc::new(store);
     Fixture {
         api: Api::new(store.clone(), extras).prefix("/api/"),
         store,
+        dir,
+    }
+}
+
+/// HTTP backends; a `[cache]` table is accepted with no front built (the binary builds the real
+/// cache; here only the document matters).
+#[derive(Debug)]
+struct CacheTables;
+
+#[derive(Debug)]
+struct NoCacheFront;
+
+impl director_core::registry::FrontFactory for NoCacheFront {
+    fn front(
+        &self,
+        _: &Arc<director_core::cluster::Cluster>,
+        _: &ClusterConfig,
+    ) -> Result<Option<director_core::registry::ClusterFront>, String> {
+        Ok(None)
+    }
+}
+
+impl director_core::store::Assembly for CacheTables {
+    fn transports(&self) -> &dyn director_core::registry::TransportFactory {
+        &director_core::registry::HttpOnly
+    }
+    fn fronts(&self) -> &dyn director_core::registry::FrontFactory {
+        &NoCacheFront
     }
 }
 
@@ -111,6 +155,11 @@ impl Fixture {
 
     fn config(&self, name: &str) -> Option<ClusterConfig> {
         self.store.get(name).map(|e| e.config)
+    }
+
+    /// The bytes of a dynamic cluster's file (to prove refusals leave it alone).
+    fn file(&self, name: &str) -> Option<Vec<u8>> {
+        std::fs::read(director_core::store::cluster_file(self.dir.path(), name)).ok()
     }
 }
 
@@ -254,8 +303,10 @@ async fn cluster_document_has_x0_keys_and_shapes() {
     );
     assert!(m["health"]["state"].is_string());
     assert_eq!(d["dynamic"], true);
-    let etag = a.headers["etag"].to_str().unwrap();
-    assert_eq!(format!("\"{}\"", d["etag"].as_str().unwrap()), etag);
+    assert_eq!(
+        d["etag"].as_str().unwrap(),
+        a.headers["etag"].to_str().unwrap()
+    );
 }
 
 // --- cluster routes ---
@@ -966,4 +1017,76 @@ async fn the_cache_document_shows_extras_stats() {
     assert_eq!(cache["enabled"], true);
     assert_eq!(cache["default-ttl"], 30);
     assert_eq!(cache["stats"], json!({"hits": 1, "misses": 2}));
+}
+
+// --- persistence ---
+
+#[tokio::test]
+async fn refusals_leave_the_cluster_file_byte_for_byte() {
+    let f = fixture();
+    let before = f.file("app").expect("the store wrote app's file");
+    let huge = format!("x={}", "a".repeat(DEFAULT_BODY_LIMIT + 1));
+    for (method, uri, ct, body) in [
+        ("POST", "/api/app", None, "queue-limit=-1"),
+        ("POST", "/api/app", None, "nonsense=1"),
+        (
+            "POST",
+            "/api/app",
+            Some("application/json"),
+            "{\"queue-limit\": true}",
+        ),
+        ("POST", "/api/app", Some("application/json"), "{oops"),
+        ("POST", "/api/app", None, huge.as_str()),
+        (
+            "PUT",
+            "/api/app/backends/x",
+            None,
+            "hostname=127.0.0.1&port=1&capacity=-2",
+        ),
+        ("PUT", "/api/app/buckets/fat", None, "rate=0.9"),
+        ("POST", "/api/app/buckets/vip", None, "ceil=2"),
+        ("DELETE", "/api/app/backends/guarded", None, ""),
+    ] {
+        let a = f.send(method, uri, ct, body, &[]).await;
+        assert!(a.status.is_client_error(), "{method} {uri}: {}", a.status);
+        assert_eq!(
+            f.file("app").unwrap(),
+            before,
+            "{method} {uri} changed the file"
+        );
+    }
+    // And an accepted change does write it.
+    assert_eq!(
+        f.form("POST", "/api/app", "queue-limit=6").await.status,
+        202
+    );
+    assert_ne!(f.file("app").unwrap(), before);
+}
+
+#[tokio::test]
+async fn a_failed_write_is_500_and_changes_nothing() {
+    let f = fixture();
+    // Root ignores permissions, so make writing impossible for anyone: the cluster directory's
+    // path becomes a plain file (the old directory is kept aside to compare).
+    let aside = f.dir.path().with_extension("aside");
+    std::fs::rename(f.dir.path(), &aside).unwrap();
+    std::fs::write(f.dir.path(), b"not a directory").unwrap();
+    let before = f.get("/api/app").await.json;
+
+    let a = f.form("POST", "/api/app", "queue-limit=99").await;
+    assert_eq!(a.status, 500, "{:?}", a.json);
+    assert!(a.json["detail"]["io"].is_string());
+    assert_eq!(f.config("app").unwrap().queue_limit, 5);
+    assert_eq!(
+        f.get("/api/app").await.json["queue-limit"],
+        before["queue-limit"]
+    );
+    assert_eq!(f.form("PUT", "/api/web", "").await.status, 500);
+    assert_eq!(f.get("/api/web").await.status, 404);
+
+    std::fs::remove_file(f.dir.path()).unwrap();
+    std::fs::rename(&aside, f.dir.path()).unwrap();
+    let file =
+        std::fs::read_to_string(director_core::store::cluster_file(f.dir.path(), "app")).unwrap();
+    assert!(file.contains("queue-limit = 5"), "{file}");
 }
