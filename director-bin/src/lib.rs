@@ -114,10 +114,10 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let admin = (!admin_listeners.is_empty()).then(|| {
-        let api = director_api::Api::new(store.clone(), Arc::new(director_api::NoExtras))
-            .prefix("/api");
-        let router = admin::AdminRouter::new()
-            .mount("/api", tower::util::BoxCloneSyncService::new(api));
+        let api =
+            director_api::Api::new(store.clone(), Arc::new(director_api::NoExtras)).prefix("/api");
+        let router =
+            admin::AdminRouter::new().mount("/api", tower::util::BoxCloneSyncService::new(api));
         // Tokens guard the whole admin router, not only the API.
         let auth = director_api::AuthLayer::new(
             config.server.admin_token.as_deref(),
