@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use bytes::Bytes;
 use director_core::testing::TestBackend;
