@@ -19,6 +19,8 @@ pub const DEMO_CONFIG: &str = r#"
 [server]
 listen = ["{listen}"]
 pseudonym = "director-demo"
+# Clusters created through the admin API (http://127.0.0.1:8081/api) live here, one file each.
+cluster-dir = "{clusters}"
 
 # One cluster, three backends: over IPv4, IPv6 and a UNIX socket. alpha and beta take 4
 # requests at once each; gamma is a backup, used only while neither is available.
@@ -144,6 +146,13 @@ pub struct DemoBackends {
     socket_dir: PathBuf,
 }
 
+impl DemoBackends {
+    /// The demo's cluster directory (removed with the backends).
+    pub fn cluster_dir(&self) -> PathBuf {
+        self.socket_dir.join("clusters")
+    }
+}
+
 impl Drop for DemoBackends {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.socket_dir);
@@ -159,7 +168,7 @@ pub async fn start_backends() -> std::io::Result<DemoBackends> {
         Err(_) => TcpListener::bind("127.0.0.1:0").await?,
     };
     let socket_dir = std::env::temp_dir().join(format!("director-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&socket_dir)?;
+    std::fs::create_dir_all(socket_dir.join("clusters"))?;
     let path = socket_dir.join("gamma.sock");
     let _ = std::fs::remove_file(&path);
     let c = UnixListener::bind(&path)?;
@@ -197,6 +206,7 @@ pub fn config_text(listen: &str, backends: &DemoBackends) -> String {
         .replace("{b}", &backends.urls[1])
         .replace("{c}", &backends.urls[2])
         .replace("{fcgi}", &backends.fastcgi)
+        .replace("{clusters}", &backends.cluster_dir().display().to_string())
 }
 
 async fn serve_tcp(listener: TcpListener, name: &'static str) {

@@ -249,6 +249,15 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
         println!("  curl -i http://{listen}/cached      # object cache: X-Cache: MISS, then HIT");
         println!("  curl -i -X PURGE http://{listen}/cached   # purge (allowed from loopback)");
         println!("  curl -i 'http://{listen}/app/index.php/hello?x=1'   # FastCGI");
+        if let Some(admin) = loaded.config.server.admin_listen.first() {
+            let a = &backends.urls[0];
+            println!("director demo: the admin API (docs/api.md) on http://{admin}/api:");
+            println!("  curl http://{admin}/api/demo          # the cluster as JSON (x0's document)");
+            println!("  curl -X LOCK http://{admin}/api/demo/backends/beta   # disable beta (UNLOCK: enable)");
+            println!("  curl -X PUT http://{admin}/api/shop -d scheduler=least-load   # a cluster at runtime");
+            println!("  curl -X PUT http://{admin}/api/shop/backends/alpha -d 'url={a}&capacity=4'");
+            println!("  curl -H 'Host: shop' http://{listen}/   # served by the new cluster");
+        }
         println!("director demo: Ctrl-C stops it.");
         director_bin::run(loaded, director_bin::shutdown_signal()).await?;
         drop(backends);

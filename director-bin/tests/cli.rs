@@ -112,6 +112,55 @@ async fn the_demo_shows_balancing_backups_buckets_pinning_and_fastcgi() {
     );
     let fcgi = get(&director.url("/app/index.php/hi?x=1")).await;
     assert!(fcgi.text().contains("PATH_INFO=/hi"), "{}", fcgi.text());
+
+    // The admin API: the demo cluster as JSON, and a cluster created at runtime taking traffic.
+    let admin = director.admin();
+    let demo = get(&format!("{admin}/api/demo")).await;
+    assert_eq!(demo.status, 200, "{}", demo.text());
+    assert!(demo.text().contains("\"members\""), "{}", demo.text());
+    let form = |method: &str, path: &str, body: &str| {
+        Request::builder()
+            .method(method)
+            .uri(format!("{admin}/api{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(bytes::Bytes::from(body.to_owned())))
+            .unwrap()
+    };
+    assert_eq!(
+        send(form("PUT", "/shop", "scheduler=least-load"))
+            .await
+            .status,
+        201
+    );
+    let alpha = demo
+        .text()
+        .split("\"url\": \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let added = send(form(
+        "PUT",
+        "/shop/backends/alpha",
+        &format!("url={alpha}&capacity=4"),
+    ))
+    .await;
+    assert_eq!(added.status, 201, "{}", added.text());
+    let shop = send(
+        Request::get(director.url("/"))
+            .header("host", "shop")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        shop.header("x-demo-backend"),
+        Some("alpha"),
+        "{}",
+        shop.text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
