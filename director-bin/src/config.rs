@@ -213,6 +213,17 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
 
 /// Checks `source`, naming `file` in errors.
 pub fn parse(source: &str, file: &Path) -> Result<Loaded, LoadError> {
+    parse_with(source, file, &crate::cache::CacheFronts::default())
+}
+
+/// Like [`parse`], with the cluster caches kept in `fronts`: a cluster whose cache was built
+/// before keeps its stored objects (see [`crate::cache`]). The caches change only if the
+/// whole config is accepted.
+pub fn parse_with(
+    source: &str,
+    file: &Path,
+    fronts: &crate::cache::CacheFronts,
+) -> Result<Loaded, LoadError> {
     let invalid = |span: Option<std::ops::Range<usize>>, key: String, message: String| {
         let (line, column) = span.map(|s| line_col(source, s.start)).unwrap_or((1, 1));
         LoadError::Invalid {
@@ -267,12 +278,10 @@ pub fn parse(source: &str, file: &Path) -> Result<Loaded, LoadError> {
             return Err(invalid(locate(source, &key), key, message));
         }
     }
-    let snapshot = Snapshot::build_full(
-        &config.proxy(),
-        &crate::fastcgi::FastCgiFactory,
-        &crate::cache::CacheFronts,
-    )
-    .map_err(|ConfigError { path, message }| invalid(locate(source, &path), path, message))?;
+    let caches = fronts.build();
+    let snapshot = Snapshot::build_full(&config.proxy(), &crate::fastcgi::FastCgiFactory, &caches)
+        .map_err(|ConfigError { path, message }| invalid(locate(source, &path), path, message))?;
+    caches.commit();
     Ok(Loaded { config, snapshot })
 }
 

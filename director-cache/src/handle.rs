@@ -61,6 +61,11 @@ impl CacheHandle {
         CacheLayer::new(self.clone())
     }
 
+    /// Whether `self` and `other` are the same cache (clones of one handle).
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// The label given at construction.
     pub fn label(&self) -> &str {
         &self.shared.label
