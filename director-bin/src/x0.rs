@@ -297,7 +297,12 @@ pub fn import(
     } else {
         health.insert(
             "host".into(),
-            if rewrite { "healthcheck" } else { "backend-healthcheck" }.into(),
+            if rewrite {
+                "healthcheck"
+            } else {
+                "backend-healthcheck"
+            }
+            .into(),
         );
     }
     if let Some(path) = d.text("health-check-request-path") {
@@ -306,7 +311,10 @@ pub fn import(
         }
         health.insert("path".into(), path.into());
     }
-    if let Some(script) = d.text("health-check-fcgi-script-filename").filter(|s| !s.is_empty()) {
+    if let Some(script) = d
+        .text("health-check-fcgi-script-filename")
+        .filter(|s| !s.is_empty())
+    {
         health.insert("script-filename".into(), script.into());
     }
     if let Some(n) = d.count("health-check-success-threshold")? {
@@ -345,10 +353,7 @@ pub fn import(
             section,
         };
         let mut cache = Table::new();
-        cache.insert(
-            "enabled".into(),
-            c.bool("enabled")?.unwrap_or(false).into(),
-        );
+        cache.insert("enabled".into(), c.bool("enabled")?.unwrap_or(false).into());
         if let Some(v) = c.duration("default-ttl", rewrite)? {
             cache.insert("default-ttl".into(), v);
         }
@@ -377,8 +382,12 @@ pub fn import(
             section,
         };
         if let Some(bucket) = title.strip_prefix("bucket=") {
-            let rate = r.float("rate")?.ok_or_else(|| r.error("rate", "required"))?;
-            let ceil = r.float("ceil")?.ok_or_else(|| r.error("ceil", "required"))?;
+            let rate = r
+                .float("rate")?
+                .ok_or_else(|| r.error("rate", "required"))?;
+            let ceil = r
+                .float("ceil")?
+                .ok_or_else(|| r.error("ceil", "required"))?;
             let mut t = Table::new();
             t.insert("name".into(), bucket.into());
             t.insert("rate".into(), rate.into());
@@ -397,7 +406,10 @@ pub fn import(
                         .or_else(|| r.text("hostname"))
                         .ok_or_else(|| r.error("host", "required (or path)"))?;
                     let ip: std::net::IpAddr = host.parse().map_err(|_| {
-                        r.error("host", format!("{host:?} is not an IP address (x0 used it as one)"))
+                        r.error(
+                            "host",
+                            format!("{host:?} is not an IP address (x0 used it as one)"),
+                        )
                     })?;
                     let port = r.int("port")?.ok_or_else(|| r.error("port", "required"))?;
                     if !(1..=65535).contains(&port) {

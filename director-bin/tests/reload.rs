@@ -100,7 +100,11 @@ async fn three_reloads_under_load_drop_nothing_and_new_backends_serve() {
     for client in clients {
         client.await.unwrap();
     }
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed during reloads");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during reloads"
+    );
     assert!(ok.load(Ordering::Relaxed) > 50);
 }
 
@@ -123,7 +127,10 @@ async fn a_bad_file_is_refused_and_the_running_config_stays() {
     // A good file after the bad one is taken.
     std::fs::write(&path, config(&[("b", &b, 0)])).unwrap();
     let url = director.url("/");
-    wait_for("b takes over", async || get(&url).await.text() == "backend b\n").await;
+    wait_for("b takes over", async || {
+        get(&url).await.text() == "backend b\n"
+    })
+    .await;
 }
 
 fn import(file: &str, into: &std::path::Path, extra: &[&str]) {
@@ -169,7 +176,11 @@ async fn the_x0_fixture_files_import_and_serve_traffic() {
     let clusters = dir.path().join("clusters");
     std::fs::create_dir(&clusters).unwrap();
     import("app_cluster.db", &clusters, &[]);
-    import("fcgi_cluster.db", &clusters, &["--document-root", "/srv/app"]);
+    import(
+        "fcgi_cluster.db",
+        &clusters,
+        &["--document-root", "/srv/app"],
+    );
     let path = dir.path().join("director.toml");
     std::fs::write(
         &path,

@@ -1,7 +1,9 @@
 use super::*;
 
 fn fixture(name: &str) -> (String, PathBuf) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/x0").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/x0")
+        .join(name);
     (std::fs::read_to_string(&path).unwrap(), path)
 }
 
@@ -13,7 +15,10 @@ fn the_classic_app_cluster_imports() {
     let c = &imported.config;
     assert_eq!(c.scheduler, director_core::schedule::SchedulerKind::Chance);
     assert_eq!(c.queue_limit, 127);
-    assert_eq!(c.queue_timeout.unwrap().0, std::time::Duration::from_secs(10));
+    assert_eq!(
+        c.queue_timeout.unwrap().0,
+        std::time::Duration::from_secs(10)
+    );
     assert_eq!(c.retry_after, 60);
     assert_eq!(c.max_retry_count, 3);
     assert_eq!(c.backends.len(), 5);
@@ -24,10 +29,16 @@ fn the_classic_app_cluster_imports() {
     let health = c.health.as_ref().unwrap();
     assert_eq!(health.path, "/health");
     assert_eq!(health.host, "localhost");
-    assert_eq!(health.interval.unwrap().0, std::time::Duration::from_secs(2));
+    assert_eq!(
+        health.interval.unwrap().0,
+        std::time::Duration::from_secs(2)
+    );
     let cache = c.cache.as_ref().unwrap();
     assert!(!cache.enabled);
-    assert_eq!(cache.shadow_ttl.unwrap().0, std::time::Duration::from_secs(3600));
+    assert_eq!(
+        cache.shadow_ttl.unwrap().0,
+        std::time::Duration::from_secs(3600)
+    );
     assert!(imported.notes.iter().any(|n| n.contains("transfer-mode")));
     assert!(imported.notes.iter().any(|n| n.contains("intervals")));
     // Builds into a live cluster.
@@ -45,7 +56,10 @@ fn the_fastcgi_cluster_fills_in_defaults() {
     let c = &imported.config;
     assert!(c.enabled);
     assert!(!c.enqueue_on_unavailable);
-    assert_eq!(c.scheduler, director_core::schedule::SchedulerKind::RoundRobin);
+    assert_eq!(
+        c.scheduler,
+        director_core::schedule::SchedulerKind::RoundRobin
+    );
     assert_eq!(c.backends[0].url, "fastcgi://127.0.0.1:3106");
     assert_eq!(c.fastcgi.as_ref().unwrap().document_root, "/srv/app");
     assert_eq!(
@@ -62,30 +76,54 @@ fn the_rewrite_dialect_reads_milliseconds() {
     let imported = import(text, path, Dialect::of(path), None).unwrap();
     assert_eq!(imported.name, "shop");
     let c = imported.config;
-    assert_eq!(c.queue_timeout.unwrap().0, std::time::Duration::from_millis(2500));
-    assert_eq!(c.connect_timeout.unwrap().0, std::time::Duration::from_millis(250));
+    assert_eq!(
+        c.queue_timeout.unwrap().0,
+        std::time::Duration::from_millis(2500)
+    );
+    assert_eq!(
+        c.connect_timeout.unwrap().0,
+        std::time::Duration::from_millis(250)
+    );
     assert_eq!(c.queue_limit, 1000);
     assert!(c.enqueue_on_unavailable);
     assert_eq!(c.backends[0].url, "http://[::1]:8080");
     let health = c.health.unwrap();
     assert_eq!(health.rise, 4);
-    assert_eq!(health.interval.unwrap().0, std::time::Duration::from_millis(1500));
+    assert_eq!(
+        health.interval.unwrap().0,
+        std::time::Duration::from_millis(1500)
+    );
 }
 
 #[test]
 fn bad_files_name_line_and_key() {
     let path = Path::new("bad.db");
-    let err = import("[backend=a]\nhost=127.0.0.1\nport=eighty\n", path, Dialect::Classic, None)
-        .unwrap_err();
+    let err = import(
+        "[backend=a]\nhost=127.0.0.1\nport=eighty\n",
+        path,
+        Dialect::Classic,
+        None,
+    )
+    .unwrap_err();
     assert_eq!((err.line, err.key.as_str()), (3, "backend=a.port"));
     let err = import("key=1\n", path, Dialect::Classic, None).unwrap_err();
     assert_eq!(err.line, 1);
     let err = import("[mystery]\n", path, Dialect::Classic, None).unwrap_err();
     assert_eq!(err.key, "mystery");
-    let err = import("[backend=a]\nhost=db.local\nport=1\n", path, Dialect::Classic, None)
-        .unwrap_err();
+    let err = import(
+        "[backend=a]\nhost=db.local\nport=1\n",
+        path,
+        Dialect::Classic,
+        None,
+    )
+    .unwrap_err();
     assert!(err.message.contains("IP address"));
-    let err = import("[backend=a]\nrole=boss\nhost=127.0.0.1\nport=1\n", path, Dialect::Classic, None)
-        .unwrap_err();
+    let err = import(
+        "[backend=a]\nrole=boss\nhost=127.0.0.1\nport=1\n",
+        path,
+        Dialect::Classic,
+        None,
+    )
+    .unwrap_err();
     assert_eq!(err.key, "backend=a.role");
 }
