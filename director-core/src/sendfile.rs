@@ -317,7 +317,7 @@ async fn serve(
     let Some(candidate) = candidate else {
         tracing::warn!(
             cluster = %policy.cluster,
-            backend = backend.as_deref().unwrap_or("-"),
+            backend = %backend.as_deref().unwrap_or("-"),
             path = %shown(),
             "X-Sendfile target not found (no matching X-Accel-Redirect location)"
         );
@@ -474,8 +474,8 @@ fn refused(
         Refusal::Outside(resolved) => {
             tracing::warn!(
                 cluster = %policy.cluster,
-                backend,
-                path = shown,
+                backend = %backend,
+                path = %shown,
                 resolved = %resolved.display(),
                 "X-Sendfile refused: the path is outside the allowed roots"
             );
@@ -483,17 +483,17 @@ fn refused(
         }
         Refusal::NotFound => plain(StatusCode::NOT_FOUND, "file not found\n"),
         Refusal::NotAFile => {
-            tracing::warn!(cluster = %policy.cluster, backend, path = shown,
+            tracing::warn!(cluster = %policy.cluster, backend = %backend, path = %shown,
                 "X-Sendfile refused: not a regular file");
             plain(StatusCode::FORBIDDEN, "forbidden\n")
         }
         Refusal::Unreadable(err) if err.kind() == std::io::ErrorKind::PermissionDenied => {
-            tracing::warn!(cluster = %policy.cluster, backend, path = shown, error = %err,
+            tracing::warn!(cluster = %policy.cluster, backend = %backend, path = %shown, error = %err,
                 "X-Sendfile refused: the file cannot be read");
             plain(StatusCode::FORBIDDEN, "forbidden\n")
         }
         Refusal::Unreadable(err) => {
-            tracing::error!(cluster = %policy.cluster, backend, path = shown, error = %err,
+            tracing::error!(cluster = %policy.cluster, backend = %backend, path = %shown, error = %err,
                 "X-Sendfile: the file cannot be opened");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
         }

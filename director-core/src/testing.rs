@@ -16,6 +16,9 @@
 //! | `/hangup`       | closes the connection without answering                          |
 //! | `/hop-headers`  | answers with hop-by-hop fields, `Via` and `X-Sendfile` set        |
 //! | `/upgrade`      | switches protocols and echoes raw bytes on the upgraded stream   |
+//! | `/sendfile?path=P` | answers `X-Sendfile: P` (and `Content-Type: T` with `&type=T`), |
+//! |                 | with `Set-Cookie`, `Cache-Control` and a body of its own          |
+//! | `/accel?uri=U`  | the same with `X-Accel-Redirect: U`                              |
 //! | anything else   | `200 backend <name>`                                             |
 //!
 //! [`TestBackend::set_failing`] makes every request (probes too) get 503 until it is turned off.
@@ -450,6 +453,25 @@ async fn handle(
                 .header("upgrade", protocol)
                 .body(body::empty())?
         }
+        "/sendfile" | "/accel" => {
+            let header = if path == "/sendfile" {
+                "x-sendfile"
+            } else {
+                "x-accel-redirect"
+            };
+            let key = if path == "/sendfile" { "path" } else { "uri" };
+            let query = req.uri().query().unwrap_or_default();
+            let mut r = Response::builder()
+                .header("set-cookie", "sendfile=1")
+                .header("cache-control", "private, max-age=60");
+            if let Some(target) = query_param(query, key) {
+                r = r.header(header, target);
+            }
+            if let Some(t) = query_param(query, "type") {
+                r = r.header("content-type", t);
+            }
+            r.body(body::full("the backend's own body\n"))?
+        }
         p if p.starts_with("/bytes/") => {
             let total: u64 = p["/bytes/".len()..].parse()?;
             let (mut tx, rx) = Channel::<Bytes, Infallible>::new(4);
@@ -492,4 +514,16 @@ async fn handle(
         .headers_mut()
         .insert("x-backend", HeaderValue::from_str(&name)?);
     Ok(response)
+}
+
+/// The percent-decoded value of `key` in a query string.
+fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
 }

@@ -119,16 +119,21 @@ impl FileBody {
             self.segments.pop_front();
         }
         let file = self.file.clone();
-        self.reading = Some(tokio::task::spawn_blocking(move || read_at(&file, at, n)));
+        // Allocated here, on the async side where hyper frees it after writing: an allocator
+        // with per-thread heaps (mimalloc) then does not pile freed chunks up in the heaps of
+        // blocking-pool threads.
+        let buf = Vec::with_capacity(n as usize);
+        self.reading = Some(tokio::task::spawn_blocking(move || {
+            read_at(&file, at, n, buf)
+        }));
     }
 }
 
 /// Reads exactly `len` bytes at `offset` (into fresh memory, so nothing is copied again).
-fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Bytes> {
+fn read_at(file: &File, offset: u64, len: u64, mut buf: Vec<u8>) -> io::Result<Bytes> {
     // Only one read of a body runs at a time, so the shared position is not contended.
     let mut f = file;
     f.seek(SeekFrom::Start(offset))?;
-    let mut buf = Vec::with_capacity(len as usize);
     f.take(len).read_to_end(&mut buf)?;
     if (buf.len() as u64) < len {
         return Err(io::Error::new(
