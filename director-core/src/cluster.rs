@@ -182,6 +182,7 @@ pub struct Cluster {
     load: Counter,
     queued: Counter,
     dropped: AtomicU64,
+    sendfile: Option<Arc<crate::sendfile::SendfilePolicy>>,
 }
 
 /// A cluster's counters at one moment.
@@ -241,6 +242,7 @@ impl Cluster {
             load: Counter::default(),
             queued: Counter::default(),
             dropped: AtomicU64::new(0),
+            sendfile: None,
         };
         cluster.shaper.resize(cluster.online_tokens());
         cluster
@@ -249,6 +251,18 @@ impl Cluster {
     /// A cluster with default settings and only the root bucket.
     pub fn simple(name: impl Into<Arc<str>>, backends: Vec<Arc<Backend>>) -> Self {
         Self::new(name, backends, ClusterSettings::default(), Shaper::new(0))
+    }
+
+    /// Lets its backends have Director serve files (X-Sendfile) under `policy`; served through
+    /// [`ClusterService`].
+    pub fn with_sendfile(mut self, policy: Option<Arc<crate::sendfile::SendfilePolicy>>) -> Self {
+        self.sendfile = policy;
+        self
+    }
+
+    /// Its X-Sendfile policy, if it allows X-Sendfile.
+    pub fn sendfile(&self) -> Option<&Arc<crate::sendfile::SendfilePolicy>> {
+        self.sendfile.as_ref()
     }
 
     /// The cluster's name.
@@ -770,7 +784,8 @@ impl Cluster {
             headers.insert(&X_DIRECTOR_BACKEND, grant.backend.name_header().clone());
             headers.insert(&X_DIRECTOR_BUCKET, self.bucket(bucket).name.clone());
         }
-        if tag {
+        // The X-Sendfile layer names the backend when it refuses a path.
+        if tag || self.sendfile.is_some() {
             response.extensions_mut().insert(UpstreamInfo {
                 cluster: Some(self.name.clone()),
                 backend: Some(grant.backend.name().clone()),
@@ -921,7 +936,9 @@ async fn send(backend: &Backend, req: Request<Body>) -> Result<Response<Body>, F
 }
 
 /// A cluster as a Tower service, for services in front of it (such as an object cache). A
-/// request's [`Dispatch`] comes from its extensions (the router puts it there).
+/// request's [`Dispatch`] comes from its extensions (the router puts it there). When the
+/// cluster allows X-Sendfile, its [`crate::sendfile`] layer is part of this service, so whatever
+/// sits in front sees the files rather than the backends' pointers to them.
 #[derive(Clone, Debug)]
 pub struct ClusterService {
     cluster: Arc<Cluster>,
@@ -949,7 +966,14 @@ impl tower::Service<Request<Body>> for ClusterService {
             .extensions_mut()
             .remove::<Dispatch>()
             .unwrap_or_default();
-        Box::pin(self.cluster.clone().dispatch(req, how))
+        match &self.cluster.sendfile {
+            Some(policy) => {
+                let head = crate::sendfile::RequestHead::new(req.method(), req.headers());
+                let response = self.cluster.clone().dispatch(req, how);
+                crate::sendfile::respond(policy.clone(), head, response)
+            }
+            None => Box::pin(self.cluster.clone().dispatch(req, how)),
+        }
     }
 }
 
