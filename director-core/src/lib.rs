@@ -85,6 +85,7 @@ pub mod route;
 pub mod router;
 pub mod schedule;
 pub mod shaper;
+pub mod stats;
 pub mod transport;
 
 #[cfg(feature = "test-util")]
