@@ -227,7 +227,7 @@ impl Backend {
     /// cluster's capacity.
     pub fn set_enabled(&self, enabled: bool) {
         if self.enabled.swap(enabled, Ordering::Relaxed) != enabled {
-            self.last_change_ms.store(now_ms().max(1), Ordering::Relaxed);
+            self.last_change_ms.store(now_ms(), Ordering::Relaxed);
         }
     }
 
@@ -275,15 +275,16 @@ impl Backend {
 
     // Keeps the report history (last change, downtime) across a state change.
     fn record_change(&self, down: bool) {
-        let now = now_ms().max(1);
+        let now = now_ms();
         self.last_change_ms.store(now, Ordering::Relaxed);
+        // `down_since_ms` holds the instant plus one, so 0 can mean "up".
         let since = self.down_since_ms.load(Ordering::Relaxed);
         if down && since == 0 {
-            self.down_since_ms.store(now, Ordering::Relaxed);
+            self.down_since_ms.store(now + 1, Ordering::Relaxed);
         } else if !down && since != 0 {
             self.down_since_ms.store(0, Ordering::Relaxed);
             self.downtime_ms
-                .fetch_add(now.saturating_sub(since), Ordering::Relaxed);
+                .fetch_add((now + 1).saturating_sub(since), Ordering::Relaxed);
         }
     }
 
@@ -300,7 +301,7 @@ impl Backend {
         let current = if since == 0 {
             0
         } else {
-            now_ms().saturating_sub(since)
+            (now_ms() + 1).saturating_sub(since)
         };
         std::time::Duration::from_millis(self.downtime_ms.load(Ordering::Relaxed) + current)
     }
@@ -336,7 +337,7 @@ impl Backend {
     /// [`crate::cluster::Cluster::set_backend_admin_state`].
     pub fn set_soft_drain(&self, drain: bool) {
         if self.soft_drain.swap(drain, Ordering::Relaxed) != drain {
-            self.last_change_ms.store(now_ms().max(1), Ordering::Relaxed);
+            self.last_change_ms.store(now_ms(), Ordering::Relaxed);
         }
     }
 
