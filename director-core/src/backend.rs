@@ -550,7 +550,11 @@ mod tests {
         assert!(!b.is_available());
         assert_eq!(b.tokens(), 0);
         assert_eq!(b.try_acquire(false), Err(Refusal::Unavailable));
-        assert_eq!(b.try_acquire(true), Ok(()), "pinned requests still reach it");
+        assert_eq!(
+            b.try_acquire(true),
+            Ok(()),
+            "pinned requests still reach it"
+        );
         b.set_enabled(false);
         assert_eq!(b.admin_state(), AdminState::Maint);
         assert_eq!(b.try_acquire(true), Err(Refusal::Unavailable));

@@ -153,7 +153,12 @@ struct Inner {
     passive_failures: u64,
     times_down: u64,
     sticky_disabled: bool,
-    last_probe: Option<(bool, Duration, Instant, Option<(String, crate::probe::ProbeFailure)>)>,
+    last_probe: Option<(
+        bool,
+        Duration,
+        Instant,
+        Option<(String, crate::probe::ProbeFailure)>,
+    )>,
 }
 
 // === impl HealthHandle ===
@@ -334,7 +339,8 @@ impl HealthHandle {
             }
             Err(err) => {
                 inner.probes_failed += 1;
-                inner.last_probe = Some((false, latency, now, Some((err.to_string(), err.failure()))));
+                inner.last_probe =
+                    Some((false, latency, now, Some((err.to_string(), err.failure()))));
                 tracing::debug!(endpoint = %self.shared.name, error = %err, "health probe failed");
                 inner.machine.on_failure()
             }
