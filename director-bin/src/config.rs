@@ -64,6 +64,10 @@ pub struct ServerConfig {
     /// Log filter, as `RUST_LOG` takes it (the environment variable wins).
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// HAProxy's runtime API on this UNIX socket (`show stat`, `disable server`, …); none by
+    /// default.
+    #[serde(default)]
+    pub stats_socket: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +82,7 @@ impl Default for ServerConfig {
             shutdown_timeout: default_shutdown_timeout(),
             access_log: AccessLogFormat::default(),
             log_level: default_log_level(),
+            stats_socket: None,
         }
     }
 }

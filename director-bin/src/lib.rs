@@ -39,6 +39,7 @@ pub mod config;
 pub mod demo;
 pub mod fastcgi;
 pub mod health;
+pub mod metrics;
 pub mod server;
 pub mod stack;
 pub mod telemetry;
@@ -61,20 +62,49 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     // Kept alive while serving: dropping it stops the monitors.
     let _monitors = health::start(&config, &snapshot).map_err(anyhow::Error::msg)?;
     let registry = Arc::new(Registry::new(snapshot));
+    // Bound before the listeners are announced, so it is ready once they are.
+    let stats_socket = match &config.server.stats_socket {
+        Some(path) => Some(
+            director_haproxy::socket::bind(path)
+                .with_context(|| format!("cannot open the stats socket {}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut listeners = Vec::new();
     for addr in config.listen_addrs() {
         let listener = Listener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
         println!("director: listening on {}", listener.local_addr()?);
         listeners.push(listener);
     }
+    let frontends = server::frontend_stats(&listeners);
+    let source = director_haproxy::Source::new(registry.clone(), frontends.clone());
+    // HAProxy's runtime API; stopped with the listeners.
+    let (stop_socket, socket_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let (Some(socket), Some(path)) = (stats_socket, &config.server.stats_socket) {
+        println!("director: stats socket on {}", path.display());
+        let control: Arc<dyn director_haproxy::Control> =
+            Arc::new(director_haproxy::RegistryControl::new(registry.clone()));
+        let runtime = director_haproxy::Runtime::new(source.clone(), control);
+        tokio::spawn(director_haproxy::socket::serve(socket, runtime, async {
+            let _ = socket_stopped.await;
+        }));
+    }
     let stack = stack::build(registry, &StackSettings::from_server(&config.server));
-    server::serve(
-        listeners,
+    let stopping = source.clone();
+    server::serve_counted(
+        listeners.into_iter().zip(frontends).collect(),
         stack,
         ConnSettings::from_server(&config.server),
-        shutdown,
+        async move {
+            shutdown.await;
+            stopping.set_stopping();
+        },
     )
     .await;
+    let _ = stop_socket.send(());
+    if let Some(path) = &config.server.stats_socket {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
 }
 
