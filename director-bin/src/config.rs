@@ -64,6 +64,16 @@ pub struct ServerConfig {
     /// Log filter, as `RUST_LOG` takes it (the environment variable wins).
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// Where the admin listener (JSON API, stats, metrics, web UI) listens; `[]` turns it off.
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: Vec<String>,
+    /// The bearer token that may read and change everything through the admin listener;
+    /// required when it listens beyond loopback.
+    pub admin_token: Option<String>,
+    /// A bearer token that may only read (GET) through the admin listener.
+    pub admin_read_token: Option<String>,
+    /// The directory of dynamic clusters (one `NAME.toml` each), relative to this file.
+    pub cluster_dir: Option<PathBuf>,
     /// HAProxy's runtime API on this UNIX socket (`show stat`, `disable server`, …); none by
     /// default.
     #[serde(default)]
@@ -82,6 +92,10 @@ impl Default for ServerConfig {
             shutdown_timeout: default_shutdown_timeout(),
             access_log: AccessLogFormat::default(),
             log_level: default_log_level(),
+            admin_listen: default_admin_listen(),
+            admin_token: None,
+            admin_read_token: None,
+            cluster_dir: None,
             stats_socket: None,
         }
     }
@@ -114,6 +128,9 @@ fn default_max_header_size() -> usize {
 }
 fn default_shutdown_timeout() -> ConfigDuration {
     ConfigDuration(std::time::Duration::from_secs(30))
+}
+fn default_admin_listen() -> Vec<String> {
+    vec!["127.0.0.1:8081".into()]
 }
 fn default_log_level() -> String {
     "info".into()
@@ -203,17 +220,85 @@ pub enum LoadError {
 pub struct Loaded {
     /// The config as written.
     pub config: Config,
+    /// The dynamic clusters of the cluster directory.
+    pub dynamic: BTreeMap<String, ClusterConfig>,
+    /// The cluster directory (`server.cluster-dir`, resolved against the file's directory).
+    pub cluster_dir: Option<PathBuf>,
+    /// The config file, when it came from one (hot reload watches it).
+    pub file: Option<PathBuf>,
     /// Its clusters and routes, ready to serve.
     pub snapshot: Snapshot,
 }
 
-/// Reads and checks the config file at `path`.
+/// Reads and checks the config file at `path`, and the cluster directory it names.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     let source = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
         file: path.to_owned(),
         source,
     })?;
-    parse(&source, path)
+    let mut loaded = parse(&source, path)?;
+    loaded.file = Some(path.to_owned());
+    Ok(loaded)
+}
+
+/// Reads every `NAME.toml` of the cluster directory `dir` (creating `dir` if it is missing):
+/// the dynamic clusters, by name.
+pub fn load_cluster_dir(dir: &Path) -> Result<BTreeMap<String, ClusterConfig>, LoadError> {
+    let io = |source| LoadError::Io {
+        file: dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut clusters = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".toml"))
+        else {
+            continue;
+        };
+        // Temp files of an atomic write in progress start with a dot.
+        if name.starts_with('.') || !path.is_file() {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
+            file: path.clone(),
+            source,
+        })?;
+        clusters.insert(name.to_owned(), parse_cluster(&source, &path)?);
+    }
+    Ok(clusters)
+}
+
+/// Checks the text of one dynamic cluster file, naming `file` in errors.
+pub fn parse_cluster(source: &str, file: &Path) -> Result<ClusterConfig, LoadError> {
+    let invalid = |span: Option<std::ops::Range<usize>>, key: String, message: String| {
+        let (line, column) = span.map(|s| line_col(source, s.start)).unwrap_or((1, 1));
+        LoadError::Invalid {
+            file: file.to_owned(),
+            line,
+            column,
+            key,
+            message,
+        }
+    };
+    let deserializer = toml::Deserializer::parse(source)
+        .map_err(|e| invalid(e.span(), "(document)".into(), e.message().to_owned()))?;
+    let cluster: ClusterConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let span = locate(source, &key).or_else(|| inner.span());
+        invalid(span, key, inner.message().to_owned())
+    })?;
+    if let Some(health) = &cluster.health
+        && let Err((field, message)) = crate::health::check(health)
+    {
+        let key = format!("health.{field}");
+        return Err(invalid(locate(source, &key), key, message));
+    }
+    Ok(cluster)
 }
 
 /// Checks `source`, naming `file` in errors.
@@ -272,13 +357,87 @@ pub fn parse(source: &str, file: &Path) -> Result<Loaded, LoadError> {
             return Err(invalid(locate(source, &key), key, message));
         }
     }
+    for (i, listen) in config.server.admin_listen.iter().enumerate() {
+        let key = format!("server.admin-listen[{i}]");
+        match ListenAddr::parse(listen) {
+            Err(message) => return Err(invalid(locate(source, &key), key, message)),
+            Ok(ListenAddr::Tcp(addr))
+                if !addr.ip().is_loopback() && config.server.admin_token.is_none() =>
+            {
+                return Err(invalid(
+                    locate(source, &key),
+                    key,
+                    format!(
+                        "the admin listener on {addr} is reachable beyond loopback, so it \
+                         needs `admin-token` (and may have `admin-read-token`)"
+                    ),
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    for key in ["admin-token", "admin-read-token"] {
+        let token = if key == "admin-token" {
+            &config.server.admin_token
+        } else {
+            &config.server.admin_read_token
+        };
+        if let Some(token) = token
+            && (token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            let key = format!("server.{key}");
+            return Err(invalid(
+                locate(source, &key),
+                key,
+                "a token is at least 16 printable characters without spaces".into(),
+            ));
+        }
+    }
+    let cluster_dir = config.server.cluster_dir.as_ref().map(|d| {
+        file.parent()
+            .filter(|p| !p.as_os_str().is_empty() && file.is_file())
+            .map_or_else(|| d.clone(), |p| p.join(d))
+    });
+    let dynamic = match &cluster_dir {
+        Some(dir) => load_cluster_dir(dir)?,
+        None => BTreeMap::new(),
+    };
+    let merged = director_core::store::merge(&config.proxy(), &dynamic)
+        .map_err(|ConfigError { path, message }| invalid(locate(source, &path), path, message))?;
     let snapshot = Snapshot::build_full(
-        &config.proxy(),
+        &merged,
         &crate::fastcgi::FastCgiFactory,
         &crate::cache::CacheFronts,
     )
-    .map_err(|ConfigError { path, message }| invalid(locate(source, &path), path, message))?;
-    Ok(Loaded { config, snapshot })
+    .map_err(|ConfigError { path, message }| {
+        // An error in a dynamic cluster points into its own file.
+        if let (Some(dir), Some(rest)) = (&cluster_dir, path.strip_prefix("clusters."))
+            && let Some((name, key)) = rest.split_once('.').or(Some((rest, "")))
+            && dynamic.contains_key(name)
+            && !config.clusters.contains_key(name)
+        {
+            let file = director_core::store::cluster_file(dir, name);
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let (line, column) = locate(&text, key)
+                .map(|s| line_col(&text, s.start))
+                .unwrap_or((1, 1));
+            return LoadError::Invalid {
+                file,
+                line,
+                column,
+                key: key.to_owned(),
+                message,
+            };
+        }
+        invalid(locate(source, &path), path, message)
+    })?;
+    Ok(Loaded {
+        config,
+        dynamic,
+        cluster_dir,
+        file: None,
+        snapshot,
+    })
 }
 
 /// 1-based line and column of byte `offset`.

@@ -7,14 +7,14 @@
 //! cluster reports each attempt to the backend's [`HealthObserver`], so a backend that fails a
 //! live request leaves rotation without waiting for the next probe (passive health).
 
-use std::{net::ToSocketAddrs, sync::Arc, time::Duration};
+use std::{collections::HashMap, net::ToSocketAddrs, sync::Arc, time::Duration};
 
 use director_core::{
     ErrorKind,
     addr::{BackendAddr, Protocol},
     backend::{Backend, Health, HealthObserver},
     cluster::Cluster,
-    config::{FastCgiSettings, HealthSettings},
+    config::{FastCgiSettings, HealthSettings, ProxyConfig},
     registry::Snapshot,
     stats::{CheckInfo, CheckLayer, CheckStatus},
 };
@@ -26,82 +26,137 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 
-/// The running monitors; dropping this stops them.
+/// The running monitors, one per monitored backend; dropping this stops them.
+///
+/// [`HealthMonitors::sync`] follows config changes: a backend kept across a change keeps its
+/// monitor (and so its health) unless its health settings changed; a cluster rebuilt around it
+/// only gets a new follower.
 #[derive(Debug, Default)]
 pub struct HealthMonitors {
-    monitors: Vec<Monitor>,
-    followers: Vec<JoinHandle<()>>,
-    handles: Vec<(Arc<str>, Arc<str>, HealthHandle)>,
+    entries: HashMap<(Arc<str>, Arc<str>), Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    backend: Arc<Backend>,
+    cluster: Arc<Cluster>,
+    settings: (HealthSettings, Option<FastCgiSettings>),
+    handle: HealthHandle,
+    _monitor: Monitor,
+    follower: JoinHandle<()>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
 }
 
 impl HealthMonitors {
     /// The health handle of `backend` in `cluster`, if it is monitored.
     pub fn handle(&self, cluster: &str, backend: &str) -> Option<&HealthHandle> {
-        self.handles
-            .iter()
-            .find(|(c, b, _)| &**c == cluster && &**b == backend)
-            .map(|(_, _, h)| h)
+        self.entries
+            .get(&(Arc::from(cluster), Arc::from(backend)))
+            .map(|e| &e.handle)
     }
 
     /// How many backends are monitored.
     pub fn len(&self) -> usize {
-        self.monitors.len()
+        self.entries.len()
     }
 
     /// Whether no backend is monitored.
     pub fn is_empty(&self) -> bool {
-        self.monitors.is_empty()
+        self.entries.is_empty()
+    }
+
+    /// Brings the monitors in line with `snapshot` (built from `config`): starts monitors for
+    /// new backends, restarts those whose settings changed, stops those of removed backends.
+    /// Call inside a Tokio runtime.
+    pub fn sync(&mut self, config: &ProxyConfig, snapshot: &Snapshot) -> Result<(), String> {
+        let mut next = HashMap::new();
+        for (name, cluster_config) in &config.clusters {
+            let Some(settings) = &cluster_config.health else {
+                continue;
+            };
+            let Some(cluster) = snapshot.cluster(name) else {
+                continue;
+            };
+            let wanted = (settings.clone(), cluster_config.fastcgi.clone());
+            for backend in cluster.backends() {
+                // A nested cluster is as healthy as its own members; it has no address to probe.
+                if backend.url().protocol == Protocol::Cluster {
+                    continue;
+                }
+                let key = (cluster.name().clone(), backend.name().clone());
+                match self.entries.remove(&key) {
+                    Some(mut entry)
+                        if Arc::ptr_eq(&entry.backend, &backend) && entry.settings == wanted =>
+                    {
+                        if !Arc::ptr_eq(&entry.cluster, cluster) {
+                            entry.follower.abort();
+                            entry.follower = tokio::spawn(follow(
+                                entry.handle.clone(),
+                                backend.clone(),
+                                cluster.clone(),
+                            ));
+                            entry.cluster = cluster.clone();
+                        }
+                        next.insert(key, entry);
+                    }
+                    _ => {
+                        let entry = start_one(name, cluster, &backend, &wanted)?;
+                        next.insert(key, entry);
+                    }
+                }
+            }
+        }
+        // What is left was removed or lost its health table.
+        for (_, entry) in self.entries.drain() {
+            if !next
+                .values()
+                .any(|e: &Entry| Arc::ptr_eq(&e.backend, &entry.backend))
+            {
+                entry.backend.observe(None);
+            }
+        }
+        self.entries = next;
+        Ok(())
     }
 }
 
-impl Drop for HealthMonitors {
-    fn drop(&mut self) {
-        for follower in &self.followers {
-            follower.abort();
-        }
-    }
+fn start_one(
+    name: &str,
+    cluster: &Arc<Cluster>,
+    backend: &Arc<Backend>,
+    settings: &(HealthSettings, Option<FastCgiSettings>),
+) -> Result<Entry, String> {
+    let health = health_config(&settings.0)?;
+    let handle = HealthHandle::new(format!("{name}/{}", backend.name()), health);
+    let probe = probe_for(name, backend, &settings.0, settings.1.as_ref())?;
+    backend.observe(Some(Arc::new(Observer {
+        handle: handle.clone(),
+        layer: if settings.0.probe == "tcp" {
+            CheckLayer::L4
+        } else {
+            CheckLayer::L7
+        },
+    })));
+    Ok(Entry {
+        backend: backend.clone(),
+        cluster: cluster.clone(),
+        settings: settings.clone(),
+        follower: tokio::spawn(follow(handle.clone(), backend.clone(), cluster.clone())),
+        _monitor: Monitor::spawn(handle.clone(), probe),
+        handle,
+    })
 }
 
 /// Starts a monitor for every backend of every cluster that has health settings (call inside
 /// a Tokio runtime).
 pub fn start(config: &Config, snapshot: &Snapshot) -> Result<HealthMonitors, String> {
     let mut monitors = HealthMonitors::default();
-    for (name, cluster_config) in &config.clusters {
-        let Some(settings) = &cluster_config.health else {
-            continue;
-        };
-        let Some(cluster) = snapshot.cluster(name) else {
-            continue;
-        };
-        let health = health_config(settings)?;
-        for backend in cluster.backends() {
-            // A nested cluster is as healthy as its own members; it has no address to probe.
-            if backend.url().protocol == Protocol::Cluster {
-                continue;
-            }
-            let handle = HealthHandle::new(format!("{name}/{}", backend.name()), health.clone());
-            let probe = probe_for(name, &backend, settings, cluster_config.fastcgi.as_ref())?;
-            backend.observe(Arc::new(Observer {
-                handle: handle.clone(),
-                layer: if settings.probe == "tcp" {
-                    CheckLayer::L4
-                } else {
-                    CheckLayer::L7
-                },
-            }));
-            monitors.followers.push(tokio::spawn(follow(
-                handle.clone(),
-                backend.clone(),
-                cluster.clone(),
-            )));
-            monitors
-                .monitors
-                .push(Monitor::spawn(handle.clone(), probe));
-            monitors
-                .handles
-                .push((cluster.name().clone(), backend.name().clone(), handle));
-        }
-    }
+    monitors.sync(&config.proxy(), snapshot)?;
     Ok(monitors)
 }
 

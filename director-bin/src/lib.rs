@@ -33,6 +33,8 @@
 //! ```
 
 pub mod access_log;
+pub mod admin;
+pub mod assembly;
 pub mod cache;
 pub mod catch_panic;
 pub mod config;
@@ -40,6 +42,7 @@ pub mod demo;
 pub mod fastcgi;
 pub mod health;
 pub mod metrics;
+pub mod reload;
 pub mod server;
 pub mod stack;
 pub mod telemetry;
@@ -47,21 +50,37 @@ pub mod telemetry;
 use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
-use director_core::registry::Registry;
+use director_core::store::Store;
 
 use crate::{
-    config::Loaded,
+    config::{ListenAddr, Loaded},
     server::{ConnSettings, Listener},
     stack::StackSettings,
 };
 
-/// Binds the listeners of `loaded`, announces them on standard output, and serves until
-/// `shutdown` resolves; then drains in-flight requests.
+/// Binds the listeners of `loaded` (traffic, then admin), announces them on standard output,
+/// watches the config for changes, and serves until `shutdown` resolves; then drains in-flight
+/// requests.
 pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let Loaded { config, snapshot } = loaded;
-    // Kept alive while serving: dropping it stops the monitors.
-    let _monitors = health::start(&config, &snapshot).map_err(anyhow::Error::msg)?;
-    let registry = Arc::new(Registry::new(snapshot));
+    let Loaded {
+        config,
+        dynamic,
+        cluster_dir,
+        file,
+        snapshot: _,
+    } = loaded;
+    let assembly = Arc::new(assembly::Assembly::default());
+    // The store starts the health monitors (through the assembly) as it builds.
+    let store = Arc::new(
+        Store::new(
+            config.proxy(),
+            dynamic,
+            cluster_dir.clone(),
+            assembly.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.path, e.message))?,
+    );
+    let registry = store.registry().clone();
     // Bound before the listeners are announced, so it is ready once they are.
     let stats_socket = match &config.server.stats_socket {
         Some(path) => Some(
@@ -76,32 +95,85 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         println!("director: listening on {}", listener.local_addr()?);
         listeners.push(listener);
     }
+    let mut admin_listeners = Vec::new();
+    for addr in &config.server.admin_listen {
+        let addr = ListenAddr::parse(addr).map_err(anyhow::Error::msg)?;
+        let listener = Listener::bind(&addr)
+            .with_context(|| format!("cannot listen on {addr} (admin-listen)"))?;
+        println!("director: admin on {}", listener.local_addr()?);
+        admin_listeners.push(listener);
+    }
+    let _reloader = match file {
+        Some(file) => Some(reload::spawn(
+            store.clone(),
+            reload::Sources {
+                file,
+                cluster_dir,
+                server: config.server.clone(),
+            },
+        )?),
+        None => None,
+    };
+    // The traffic listeners' counters: HAProxy's FRONTEND rows and the listener metrics.
     let frontends = server::frontend_stats(&listeners);
     let source = director_haproxy::Source::new(registry.clone(), frontends.clone());
-    // HAProxy's runtime API; stopped with the listeners.
-    let (stop_socket, socket_stopped) = tokio::sync::oneshot::channel::<()>();
+    let control: Arc<dyn director_haproxy::Control> =
+        Arc::new(director_haproxy::RegistryControl::new(registry.clone()));
+    let stack = stack::build(
+        store.registry().clone(),
+        &StackSettings::from_server(&config.server),
+    );
+    let conn = ConnSettings::from_server(&config.server);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
     if let (Some(socket), Some(path)) = (stats_socket, &config.server.stats_socket) {
         println!("director: stats socket on {}", path.display());
-        let control: Arc<dyn director_haproxy::Control> =
-            Arc::new(director_haproxy::RegistryControl::new(registry.clone()));
-        let runtime = director_haproxy::Runtime::new(source.clone(), control);
-        tokio::spawn(director_haproxy::socket::serve(socket, runtime, async {
-            let _ = socket_stopped.await;
-        }));
+        let runtime = director_haproxy::Runtime::new(source.clone(), control.clone());
+        tokio::spawn(director_haproxy::socket::serve(
+            socket,
+            runtime,
+            stopped(stop_rx.clone()),
+        ));
     }
-    let stack = stack::build(registry, &StackSettings::from_server(&config.server));
-    let stopping = source.clone();
-    server::serve_counted(
+    let admin = (!admin_listeners.is_empty()).then(|| {
+        let metrics = metrics::Metrics::new(registry.clone(), frontends.clone());
+        let router = admin::AdminRouter::new()
+            // HAProxy's stats page (`/haproxy?stats;csv`, `/haproxy/stats;csv`) and monitor.
+            .mount(
+                "/haproxy",
+                tower::util::BoxCloneSyncService::new(director_haproxy::StatsService::new(
+                    source.clone(),
+                )),
+            )
+            .mount(
+                "/metrics",
+                tower::util::BoxCloneSyncService::new(metrics::MetricsService::new(metrics)),
+            );
+        tokio::spawn(server::serve(
+            admin_listeners,
+            tower::util::BoxCloneSyncService::new(router),
+            conn.clone(),
+            stopped(stop_rx.clone()),
+        ))
+    });
+    let traffic = server::serve_counted(
         listeners.into_iter().zip(frontends).collect(),
         stack,
-        ConnSettings::from_server(&config.server),
-        async move {
-            shutdown.await;
-            stopping.set_stopping();
-        },
-    )
-    .await;
-    let _ = stop_socket.send(());
+        conn,
+        stopped(stop_rx),
+    );
+    let signal = async {
+        shutdown.await;
+        // The monitor page answers 503 from now on.
+        source.set_stopping();
+        let _ = stop_tx.send(true);
+    };
+    tokio::join!(traffic, signal);
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     if let Some(path) = &config.server.stats_socket {
         let _ = std::fs::remove_file(path);
     }

@@ -42,6 +42,10 @@ struct Cli {
     /// Access log format (overrides the config).
     #[arg(long, value_enum)]
     access_log: Option<LogFormat>,
+    /// Where the admin listener listens (overrides the config; without a config there is none
+    /// unless this is given).
+    #[arg(long, value_name = "ADDR", global = true)]
+    admin: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,7 +132,7 @@ fn quick_config(cli: &Cli) -> Result<Loaded, config::LoadError> {
     };
     let listens: Vec<String> = listen.iter().map(|l| format!("{l:?}")).collect();
     let mut text = format!(
-        "[server]\nlisten = [{}]\n\n[clusters.default]\n",
+        "[server]\nlisten = [{}]\nadmin-listen = []\n\n[clusters.default]\n",
         listens.join(", ")
     );
     let (members, prefix) = if cli.nodes.is_empty() {
@@ -159,6 +163,9 @@ fn quick_config(cli: &Cli) -> Result<Loaded, config::LoadError> {
 }
 
 fn apply_overrides(cli: &Cli, loaded: &mut Loaded) {
+    if let Some(admin) = &cli.admin {
+        loaded.config.server.admin_listen = vec![admin.clone()];
+    }
     if let Some(threads) = cli.threads {
         loaded.config.server.threads = Some(threads.max(1));
     }

@@ -61,7 +61,11 @@ async fn the_demo_shows_balancing_backups_buckets_pinning_and_fastcgi() {
     use http_body_util::Full;
 
     let dir = tempfile::tempdir().unwrap();
-    let director = Director::spawn(dir, &["demo", "--listen", "127.0.0.1:0"], 1);
+    let director = Director::spawn(
+        dir,
+        &["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+        1,
+    );
     let mut names = Vec::new();
     for _ in 0..4 {
         let reply = get(&director.url("/")).await;

@@ -154,3 +154,46 @@ async fn show_stat_counts_real_traffic_in_haproxy_columns() {
 fn dead_port_url() -> String {
     format!("http://{}", dead_port())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_pages_on_the_admin_listener_share_the_socket_csv() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("director.sock");
+    let director = Director::start(&cluster_config(
+        &[a.url()],
+        &format!("stats-socket = \"{}\"", socket.display()),
+        "",
+    ));
+    get(&director.url("/")).await;
+    let admin = director.admin();
+    let golden = include_str!("../../director-haproxy/tests/fixtures/haproxy-2.6-header.csv");
+    let socket_csv = command(&socket, "show stat").await;
+    for path in [
+        "/haproxy?stats;csv",
+        "/haproxy?stats;csv;norefresh",
+        "/haproxy/stats;csv",
+    ] {
+        let reply = get(&format!("{admin}{path}")).await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(reply.header("content-type"), Some("text/plain"));
+        assert_eq!(reply.header("cache-control"), Some("no-cache"));
+        let text = reply.text();
+        assert!(text.starts_with(golden), "{path}: HAProxy's header line");
+        // The same parser reads both, with the same rows and columns.
+        let http_rows = parse_csv(&text);
+        let socket_rows = parse_csv(&socket_csv);
+        assert_eq!(http_rows[0], socket_rows[0]);
+        assert_eq!(http_rows.len(), socket_rows.len());
+        assert!(http_rows.iter().all(|r| r.len() == http_rows[0].len()));
+        assert_eq!(value(&http_rows, "app", "b0", "stot"), "1");
+    }
+    let html = get(&format!("{admin}/haproxy?stats")).await;
+    assert_eq!(html.status, 200);
+    assert_eq!(html.header("content-type"), Some("text/html"));
+    assert!(html.text().contains("<caption>app</caption>"));
+    assert!(html.text().contains("no check (up, not checked)"));
+    let monitor = get(&format!("{admin}/haproxy/monitor")).await;
+    assert_eq!(monitor.status, 200);
+    assert!(monitor.text().contains("Service ready."));
+}

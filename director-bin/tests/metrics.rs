@@ -135,6 +135,10 @@ async fn metrics_pass_promtool_and_carry_real_counts() {
     let Some(promtool) = tool("promtool") else {
         return;
     };
+    promtool_accepts(&promtool, &text);
+}
+
+fn promtool_accepts(promtool: &std::path::Path, text: &str) {
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -190,6 +194,25 @@ async fn haproxy_exporter_reads_director_as_haproxy() {
     assert!(client.is_ok(), "the stats socket is up");
     drop(client);
 
+    // The exporter reads both HAProxy sources: the CSV page over HTTP and `show stat` on the
+    // runtime socket.
+    let csv_url = format!("{}/haproxy?stats;csv", director.admin());
+    for scrape_uri in [csv_url, format!("unix:{}", socket.display())] {
+        let text = scrape_with_exporter(&exporter, &scrape_uri).await;
+        check_exporter_output(&text);
+    }
+
+    // And `/metrics` of the running binary passes promtool.
+    let metrics = get(&format!("{}/metrics", director.admin())).await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    assert!(text.contains("director_backend_requests_total{cluster=\"app\",backend=\"b0\"}"));
+    if let Some(promtool) = tool("promtool") {
+        promtool_accepts(&promtool, &text);
+    }
+}
+
+async fn scrape_with_exporter(exporter: &std::path::Path, scrape_uri: &str) -> String {
     let port = {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -197,7 +220,7 @@ async fn haproxy_exporter_reads_director_as_haproxy() {
     let _exporter = Child(
         Command::new(exporter)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!("--haproxy.scrape-uri=unix:{}", socket.display()))
+            .arg(format!("--haproxy.scrape-uri={scrape_uri}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -215,9 +238,12 @@ async fn haproxy_exporter_reads_director_as_haproxy() {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert!(up, "the exporter listens");
-    let text = get(&format!("http://127.0.0.1:{port}/metrics"))
+    get(&format!("http://127.0.0.1:{port}/metrics"))
         .await
-        .text();
+        .text()
+}
+
+fn check_exporter_output(text: &str) {
     assert!(!text.is_empty(), "the exporter answered");
     assert!(
         text.lines().any(|l| l == "haproxy_up 1"),

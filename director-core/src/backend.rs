@@ -117,7 +117,8 @@ pub struct Backend {
     weight: AtomicU32,
     in_flight: AtomicU32,
     load: Counter,
-    observer: std::sync::OnceLock<Arc<dyn HealthObserver>>,
+    // Replaceable: a backend kept across a config change may get a new monitor.
+    observer: arc_swap::ArcSwapOption<Arc<dyn HealthObserver>>,
     // When it last came online (ms since `EPOCH`), for the shard director's rampup.
     online_since_ms: std::sync::atomic::AtomicU64,
     // A nested cluster this member stands for: available while any of its members is.
@@ -186,7 +187,7 @@ impl Backend {
             weight: AtomicU32::new(1),
             in_flight: AtomicU32::new(0),
             load: Counter::default(),
-            observer: std::sync::OnceLock::new(),
+            observer: arc_swap::ArcSwapOption::empty(),
             online_since_ms: std::sync::atomic::AtomicU64::new(0),
             nested: std::sync::OnceLock::new(),
             stats: crate::stats::BackendStats::default(),
@@ -318,7 +319,7 @@ impl Backend {
 
     /// What its health checks say, if it is checked (read at report time).
     pub fn check_info(&self) -> Option<crate::stats::CheckInfo> {
-        self.observer.get().and_then(|o| o.check_info())
+        self.observer.load().as_ref().and_then(|o| o.check_info())
     }
 
     /// The operator's state: `Maint` while disabled, `Drain` while soft-drained, else `Ready`.
@@ -431,14 +432,15 @@ impl Backend {
                 .is_none_or(|c| c.upgrade().is_some_and(|c| c.has_available_member()))
     }
 
-    /// Attaches the health observer that live outcomes are reported to (once).
-    pub fn observe(&self, observer: Arc<dyn HealthObserver>) -> bool {
-        self.observer.set(observer).is_ok()
+    /// Attaches the health observer that live outcomes are reported to, replacing any earlier
+    /// one; `None` detaches it.
+    pub fn observe(&self, observer: Option<Arc<dyn HealthObserver>>) {
+        self.observer.store(observer.map(Arc::new));
     }
 
     /// Reports a live outcome (the response status, or why it failed) to the observer, if any.
     pub fn report(&self, outcome: Result<http::StatusCode, crate::error::ErrorKind>) {
-        if let Some(observer) = self.observer.get() {
+        if let Some(observer) = &*self.observer.load() {
             match outcome {
                 Ok(status) => observer.response(status),
                 Err(kind) => observer.failure(kind),
@@ -447,8 +449,8 @@ impl Backend {
     }
 
     /// Tells the observer the operator enabled or disabled the backend.
-    pub(crate) fn notify_enabled(&self, enabled: bool) {
-        if let Some(observer) = self.observer.get() {
+    pub fn notify_enabled(&self, enabled: bool) {
+        if let Some(observer) = &*self.observer.load() {
             observer.enabled(enabled);
         }
     }

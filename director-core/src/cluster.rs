@@ -397,6 +397,17 @@ impl Cluster {
         true
     }
 
+    /// Rebuilds the schedulers from the members' current roles and weights (after changing
+    /// them on the backends directly).
+    pub fn reschedule(self: &Arc<Self>) {
+        self.rebuild_members();
+    }
+
+    /// Requests waiting in this cluster's queues now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
     fn rebuild_members(self: &Arc<Self>) {
         let all = self.members.load().all.clone();
         self.members

@@ -7,7 +7,7 @@
 
 use std::{collections::BTreeMap, fmt, time::Duration};
 
-use serde::{Deserialize, Deserializer, de};
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 use crate::schedule::SchedulerKind;
 
@@ -41,6 +41,31 @@ impl ConfigDuration {
         Duration::try_from_secs_f64(value * scale)
             .map(ConfigDuration)
             .map_err(|_| format!("{text:?} is out of range"))
+    }
+}
+
+impl fmt::Display for ConfigDuration {
+    /// The shortest exact form: `"250ms"`, `"10s"`, `"1.5s"`, `"2m"`, `"1h"`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        let ms = d.as_millis();
+        if !d.subsec_nanos().is_multiple_of(1_000_000) {
+            write!(f, "{}s", d.as_secs_f64())
+        } else if !ms.is_multiple_of(1000) {
+            write!(f, "{ms}ms")
+        } else if ms != 0 && ms.is_multiple_of(3_600_000) {
+            write!(f, "{}h", ms / 3_600_000)
+        } else if ms != 0 && ms.is_multiple_of(60_000) {
+            write!(f, "{}m", ms / 60_000)
+        } else {
+            write!(f, "{}s", ms / 1000)
+        }
+    }
+}
+
+impl Serialize for ConfigDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -98,7 +123,7 @@ pub struct UpstreamSettings {
 }
 
 /// A cluster: `[clusters.NAME]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ClusterConfig {
     /// Whether the cluster takes requests (default true).
@@ -114,6 +139,7 @@ pub struct ClusterConfig {
     #[serde(default = "default_queue_limit")]
     pub queue_limit: usize,
     /// How long a request may wait in a queue before it gets 504 (default 60s).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub queue_timeout: Option<ConfigDuration>,
     /// Queue requests while no backend is available, instead of answering 503 at once
     /// (default false).
@@ -134,6 +160,7 @@ pub struct ClusterConfig {
     pub buckets: Vec<BucketConfig>,
     /// The request key of `hash` and `shard`: `url`, `path`, `host`, `client-ip`,
     /// `header:NAME`, `cookie:NAME`, joined with `+` (default `host+url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hash_key: Option<String>,
     /// Points on the hash ring per unit of weight (default 67, as Varnish's shard).
     #[serde(default = "default_replicas")]
@@ -145,6 +172,7 @@ pub struct ClusterConfig {
     #[serde(default)]
     pub shard_warmup: f64,
     /// Shard: a backend that just came up gets its share gradually over this long (default 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub shard_rampup: Option<ConfigDuration>,
     /// Shard: `chosen` (default), `ignore` or `all` (Varnish's `healthy`).
     #[serde(default = "default_shard_healthy")]
@@ -156,46 +184,58 @@ pub struct ClusterConfig {
     #[serde(default = "default_unavailable_status")]
     pub unavailable_status: u16,
     /// How long connecting to a backend may take (default 5s).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<ConfigDuration>,
     /// How long a backend may stay silent while Director waits for response bytes (default 60s).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub read_timeout: Option<ConfigDuration>,
     /// How long a write to a backend may make no progress (default 30s).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub write_timeout: Option<ConfigDuration>,
     /// Idle keep-alive connections kept per backend (default 128).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_idle_connections: Option<usize>,
     /// How long an idle keep-alive connection is kept (default 60s).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<ConfigDuration>,
     /// Its members, in order: `[[clusters.NAME.backends]]`.
     #[serde(default)]
     pub backends: Vec<BackendConfig>,
     /// How its FastCGI backends map requests to scripts: `[clusters.NAME.fastcgi]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fastcgi: Option<FastCgiSettings>,
     /// Health checking of its backends: `[clusters.NAME.health]` (none: every backend counts as
     /// online).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthSettings>,
     /// The object cache in front of the cluster: `[clusters.NAME.cache]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheSettings>,
 }
 
 /// The object cache in front of a cluster: `[clusters.NAME.cache]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CacheSettings {
     /// Whether the cache is used (default true when the table is present).
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Freshness for responses that carry none, where RFC 9111 allows a heuristic (default 20s).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub default_ttl: Option<ConfigDuration>,
     /// How long past its lifetime a stale copy may be served when no backend can answer, or
     /// while a refresh runs under `shadowed` (default 60s).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub shadow_ttl: Option<ConfigDuration>,
     /// `locked` (default: others wait for the one refresh) or `shadowed` (others get the stale
     /// copy while one refresh runs).
     #[serde(default = "default_strategy")]
     pub strategy: String,
     /// Bytes the cache may hold, headers and bookkeeping included (default 64 MiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<usize>,
     /// Larger responses stream through uncached (default 1 MiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_object_size: Option<usize>,
     /// Client IPs allowed to `PURGE` (default none).
     #[serde(default)]
@@ -207,7 +247,7 @@ fn default_strategy() -> String {
 }
 
 /// Health checking of a cluster's backends: `[clusters.NAME.health]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HealthSettings {
     /// `paranoid` (always probe; default), `opportunistic` (live successes count as probes;
@@ -215,12 +255,16 @@ pub struct HealthSettings {
     #[serde(default = "default_mode")]
     pub mode: String,
     /// Time between probes (default 2s).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interval: Option<ConfigDuration>,
     /// Time between probes while offline (default: `interval`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub offline_interval: Option<ConfigDuration>,
     /// Random extra delay up to this before each probe (default 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jitter: Option<ConfigDuration>,
     /// How long one probe may take (default 2s).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<ConfigDuration>,
     /// Consecutive successes that bring a backend online (default 2).
     #[serde(default = "default_rise")]
@@ -242,8 +286,10 @@ pub struct HealthSettings {
     #[serde(default = "default_probe_host")]
     pub host: String,
     /// Statuses that count as healthy (default 200..=399).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expect: Option<Vec<u16>>,
     /// FastCGI probe: the `SCRIPT_FILENAME` to run (default: document root + path).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub script_filename: Option<String>,
     /// A backend that went offline and came back stays disabled until enabled again
     /// (default false).
@@ -282,7 +328,7 @@ fn default_probe_host() -> String {
 
 /// FastCGI settings of a cluster or road-warrior route: `[clusters.NAME.fastcgi]` or
 /// `[routes.fastcgi]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct FastCgiSettings {
     /// The application's document root as the application sees it (`DOCUMENT_ROOT`, and the
@@ -293,9 +339,11 @@ pub struct FastCgiSettings {
     pub index: String,
     /// The script is the path up to the first segment ending in one of these; the rest is
     /// `PATH_INFO` (default `[".php"]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub script_extensions: Option<Vec<String>>,
     /// Instead: every request runs this script (such as `/index.php`), and the whole path is
     /// `PATH_INFO`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub front_controller: Option<String>,
     /// Extra CGI parameters sent with every request.
     #[serde(default)]
@@ -346,7 +394,7 @@ fn default_replay_body_limit() -> usize {
 
 /// A bucket: `[[clusters.NAME.buckets]]`. `rate` is the share of the parent's capacity the
 /// bucket is assured of, `ceil` the most it may use by borrowing from its parent.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BucketConfig {
     /// Unique in the cluster (`root` is the implicit top bucket).
@@ -354,8 +402,10 @@ pub struct BucketConfig {
     /// Assured fraction of the parent, 0..=1.
     pub rate: f64,
     /// Upper fraction of the parent, rate..=1 (default: the rate).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ceil: Option<f64>,
     /// The parent bucket (default `root`); it must be listed earlier.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
 }
 
@@ -379,7 +429,7 @@ upstream_view!(ClusterConfig);
 upstream_view!(RouteConfig);
 
 /// A cluster member: `[[clusters.NAME.backends]]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BackendConfig {
     /// Unique within the cluster.
@@ -404,41 +454,57 @@ pub struct BackendConfig {
 }
 
 /// A route: `[[routes]]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RouteConfig {
     /// Host pattern: `example.com`, `*.example.com` or `*` (default: any host).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Path prefix (default `/`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Balance over this cluster...
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// ...or send straight to this backend URL (road warrior).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
     /// FastCGI settings when `backend` is a FastCGI URL: `[routes.fastcgi]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fastcgi: Option<FastCgiSettings>,
     /// The bucket of this route's requests (default: the root bucket)...
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,
     /// ...or the bucket named by this request header...
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bucket_header: Option<String>,
     /// ...or by this cookie (falling back to `bucket`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bucket_cookie: Option<String>,
     /// Client-side routing: a backend named by this cookie gets the request directly,
     /// ignoring its capacity (x0's `director.pass`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pin_cookie: Option<String>,
     /// The same, by request header.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pin_header: Option<String>,
     /// The same, by query parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pin_query: Option<String>,
     /// How long connecting to a backend may take (for a `backend` route; default 10s).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub connect_timeout: Option<ConfigDuration>,
     /// How long a backend may stay silent while Director waits for response bytes (default 120s).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub read_timeout: Option<ConfigDuration>,
     /// How long a write to a backend may make no progress (default 10s).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub write_timeout: Option<ConfigDuration>,
     /// Idle keep-alive connections kept per backend (default 128).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_idle_connections: Option<usize>,
     /// How long an idle keep-alive connection is kept (default 60s).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<ConfigDuration>,
 }
 
@@ -487,5 +553,23 @@ mod tests {
         assert!(d("ten").is_err());
         assert!(d("10 parsecs").is_err());
         assert!(d("-1s").is_err());
+    }
+
+    #[test]
+    fn durations_print_as_they_parse() {
+        for text in ["250ms", "10s", "1.5s", "2m", "1h", "0s", "90s", "1500ms"] {
+            let d = ConfigDuration::parse(text).unwrap();
+            let printed = d.to_string();
+            assert_eq!(
+                ConfigDuration::parse(&printed),
+                Ok(d),
+                "{text} printed as {printed}"
+            );
+        }
+        assert_eq!(
+            ConfigDuration(Duration::from_millis(1500)).to_string(),
+            "1500ms"
+        );
+        assert_eq!(ConfigDuration(Duration::from_secs(120)).to_string(), "2m");
     }
 }

@@ -86,6 +86,7 @@ pub mod router;
 pub mod schedule;
 pub mod shaper;
 pub mod stats;
+pub mod store;
 pub mod transport;
 
 #[cfg(feature = "test-util")]

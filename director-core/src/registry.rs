@@ -12,7 +12,10 @@ use crate::{
     addr::{BackendAddr, BackendUrl, Protocol},
     backend::{Backend, BackendTransport},
     cluster::{Cluster, ClusterSettings},
-    config::{BucketConfig, ConfigError, FastCgiSettings, ProxyConfig, UpstreamSettings},
+    config::{
+        BackendConfig, BucketConfig, ClusterConfig, ConfigError, FastCgiSettings, ProxyConfig,
+        UpstreamSettings,
+    },
     directors::{Healthy, ShardParams},
     key::HashKey,
     route::{Classify, HostPattern, Route, RouteTable, Target},
@@ -87,7 +90,85 @@ impl TransportFactory for HttpOnly {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     clusters: BTreeMap<Arc<str>, Arc<Cluster>>,
+    // The config each cluster was built from, so the next build can tell what changed.
+    configs: BTreeMap<Arc<str>, ClusterConfig>,
     routes: RouteTable,
+}
+
+/// A change to live objects that a build decided on, made only when the build is committed.
+type Action = Box<dyn FnOnce() + Send>;
+
+/// A snapshot built against the current one, not yet live.
+///
+/// Building never touches live objects: clusters and backends whose config did not change are
+/// reused as they are (queues, counters, in-flight requests and health carry over), and the
+/// changes to reused ones (a capacity, a weight, a member added or drained) wait here until
+/// [`Prepared::commit`]. A build that fails therefore changes nothing.
+pub struct Prepared {
+    snapshot: Snapshot,
+    actions: Vec<Action>,
+    retired: Vec<Arc<Cluster>>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("snapshot", &self.snapshot)
+            .field("actions", &self.actions.len())
+            .field("retired", &self.retired.len())
+            .finish()
+    }
+}
+
+impl Prepared {
+    /// The snapshot that [`Prepared::commit`] will make live.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// Applies the pending changes to reused objects and makes the snapshot live. Clusters that
+    /// were replaced keep serving the requests already queued in them: a task (when called
+    /// inside a Tokio runtime) keeps dispatching their queues until they are empty.
+    pub fn commit(self, registry: &Registry) -> Arc<Snapshot> {
+        for action in self.actions {
+            action();
+        }
+        for cluster in self.snapshot.clusters.values() {
+            cluster.refresh();
+        }
+        let snapshot = Arc::new(self.snapshot);
+        registry.current.store(snapshot.clone());
+        for old in self.retired {
+            retire(old);
+        }
+        snapshot
+    }
+
+    /// The snapshot, for a first build that has no live objects to change.
+    pub fn into_snapshot(self) -> Snapshot {
+        for action in self.actions {
+            action();
+        }
+        self.snapshot
+    }
+}
+
+/// Lets a replaced cluster's queued requests through as capacity frees up (its backends may be
+/// shared with the cluster that replaced it, so their releases wake the new one, not this).
+fn retire(old: Arc<Cluster>) {
+    if old.waiting() == 0 {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let deadline = tokio::time::Instant::now() + old.settings().queue_timeout;
+        while old.waiting() > 0 && tokio::time::Instant::now() < deadline {
+            old.refresh();
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    });
 }
 
 impl Snapshot {
@@ -112,6 +193,18 @@ impl Snapshot {
         factory: &dyn TransportFactory,
         fronts: &dyn FrontFactory,
     ) -> Result<Snapshot, ConfigError> {
+        Self::prepare(config, factory, fronts, None).map(Prepared::into_snapshot)
+    }
+
+    /// Builds the snapshot of `config` against `previous` (the live one), reusing what did not
+    /// change; see [`Prepared`].
+    pub fn prepare(
+        config: &ProxyConfig,
+        factory: &dyn TransportFactory,
+        fronts: &dyn FrontFactory,
+        previous: Option<&Snapshot>,
+    ) -> Result<Prepared, ConfigError> {
+        let mut actions: Vec<Action> = Vec::new();
         let mut clusters: BTreeMap<Arc<str>, Arc<Cluster>> = BTreeMap::new();
         // Nested clusters (`cluster:NAME` members) are built before the clusters using them.
         let mut pending: Vec<(&String, &crate::config::ClusterConfig)> =
@@ -129,7 +222,20 @@ impl Snapshot {
                     rest.push((name, cluster));
                     continue;
                 }
-                let built = build_cluster(name, cluster, factory, &clusters)?;
+                let old = previous.and_then(|p| {
+                    Some((
+                        p.clusters.get(name.as_str())?,
+                        p.configs.get(name.as_str())?,
+                    ))
+                });
+                let built = build_cluster(
+                    name,
+                    cluster,
+                    factory,
+                    &clusters,
+                    old.map(|(c, cfg)| (c, cfg, previous.unwrap_or_else(|| unreachable!()))),
+                    &mut actions,
+                )?;
                 clusters.insert(Arc::<str>::from(name.as_str()), built);
             }
             if rest.len() == before {
@@ -228,10 +334,36 @@ impl Snapshot {
                 classify,
             });
         }
-        Ok(Snapshot {
-            clusters,
-            routes: RouteTable::new(routes),
+        let retired = previous
+            .map(|p| {
+                p.clusters
+                    .iter()
+                    .filter(|(name, old)| {
+                        clusters.get(*name).is_none_or(|new| !Arc::ptr_eq(old, new))
+                    })
+                    .map(|(_, old)| old.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let configs = config
+            .clusters
+            .iter()
+            .map(|(name, c)| (Arc::<str>::from(name.as_str()), c.clone()))
+            .collect();
+        Ok(Prepared {
+            snapshot: Snapshot {
+                clusters,
+                configs,
+                routes: RouteTable::new(routes),
+            },
+            actions,
+            retired,
         })
+    }
+
+    /// The config a cluster was built from.
+    pub fn cluster_config(&self, name: &str) -> Option<&ClusterConfig> {
+        self.configs.get(name)
     }
 
     /// A cluster by name.
@@ -250,12 +382,19 @@ impl Snapshot {
     }
 }
 
-/// Builds one cluster; clusters it nests are already in `built`.
+/// The cluster a build may reuse: the live one, the config it was built from, and the snapshot
+/// it belongs to.
+type Old<'a> = (&'a Arc<Cluster>, &'a ClusterConfig, &'a Snapshot);
+
+/// Builds one cluster; clusters it nests are already in `built`. With `old`, unchanged parts
+/// are reused and the changes to them are pushed onto `actions` (see [`Prepared`]).
 fn build_cluster(
     name: &str,
-    cluster: &crate::config::ClusterConfig,
+    cluster: &ClusterConfig,
     factory: &dyn TransportFactory,
     built: &BTreeMap<Arc<str>, Arc<Cluster>>,
+    old: Option<Old<'_>>,
+    actions: &mut Vec<Action>,
 ) -> Result<Arc<Cluster>, ConfigError> {
     let at = format!("clusters.{name}");
     if !valid_name(name) {
@@ -266,6 +405,10 @@ fn build_cluster(
     }
     let opts = transport_options(&cluster.upstream(), &at, TransportOptions::default())?;
     let mut backends: Vec<Arc<Backend>> = Vec::with_capacity(cluster.backends.len());
+    // Members carried over from `old` with their config then and now; and whether a member
+    // could not be carried over although its name is still live there (its address changed).
+    let mut reused: Vec<(Arc<Backend>, BackendConfig, BackendConfig)> = Vec::new();
+    let mut replaced = false;
     for (i, backend) in cluster.backends.iter().enumerate() {
         let at = format!("{at}.backends[{i}]");
         if !valid_name(&backend.name) {
@@ -290,6 +433,32 @@ fn build_cluster(
             })?),
             _ => None,
         };
+        if let Some((old_cluster, old_config, old_snapshot)) = old
+            && let Some(live) = old_cluster.backend(&backend.name)
+        {
+            let same_transport = old_config.upstream() == cluster.upstream()
+                && old_config.fastcgi == cluster.fastcgi;
+            let same_nest = nested.as_ref().is_none_or(|inner| {
+                old_snapshot
+                    .clusters
+                    .get(inner.name())
+                    .is_some_and(|o| Arc::ptr_eq(o, inner))
+            });
+            let was = old_config.backends.iter().find(|b| b.name == backend.name);
+            match was {
+                Some(was)
+                    if was.url == backend.url
+                        && same_transport
+                        && same_nest
+                        && !live.is_draining() =>
+                {
+                    backends.push(live.clone());
+                    reused.push((live, was.clone(), backend.clone()));
+                    continue;
+                }
+                _ => replaced = true,
+            }
+        }
         let transport = match &nested {
             Some(inner) => {
                 BackendTransport::Custom(Arc::new(crate::cluster::Nested::new(inner.clone())))
@@ -376,9 +545,90 @@ fn build_cluster(
             }
         },
     };
-    let c = Cluster::new(name, backends, settings, shaper);
+    let reschedule = reused
+        .iter()
+        .any(|(_, was, now)| was.role != now.role || was.weight != now.weight);
+    for (live, was, now) in reused {
+        actions.push(Box::new(move || apply_backend(&live, &was, &now)));
+    }
+    if let Some((old_cluster, old_config, _)) = old
+        && !replaced
+        && same_settings(old_config, cluster)
+    {
+        // Same cluster, members changed at most: keep it (its queues, shaper and counters).
+        let live = old_cluster.clone();
+        let added: Vec<Arc<Backend>> = backends
+            .iter()
+            .filter(|b| live.backend(b.name()).is_none())
+            .cloned()
+            .collect();
+        let removed: Vec<String> = old_config
+            .backends
+            .iter()
+            .filter(|b| !cluster.backends.iter().any(|n| n.name == b.name))
+            .map(|b| b.name.clone())
+            .collect();
+        let enabled = (old_config.enabled != cluster.enabled).then_some(cluster.enabled);
+        let cluster_live = live.clone();
+        actions.push(Box::new(move || {
+            for b in added {
+                cluster_live.add_backend(b);
+            }
+            for name in removed {
+                if let Some(b) = cluster_live.backend(&name) {
+                    // The config no longer has it: protection is for API deletes, not this.
+                    b.set_terminate_protection(false);
+                }
+                cluster_live.drain_backend(&name);
+            }
+            if let Some(enabled) = enabled {
+                cluster_live.set_enabled(enabled);
+            }
+            if reschedule {
+                cluster_live.reschedule();
+            }
+        }));
+        return Ok(live);
+    }
+    let c = Arc::new(Cluster::new(name, backends, settings, shaper));
     c.set_enabled(cluster.enabled);
-    Ok(Arc::new(c))
+    if reschedule {
+        let c = c.clone();
+        actions.push(Box::new(move || c.reschedule()));
+    }
+    Ok(c)
+}
+
+/// Whether two configs of a cluster differ in their members (and switches) only, so the live
+/// cluster can be kept.
+fn same_settings(a: &ClusterConfig, b: &ClusterConfig) -> bool {
+    let strip = |c: &ClusterConfig| ClusterConfig {
+        backends: Vec::new(),
+        enabled: true,
+        cache: None,
+        ..c.clone()
+    };
+    strip(a) == strip(b)
+}
+
+/// Applies what changed between two configs of a live backend.
+fn apply_backend(live: &Backend, was: &BackendConfig, now: &BackendConfig) {
+    if was.capacity != now.capacity {
+        live.set_capacity(now.capacity);
+    }
+    if was.weight != now.weight {
+        live.set_weight(now.weight);
+    }
+    if was.role != now.role {
+        live.set_role(now.role);
+    }
+    if was.terminate_protection != now.terminate_protection {
+        live.set_terminate_protection(now.terminate_protection);
+    }
+    if was.enabled != now.enabled {
+        live.set_enabled(now.enabled);
+        live.notify_enabled(now.enabled);
+    }
 }
 
 /// The shaper of a cluster with `buckets` (created in order; a parent must come first).
@@ -536,6 +786,11 @@ impl Registry {
     /// The current snapshot (cheap; hold it for one request, not longer).
     pub fn load(&self) -> Guard<Arc<Snapshot>> {
         self.current.load()
+    }
+
+    /// The current snapshot, as an `Arc` one can keep.
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
     }
 
     /// Replaces the snapshot; requests already routed keep the one they loaded.

@@ -22,6 +22,7 @@ pub struct Director {
     child: Child,
     pub addrs: Vec<String>,
     pub dir: tempfile::TempDir,
+    admin: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Director {
@@ -30,7 +31,7 @@ impl Director {
     pub fn start(config: &str) -> Director {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("director.toml");
-        std::fs::write(&path, config).unwrap();
+        std::fs::write(&path, with_admin(config)).unwrap();
         Self::spawn(dir, &["--config", path.to_str().unwrap()], 1)
     }
 
@@ -45,10 +46,14 @@ impl Director {
             .expect("director starts");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let admin = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let admin_seen = admin.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(addr) = line.strip_prefix("director: listening on ") {
                     let _ = tx.send(addr.to_owned());
+                } else if let Some(addr) = line.strip_prefix("director: admin on ") {
+                    *admin_seen.lock().unwrap() = Some(addr.to_owned());
                 }
             }
         });
@@ -62,7 +67,33 @@ impl Director {
                 }
             }
         }
-        Director { child, addrs, dir }
+        Director {
+            child,
+            addrs,
+            dir,
+            admin,
+        }
+    }
+
+    /// `http://127.0.0.1:port` of the admin listener (waits for its announcement).
+    pub fn admin(&self) -> String {
+        for _ in 0..200 {
+            if let Some(a) = self.admin.lock().unwrap().clone() {
+                return a;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("director announced no admin listener");
+    }
+
+    /// Sends `signal` (e.g. "HUP", "KILL") to the process.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal}");
     }
 
     /// `http://127.0.0.1:port` of the first listener.
@@ -197,6 +228,23 @@ pub fn has_ipv6() -> bool {
 /// A path for a UNIX socket inside `dir`.
 pub fn sock(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
+}
+
+/// `config` with its admin listener on an ephemeral loopback port (unless it sets one), so that
+/// tests running at once do not fight over the default 127.0.0.1:8081.
+pub fn with_admin(config: &str) -> String {
+    if config.contains("admin-listen") {
+        config.to_owned()
+    } else if let Some(at) = config.find("[server]\n") {
+        let at = at + "[server]\n".len();
+        format!(
+            "{}admin-listen = [\"127.0.0.1:0\"]\n{}",
+            &config[..at],
+            &config[at..]
+        )
+    } else {
+        format!("[server]\nadmin-listen = [\"127.0.0.1:0\"]\n\n{config}")
+    }
 }
 
 /// A config with one cluster `app` over `urls` and a catch-all route to it; `extra` is inserted

@@ -1,0 +1,166 @@
+//! Hot reload: the main config file and the cluster directory are watched, and reloaded on
+//! SIGHUP too.
+//!
+//! Directories are watched rather than files, so editors that write a new file and rename it
+//! over the old one are seen. Events are debounced (an editor's save is several events). A
+//! reload reads and checks everything first; a bad file is refused with a logged error naming
+//! file, line and key, the running config stays, and the error is kept for the admin API
+//! until a reload succeeds. Requests in flight are never dropped: the store builds the new
+//! snapshot beside the live one and swaps it (see `director_core::store`).
+//!
+//! `[server]` settings (listeners, tokens, threads) are read at start only; a reload that
+//! changes them logs that a restart is needed.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use director_core::store::Store;
+use notify_debouncer_full::{
+    DebounceEventResult, new_debouncer,
+    notify::{RecursiveMode, event::EventKind},
+};
+use tokio::sync::mpsc;
+
+use crate::config::{self, ServerConfig};
+
+/// What a reload reads.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    /// The main config file.
+    pub file: PathBuf,
+    /// The cluster directory, if any.
+    pub cluster_dir: Option<PathBuf>,
+    /// `[server]` as Director started with it.
+    pub server: ServerConfig,
+}
+
+/// Reloads `sources` into `store` on SIGHUP and whenever a watched file changes, until the
+/// returned guard is dropped.
+pub fn spawn(store: Arc<Store>, sources: Sources) -> anyhow::Result<Reloader> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+    let file_name = sources.file.file_name().map(|n| n.to_owned());
+    let dir = sources.cluster_dir.clone();
+    let watch_tx = tx.clone();
+    let mut debouncer = new_debouncer(
+        Duration::from_millis(200),
+        None,
+        move |result: DebounceEventResult| {
+            let Ok(events) = result else { return };
+            let relevant = events.iter().any(|e| {
+                !matches!(e.kind, EventKind::Access(_))
+                    && e.paths.iter().any(|p| {
+                        let in_dir = dir.as_deref().is_some_and(|d| p.parent() == Some(d));
+                        let name = p.file_name();
+                        name == file_name.as_deref()
+                            || (in_dir
+                                && name
+                                    .and_then(|n| n.to_str())
+                                    .is_some_and(|n| n.ends_with(".toml") && !n.starts_with('.')))
+                    })
+            });
+            if relevant {
+                let _ = watch_tx.send("a watched file changed");
+            }
+        },
+    )?;
+    let parent = sources
+        .file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    debouncer.watch(&parent, RecursiveMode::NonRecursive)?;
+    if let Some(dir) = &sources.cluster_dir
+        && dir != &parent
+    {
+        debouncer.watch(dir, RecursiveMode::NonRecursive)?;
+    }
+
+    let hup_tx = tx;
+    let hup = tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot watch SIGHUP; reloads follow file changes only");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let _ = hup_tx.send("SIGHUP");
+        }
+    });
+    let worker = tokio::spawn(async move {
+        while let Some(why) = rx.recv().await {
+            // Coalesce a burst (a SIGHUP during a save, say) into one reload.
+            while rx.try_recv().is_ok() {}
+            let (store, sources) = (store.clone(), sources.clone());
+            let _ = tokio::task::spawn_blocking(move || reload(&store, &sources, why)).await;
+        }
+    });
+    Ok(Reloader {
+        _debouncer: Box::new(debouncer),
+        tasks: vec![hup, worker],
+    })
+}
+
+/// Reads everything again and hands it to the store; logs the outcome.
+pub fn reload(store: &Store, sources: &Sources, why: &str) -> bool {
+    let loaded = match config::load(&sources.file) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            tracing::error!(reason = why, error = %err, "reload refused; the running config stays");
+            store.reload_failed(err.to_string());
+            return false;
+        }
+    };
+    if loaded.config.server != sources.server {
+        tracing::warn!("[server] changed; those settings apply at the next restart");
+    }
+    if loaded.cluster_dir != sources.cluster_dir {
+        tracing::warn!("server.cluster-dir changed; it applies at the next restart");
+    }
+    let dynamic = match &sources.cluster_dir {
+        Some(_) if loaded.cluster_dir == sources.cluster_dir => loaded.dynamic,
+        Some(dir) => match config::load_cluster_dir(dir) {
+            Ok(d) => d,
+            Err(err) => {
+                tracing::error!(reason = why, error = %err, "reload refused; the running config stays");
+                store.reload_failed(err.to_string());
+                return false;
+            }
+        },
+        None => Default::default(),
+    };
+    match store.reload(loaded.config.proxy(), dynamic) {
+        Ok(()) => {
+            tracing::info!(reason = why, "config reloaded");
+            true
+        }
+        Err(err) => {
+            let message = format!("{}: {}: {}", sources.file.display(), err.path, err.message);
+            tracing::error!(reason = why, error = %message, "reload refused; the running config stays");
+            false
+        }
+    }
+}
+
+/// Keeps the watcher and the reload tasks alive.
+pub struct Reloader {
+    _debouncer: Box<dyn std::any::Any + Send>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Reloader {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,579 @@
+//! The cluster store: where clusters come from, how they change at runtime, and how changes
+//! survive a restart.
+//!
+//! Two kinds of clusters live side by side:
+//!
+//! - **static** clusters come from the main config file. At runtime they may only be enabled or
+//!   disabled (and their backends too); those switches are not written anywhere, and the file
+//!   stays the operator's.
+//! - **dynamic** clusters live one TOML file each in the cluster directory (x0's
+//!   `director.load` files). Everything about them can change at runtime, including creating
+//!   and deleting them. Each dynamic cluster is also reachable by `Host: <name>` (x0's rewrite
+//!   answered a create with `Location: http://<name>/`).
+//!
+//! Every change goes the same way: edit a copy of the config, build a new snapshot against the
+//! live one (validation; nothing live is touched yet, see [`Prepared`]), write the cluster's file
+//! atomically (temp file, fsync, rename, fsync the directory), and only then make the snapshot
+//! live. A refused change or a failed write leaves both the file and the live state as they
+//! were. Writers are serialised by one mutex; requests never see it (they read the registry's
+//! snapshot).
+//!
+//! ```
+//! use std::{collections::BTreeMap, sync::Arc};
+//! use director_core::{config::ProxyConfig, store::{Store, Plain}};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::new(ProxyConfig::default(), BTreeMap::new(), Some(dir.path().into()),
+//!     Arc::new(Plain)).unwrap();
+//! let config = toml::from_str("backends = [{ name = \"a\", url = \"http://127.0.0.1:9\" }]").unwrap();
+//! store.create("shop", config).unwrap();
+//! assert!(dir.path().join("shop.toml").exists());
+//! assert_eq!(store.get("shop").unwrap().live.backends().len(), 1);
+//! ```
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::Write as _,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+    time::SystemTime,
+};
+
+use crate::{
+    cluster::Cluster,
+    config::{ClusterConfig, ConfigError, ProxyConfig, RouteConfig},
+    registry::{FrontFactory, HttpOnly, NoFronts, Prepared, Registry, Snapshot, TransportFactory},
+};
+
+/// What the embedding application plugs into builds: transports and fronts, extra checks, and
+/// a hook after each swap (to start and stop health monitors, say).
+pub trait Assembly: Send + Sync {
+    /// Builds FastCGI (and other) transports.
+    fn transports(&self) -> &dyn TransportFactory;
+    /// Builds the services in front of clusters (an object cache, say).
+    fn fronts(&self) -> &dyn FrontFactory;
+    /// Checks a cluster's config beyond what a build checks.
+    fn check(&self, _name: &str, _cluster: &ClusterConfig) -> Result<(), ConfigError> {
+        Ok(())
+    }
+    /// Called after `snapshot` went live (with `config`, the whole config it was built from).
+    fn swapped(&self, _snapshot: &Arc<Snapshot>, _config: &ProxyConfig) {}
+}
+
+/// HTTP backends only, no fronts, no hooks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Plain;
+
+impl Assembly for Plain {
+    fn transports(&self) -> &dyn TransportFactory {
+        &HttpOnly
+    }
+    fn fronts(&self) -> &dyn FrontFactory {
+        &NoFronts
+    }
+}
+
+/// Why the store refused a change. Nothing changed, in memory or on disk.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such cluster, backend or bucket.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A static cluster (from the main config) allows only enable and disable.
+    #[error("cluster {0:?} comes from the main config file and can only be enabled or disabled")]
+    Immutable(String),
+    /// The change conflicts with the current state (a name taken, an outdated `If-Match`).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The resulting config is invalid.
+    #[error("{}: {}", .0.path, .0.message)]
+    Invalid(ConfigError),
+    /// The change is not allowed (a terminate-protected backend, no cluster directory).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The cluster file could not be written.
+    #[error("cannot write {}: {source}", .file.display())]
+    Persist {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The last reload that was refused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReloadError {
+    /// When.
+    pub at: SystemTime,
+    /// What was wrong (file, line and key where known).
+    pub message: String,
+}
+
+/// One cluster as the store sees it.
+#[derive(Clone, Debug)]
+pub struct ClusterEntry {
+    /// Its name.
+    pub name: String,
+    /// Its config (static clusters: as the main file has it).
+    pub config: ClusterConfig,
+    /// Whether it lives in the cluster directory (and so can be changed).
+    pub dynamic: bool,
+    /// Changes with every change of its config; for `If-Match`.
+    pub etag: String,
+    /// The live cluster.
+    pub live: Arc<Cluster>,
+}
+
+/// The clusters, their files, and the live registry built from them.
+pub struct Store {
+    registry: Arc<Registry>,
+    dir: Option<PathBuf>,
+    assembly: Arc<dyn Assembly>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    main: ProxyConfig,
+    dynamic: BTreeMap<String, ClusterConfig>,
+    // Runtime switches of static clusters and their backends (dynamic ones are persisted).
+    cluster_enabled: HashMap<String, bool>,
+    backend_enabled: HashMap<(String, String), bool>,
+    last_error: Option<ReloadError>,
+}
+
+impl State {
+    fn merged(&self) -> Result<ProxyConfig, ConfigError> {
+        merge(&self.main, &self.dynamic)
+    }
+}
+
+/// The main config with the dynamic clusters added, each also routed by `Host: <name>`.
+pub fn merge(
+    main: &ProxyConfig,
+    dynamic: &BTreeMap<String, ClusterConfig>,
+) -> Result<ProxyConfig, ConfigError> {
+    {
+        let mut config = main.clone();
+        for (name, cluster) in dynamic {
+            if config.clusters.contains_key(name) {
+                return Err(ConfigError::new(
+                    format!("clusters.{name}"),
+                    "a dynamic cluster has the name of a cluster in the main config",
+                ));
+            }
+            config.clusters.insert(name.clone(), cluster.clone());
+            config.routes.push(RouteConfig {
+                host: Some(name.clone()),
+                cluster: Some(name.clone()),
+                ..RouteConfig::default()
+            });
+        }
+        Ok(config)
+    }
+}
+
+impl Store {
+    /// A store serving `main`'s clusters and routes plus the `dynamic` clusters (read from
+    /// `dir`, where changes to them are written).
+    pub fn new(
+        main: ProxyConfig,
+        dynamic: BTreeMap<String, ClusterConfig>,
+        dir: Option<PathBuf>,
+        assembly: Arc<dyn Assembly>,
+    ) -> Result<Store, ConfigError> {
+        let state = State {
+            main,
+            dynamic,
+            ..State::default()
+        };
+        let config = state.merged()?;
+        check_all(&*assembly, &config)?;
+        let prepared = Snapshot::prepare(&config, assembly.transports(), assembly.fronts(), None)?;
+        let registry = Arc::new(Registry::new(prepared.into_snapshot()));
+        assembly.swapped(&registry.load_full(), &config);
+        Ok(Store {
+            registry,
+            dir,
+            assembly,
+            state: Mutex::new(state),
+        })
+    }
+
+    /// The live registry (what requests read).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The cluster directory, if there is one.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Every cluster, by name.
+    pub fn list(&self) -> Vec<ClusterEntry> {
+        let state = self.lock();
+        let snapshot = self.registry.load();
+        let mut names: Vec<&String> = state
+            .main
+            .clusters
+            .keys()
+            .chain(state.dynamic.keys())
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|name| entry(&state, &snapshot, name))
+            .collect()
+    }
+
+    /// One cluster.
+    pub fn get(&self, name: &str) -> Option<ClusterEntry> {
+        let state = self.lock();
+        entry(&state, &self.registry.load(), name)
+    }
+
+    /// Creates a dynamic cluster and writes its file.
+    pub fn create(&self, name: &str, config: ClusterConfig) -> Result<ClusterEntry, StoreError> {
+        let mut state = self.lock();
+        let Some(dir) = &self.dir else {
+            return Err(StoreError::Forbidden(
+                "no cluster-dir is configured, so clusters cannot be created at runtime".into(),
+            ));
+        };
+        if state.main.clusters.contains_key(name) || state.dynamic.contains_key(name) {
+            return Err(StoreError::Conflict(format!(
+                "a cluster named {name:?} exists"
+            )));
+        }
+        let mut dynamic = state.dynamic.clone();
+        dynamic.insert(name.to_owned(), config.clone());
+        let file = cluster_file(dir, name);
+        self.change(&mut state, dynamic, || write_cluster(&file, name, &config))?;
+        Ok(entry(&state, &self.registry.load(), name).expect("just created"))
+    }
+
+    /// Edits a dynamic cluster: `edit` changes a copy of its config, which is then validated,
+    /// written and applied. With `if_match`, refuses unless it is the cluster's current etag.
+    pub fn update(
+        &self,
+        name: &str,
+        if_match: Option<&str>,
+        edit: impl FnOnce(&mut ClusterConfig) -> Result<(), StoreError>,
+    ) -> Result<ClusterEntry, StoreError> {
+        let mut state = self.lock();
+        let config = self.dynamic_config(&state, name, if_match)?;
+        let mut next = config.clone();
+        edit(&mut next)?;
+        if next == config {
+            return Ok(entry(&state, &self.registry.load(), name).expect("exists"));
+        }
+        let mut dynamic = state.dynamic.clone();
+        dynamic.insert(name.to_owned(), next.clone());
+        let file = cluster_file(
+            self.dir.as_deref().expect("dynamic clusters have a dir"),
+            name,
+        );
+        self.change(&mut state, dynamic, || write_cluster(&file, name, &next))?;
+        Ok(entry(&state, &self.registry.load(), name).expect("exists"))
+    }
+
+    /// Deletes a dynamic cluster and its file. Requests already in it finish.
+    pub fn delete(&self, name: &str, if_match: Option<&str>) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        self.dynamic_config(&state, name, if_match)?;
+        let mut dynamic = state.dynamic.clone();
+        dynamic.remove(name);
+        let dir = self.dir.clone().expect("dynamic clusters have a dir");
+        let file = cluster_file(&dir, name);
+        self.change(&mut state, dynamic, || {
+            std::fs::remove_file(&file)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                })
+                .and_then(|()| sync_dir(&dir))
+                .map_err(|source| StoreError::Persist { file, source })
+        })
+    }
+
+    /// Enables or disables a cluster: persisted for a dynamic cluster, a runtime switch for a
+    /// static one.
+    pub fn set_cluster_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+    ) -> Result<ClusterEntry, StoreError> {
+        {
+            let mut state = self.lock();
+            if state.main.clusters.contains_key(name) {
+                state.cluster_enabled.insert(name.to_owned(), enabled);
+                if let Some(live) = self.registry.load().cluster(name) {
+                    live.set_enabled(enabled);
+                }
+                return Ok(entry(&state, &self.registry.load(), name).expect("exists"));
+            }
+        }
+        self.update(name, None, |c| {
+            c.enabled = enabled;
+            Ok(())
+        })
+    }
+
+    /// Enables or disables a backend: persisted for a dynamic cluster, a runtime switch for a
+    /// static one.
+    pub fn set_backend_enabled(
+        &self,
+        cluster: &str,
+        backend: &str,
+        enabled: bool,
+    ) -> Result<ClusterEntry, StoreError> {
+        {
+            let mut state = self.lock();
+            if let Some(config) = state.main.clusters.get(cluster) {
+                if !config.backends.iter().any(|b| b.name == backend) {
+                    return Err(StoreError::NotFound(format!(
+                        "cluster {cluster:?} has no backend {backend:?}"
+                    )));
+                }
+                state
+                    .backend_enabled
+                    .insert((cluster.to_owned(), backend.to_owned()), enabled);
+                if let Some(live) = self.registry.load().cluster(cluster) {
+                    live.set_backend_enabled(backend, enabled);
+                }
+                return Ok(entry(&state, &self.registry.load(), cluster).expect("exists"));
+            }
+        }
+        self.update(cluster, None, |c| {
+            let b = c
+                .backends
+                .iter_mut()
+                .find(|b| b.name == backend)
+                .ok_or_else(|| {
+                    StoreError::NotFound(format!("cluster {cluster:?} has no backend {backend:?}"))
+                })?;
+            b.enabled = enabled;
+            Ok(())
+        })
+    }
+
+    /// Replaces the whole config (a reload of the main file and the cluster directory). On
+    /// error the running config stays, and the error is kept for [`Store::last_reload_error`].
+    pub fn reload(
+        &self,
+        main: ProxyConfig,
+        dynamic: BTreeMap<String, ClusterConfig>,
+    ) -> Result<(), ConfigError> {
+        let mut state = self.lock();
+        let unchanged = state.main == main && state.dynamic == dynamic;
+        if unchanged {
+            state.last_error = None;
+            return Ok(());
+        }
+        let old_main = std::mem::replace(&mut state.main, main);
+        let result = self
+            .change(&mut state, dynamic, || Ok(()))
+            .map_err(|e| match e {
+                StoreError::Invalid(e) => e,
+                other => ConfigError::new("(reload)", other.to_string()),
+            });
+        match result {
+            Ok(()) => {
+                state.last_error = None;
+                let State {
+                    main,
+                    cluster_enabled,
+                    ..
+                } = &mut *state;
+                cluster_enabled.retain(|name, _| main.clusters.contains_key(name));
+                Ok(())
+            }
+            Err(e) => {
+                state.main = old_main;
+                state.last_error = Some(ReloadError {
+                    at: SystemTime::now(),
+                    message: format!("{}: {}", e.path, e.message),
+                });
+                Err(e)
+            }
+        }
+    }
+
+    /// Records a reload refused before it reached the store (a file that does not parse).
+    pub fn reload_failed(&self, message: String) {
+        self.lock().last_error = Some(ReloadError {
+            at: SystemTime::now(),
+            message,
+        });
+    }
+
+    /// The last refused reload, until a reload succeeds.
+    pub fn last_reload_error(&self) -> Option<ReloadError> {
+        self.lock().last_error.clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the state as it was before the change (changes
+        // are assembled on copies), so the poison can be ignored.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn dynamic_config(
+        &self,
+        state: &State,
+        name: &str,
+        if_match: Option<&str>,
+    ) -> Result<ClusterConfig, StoreError> {
+        let config = match state.dynamic.get(name) {
+            Some(c) => c,
+            None if state.main.clusters.contains_key(name) => {
+                return Err(StoreError::Immutable(name.to_owned()));
+            }
+            None => return Err(StoreError::NotFound(format!("no cluster named {name:?}"))),
+        };
+        if let Some(expected) = if_match {
+            let current = etag(config);
+            if expected.trim() != "*" && expected.trim() != current {
+                return Err(StoreError::Conflict(format!(
+                    "cluster {name:?} changed: its ETag is {current}, not {expected}"
+                )));
+            }
+        }
+        Ok(config.clone())
+    }
+
+    /// Builds `dynamic` with the current main config, runs `persist`, and makes it live; any
+    /// failure before the swap changes nothing.
+    fn change(
+        &self,
+        state: &mut State,
+        dynamic: BTreeMap<String, ClusterConfig>,
+        persist: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let next = State {
+            main: state.main.clone(),
+            dynamic,
+            ..State::default()
+        };
+        let config = next.merged().map_err(StoreError::Invalid)?;
+        check_all(&*self.assembly, &config).map_err(StoreError::Invalid)?;
+        let live = self.registry.load_full();
+        let prepared = Snapshot::prepare(
+            &config,
+            self.assembly.transports(),
+            self.assembly.fronts(),
+            Some(&live),
+        )
+        .map_err(StoreError::Invalid)?;
+        persist()?;
+        state.dynamic = next.dynamic;
+        self.commit(state, prepared, &live, &config);
+        Ok(())
+    }
+
+    fn commit(&self, state: &State, prepared: Prepared, old: &Snapshot, config: &ProxyConfig) {
+        let snapshot = prepared.commit(&self.registry);
+        // Runtime switches of static clusters carry over to objects the build made anew.
+        for (name, &enabled) in &state.cluster_enabled {
+            if let Some(live) = snapshot.cluster(name)
+                && old.cluster(name).is_none_or(|o| !Arc::ptr_eq(o, live))
+            {
+                live.set_enabled(enabled);
+            }
+        }
+        for ((cluster, backend), &enabled) in &state.backend_enabled {
+            let Some(live) = snapshot.cluster(cluster) else {
+                continue;
+            };
+            let Some(b) = live.backend(backend) else {
+                continue;
+            };
+            let was = old.cluster(cluster).and_then(|c| c.backend(backend));
+            if was.is_none_or(|w| !Arc::ptr_eq(&w, &b)) {
+                live.set_backend_enabled(backend, enabled);
+            }
+        }
+        self.assembly.swapped(&snapshot, config);
+    }
+}
+
+fn check_all(assembly: &dyn Assembly, config: &ProxyConfig) -> Result<(), ConfigError> {
+    for (name, cluster) in &config.clusters {
+        assembly.check(name, cluster)?;
+    }
+    Ok(())
+}
+
+fn entry(state: &State, snapshot: &Snapshot, name: &str) -> Option<ClusterEntry> {
+    let (config, dynamic) = match state.dynamic.get(name) {
+        Some(c) => (c, true),
+        None => (state.main.clusters.get(name)?, false),
+    };
+    Some(ClusterEntry {
+        name: name.to_owned(),
+        etag: etag(config),
+        config: config.clone(),
+        dynamic,
+        live: snapshot.cluster(name)?.clone(),
+    })
+}
+
+/// The ETag of a cluster config: a hash of its canonical TOML.
+pub fn etag(config: &ClusterConfig) -> String {
+    let text = toml::to_string(config).unwrap_or_default();
+    format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+}
+
+/// The file of dynamic cluster `name` in `dir`.
+pub fn cluster_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.toml"))
+}
+
+/// The text of a dynamic cluster's file.
+pub fn cluster_text(name: &str, config: &ClusterConfig) -> String {
+    let body = toml::to_string_pretty(config).expect("a cluster config serializes to TOML");
+    format!(
+        "# Director cluster {name:?}: written by Director when it changes at runtime.\n\
+         # Edit it by hand only while Director is stopped, or it reloads your edit.\n\n{body}"
+    )
+}
+
+fn write_cluster(file: &Path, name: &str, config: &ClusterConfig) -> Result<(), StoreError> {
+    write_atomically(file, cluster_text(name, config).as_bytes()).map_err(|source| {
+        StoreError::Persist {
+            file: file.to_owned(),
+            source,
+        }
+    })
+}
+
+/// Replaces `file` with `contents` so that a crash at any point leaves either the old or the
+/// new file: temp file in the same directory, fsync, rename over, fsync the directory.
+pub fn write_atomically(file: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".director-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(contents)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(file).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests;
