@@ -249,6 +249,11 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
         println!("  curl -i http://{listen}/cached      # object cache: X-Cache: MISS, then HIT");
         println!("  curl -i -X PURGE http://{listen}/cached   # purge (allowed from loopback)");
         println!("  curl -i 'http://{listen}/app/index.php/hello?x=1'   # FastCGI");
+        if let Some(socket) = &loaded.config.server.stats_socket {
+            let socket = socket.display();
+            println!("  echo 'show stat' | socat stdio {socket}    # HAProxy's runtime API");
+            println!("  echo 'set server demo/beta state drain' | socat stdio {socket}");
+        }
         println!("director demo: Ctrl-C stops it.");
         director_bin::run(loaded, director_bin::shutdown_signal()).await?;
         drop(backends);
