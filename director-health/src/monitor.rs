@@ -126,6 +126,14 @@ pub struct HealthHandle {
     shared: Arc<Shared>,
 }
 
+/// The last probe: passed, latency, when it finished, and the failure (text and kind).
+type LastProbe = (
+    bool,
+    Duration,
+    Instant,
+    Option<(String, crate::probe::ProbeFailure)>,
+);
+
 struct Shared {
     name: Arc<str>,
     config: ArcSwap<HealthConfig>,
@@ -153,12 +161,7 @@ struct Inner {
     passive_failures: u64,
     times_down: u64,
     sticky_disabled: bool,
-    last_probe: Option<(
-        bool,
-        Duration,
-        Instant,
-        Option<(String, crate::probe::ProbeFailure)>,
-    )>,
+    last_probe: Option<LastProbe>,
 }
 
 // === impl HealthHandle ===
