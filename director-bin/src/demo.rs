@@ -20,6 +20,8 @@ pub const DEMO_CONFIG: &str = r#"
 [server]
 listen = ["{listen}"]
 pseudonym = "director-demo"
+# HAProxy's runtime API: `echo "show stat" | socat stdio PATH`, `disable server demo/beta`.
+stats-socket = "{stats_socket}"
 
 # One cluster, three backends: over IPv4, IPv6 and a UNIX socket. alpha and beta take 4
 # requests at once each; gamma is a backup, used only while neither is available.
@@ -234,6 +236,14 @@ pub fn config_text(listen: &str, backends: &DemoBackends) -> String {
         .replace("{c}", &backends.urls[2])
         .replace("{fcgi}", &backends.fastcgi)
         .replace("{files}", &backends.files.display().to_string())
+        .replace(
+            "{stats_socket}",
+            &backends
+                .socket_dir
+                .join("director.sock")
+                .display()
+                .to_string(),
+        )
 }
 
 async fn serve_tcp(listener: TcpListener, name: &'static str) {

@@ -339,6 +339,11 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
         println!("  curl -i 'http://{listen}/app/index.php/hello?x=1'   # FastCGI");
         println!("  curl -i http://{listen}/files/hello.txt   # X-Sendfile: the backend names it, Director sends it");
         println!("  curl -i -r 0-4 http://{listen}/download/hello.txt   # X-Accel-Redirect, a range");
+        if let Some(socket) = &loaded.config.server.stats_socket {
+            let socket = socket.display();
+            println!("  echo 'show stat' | socat stdio {socket}    # HAProxy's runtime API");
+            println!("  echo 'set server demo/beta state drain' | socat stdio {socket}");
+        }
         println!("director demo: Ctrl-C stops it.");
         director_bin::run(loaded, director_bin::shutdown_signal()).await?;
         drop(backends);

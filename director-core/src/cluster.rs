@@ -355,6 +355,31 @@ impl Cluster {
         true
     }
 
+    /// Sets a member's operator state (HAProxy's `set server … state`): `Ready` enables it and
+    /// ends a soft drain, `Drain` keeps it as a checked member without new balanced requests,
+    /// `Maint` disables it. Returns false for an unknown name.
+    pub fn set_backend_admin_state(
+        self: &Arc<Self>,
+        name: &str,
+        state: crate::backend::AdminState,
+    ) -> bool {
+        use crate::backend::AdminState;
+        let Some(b) = self.backend(name) else {
+            return false;
+        };
+        match state {
+            AdminState::Ready => {
+                b.set_soft_drain(false);
+                self.set_backend_enabled(name, true)
+            }
+            AdminState::Drain => {
+                b.set_soft_drain(true);
+                self.set_backend_enabled(name, true)
+            }
+            AdminState::Maint => self.set_backend_enabled(name, false),
+        }
+    }
+
     /// Changes a member's capacity (0 = no limit). Returns false for an unknown name.
     pub fn set_backend_capacity(self: &Arc<Self>, name: &str, capacity: u32) -> bool {
         let Some(b) = self.backend(name) else {
@@ -676,7 +701,13 @@ impl Cluster {
         let mut attempts = 0u32;
         loop {
             let grant = match self.admit(bucket, &failed, key).await {
-                Ok(grant) => grant,
+                Ok(grant) => {
+                    // The previous backend's failure is now really tried elsewhere.
+                    if let Some(left) = failed.last().filter(|_| attempts > 0) {
+                        left.stats().retried_elsewhere();
+                    }
+                    grant
+                }
                 // No other backend to try: the last backend's own failure says more than
                 // "unavailable", unless it could not be reached at all.
                 Err(err) => match last {
@@ -693,7 +724,9 @@ impl Cluster {
                     .request(),
             };
             let backend = grant.backend.clone();
+            let started = Instant::now();
             let result = send(&backend, req).await;
+            record(&backend, &result, started);
             backend.report(match &result {
                 Ok(response) => Ok(response.status()),
                 Err(Failure::Unsent(e, _) | Failure::Failed(e)) => Err(e.kind()),
@@ -764,7 +797,10 @@ impl Cluster {
                 .with_detail("the requested backend is not available"));
         }
         let grant = self.grant(None, backend.clone());
-        match send(&backend, req).await {
+        let started = Instant::now();
+        let result = send(&backend, req).await;
+        record(&backend, &result, started);
+        match result {
             Ok(response) => Ok(self.finish(response, grant, ROOT, tag)),
             Err(Failure::Unsent(err, _) | Failure::Failed(err)) => Err(err
                 .with_cluster(self.name.clone())
@@ -887,6 +923,15 @@ impl GrantBody {
     }
 }
 
+impl Drop for GrantBody {
+    fn drop(&mut self) {
+        // Dropped before its end: the client stopped reading (HAProxy's `cli_abrt`).
+        if let Some(grant) = &self.grant {
+            grant.backend.stats().client_abort();
+        }
+    }
+}
+
 impl http_body::Body for GrantBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -896,10 +941,21 @@ impl http_body::Body for GrantBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(frame) = &polled
-            && (frame.is_none() || self.inner.is_end_stream() || matches!(frame, Some(Err(_))))
-        {
-            self.grant = None;
+        if let Poll::Ready(frame) = &polled {
+            if let Some(grant) = &self.grant {
+                match frame {
+                    Some(Ok(f)) => {
+                        if let Some(data) = f.data_ref() {
+                            grant.backend.stats().add_bytes_out(data.len() as u64);
+                        }
+                    }
+                    Some(Err(_)) => grant.backend.stats().server_abort(),
+                    None => {}
+                }
+            }
+            if frame.is_none() || self.inner.is_end_stream() || matches!(frame, Some(Err(_))) {
+                self.grant = None;
+            }
         }
         polled
     }
@@ -925,13 +981,74 @@ enum Failure {
     Failed(ProxyError),
 }
 
-async fn send(backend: &Backend, req: Request<Body>) -> Result<Response<Body>, Failure> {
+async fn send(backend: &Arc<Backend>, req: Request<Body>) -> Result<Response<Body>, Failure> {
     match backend.transport() {
         BackendTransport::Http(transport) => match transport.connect().await {
-            Ok(conn) => conn.send(req).await.map_err(Failure::Failed),
+            // Counted only once connected: an unsent request goes on to another backend.
+            Ok(conn) => conn
+                .send(count_request_body(backend, req))
+                .await
+                .map_err(Failure::Failed),
             Err(err) => Err(Failure::Unsent(err, Box::new(req))),
         },
-        BackendTransport::Custom(transport) => transport.send(req).await.map_err(Failure::Failed),
+        BackendTransport::Custom(transport) => transport
+            .send(count_request_body(backend, req))
+            .await
+            .map_err(Failure::Failed),
+    }
+}
+
+/// Counts an attempt's outcome in the backend's stats (HAProxy's hrsp, econ, eresp columns).
+fn record(backend: &Backend, result: &Result<Response<Body>, Failure>, started: Instant) {
+    let stats = backend.stats();
+    match result {
+        Ok(response) => stats.response(response.status().as_u16(), started.elapsed()),
+        Err(Failure::Unsent(..)) => stats.connect_error(),
+        Err(Failure::Failed(err)) if is_unreachable(err.kind()) => stats.connect_error(),
+        Err(Failure::Failed(_)) => stats.response_error(),
+    }
+}
+
+/// Counts the request body bytes a backend is sent; bodiless requests (most) are left as they
+/// are, so they cost nothing.
+fn count_request_body(backend: &Arc<Backend>, req: Request<Body>) -> Request<Body> {
+    if req.body().is_end_stream() {
+        return req;
+    }
+    let backend = backend.clone();
+    req.map(|inner| crate::body::boxed(CountedBody { inner, backend }))
+}
+
+/// A request body that adds what passes through to its backend's `bin`.
+#[derive(Debug)]
+struct CountedBody {
+    inner: Body,
+    backend: Arc<Backend>,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.backend.stats().add_bytes_in(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -1006,7 +1123,10 @@ pub async fn dispatch_direct(
     req: Request<Body>,
     tag: bool,
 ) -> Result<Response<Body>, ProxyError> {
-    match send(&backend, req).await {
+    let started = Instant::now();
+    let result = send(&backend, req).await;
+    record(&backend, &result, started);
+    match result {
         Ok(mut response) => {
             if tag {
                 response.extensions_mut().insert(UpstreamInfo {

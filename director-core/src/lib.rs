@@ -89,6 +89,7 @@ pub mod router;
 pub mod schedule;
 pub mod sendfile;
 pub mod shaper;
+pub mod stats;
 pub mod store;
 pub mod transport;
 
