@@ -39,6 +39,9 @@ pub(crate) const CLUSTER_KEYS: &[&str] = &[
     "cache-enabled",
     "cache-default-ttl",
     "cache-default-shadow-ttl",
+    "cache-deliver-active",
+    "cache-deliver-shadow",
+    "allow-x-sendfile",
     "replay-body-limit",
     "response-headers",
     "hash-key",
@@ -73,6 +76,7 @@ pub(crate) const CLUSTER_KEYS: &[&str] = &[
     "cache-budget",
     "cache-max-object-size",
     "cache-purge-allow",
+    "sendfile-roots",
     "fastcgi-document-root",
     "fastcgi-index",
     "fastcgi-script-extensions",
@@ -209,6 +213,32 @@ fn apply_cluster_key(p: Param<'_>, c: &mut ClusterConfig) -> Result<(), ApiError
         "cache-default-ttl" => cache(c).default_ttl = p.opt_duration()?,
         "cache-default-shadow-ttl" | "cache-shadow-ttl" => {
             cache(c).shadow_ttl = p.opt_duration()?
+        }
+        "cache-deliver-active" => cache(c).deliver_active = p.bool()?,
+        "cache-deliver-shadow" => cache(c).deliver_shadow = p.bool()?,
+        // x0's switch; Director serves files only from configured roots.
+        "allow-x-sendfile" => {
+            if !p.bool()? {
+                c.sendfile = None;
+            } else if c.sendfile.is_none() {
+                return Err(ApiError::field(
+                    p.key,
+                    "X-Sendfile needs the directories it may serve: set sendfile-roots",
+                ));
+            }
+        }
+        "sendfile-roots" => {
+            let roots = p.list()?;
+            match (&mut c.sendfile, roots.is_empty()) {
+                (_, true) => c.sendfile = None,
+                (Some(s), false) => s.roots = roots,
+                (None, false) => {
+                    c.sendfile = Some(director_core::config::SendfileSettings {
+                        roots,
+                        accel_redirect: Default::default(),
+                    })
+                }
+            }
         }
         "cache-strategy" => cache(c).strategy = p.choice(&["locked", "shadowed"])?,
         "cache-budget" => cache(c).budget = if p.is_unset() { None } else { Some(p.uint()?) },

@@ -44,6 +44,7 @@ pub(crate) struct ClusterDoc {
     retry_after: u32,
     max_retry_count: u32,
     sticky_offline_mode: bool,
+    allow_x_sendfile: bool,
     enqueue_on_unavailable: bool,
     connect_timeout: Value,
     read_timeout: Value,
@@ -138,6 +139,7 @@ pub(crate) fn cluster(entry: &ClusterEntry, extras: &dyn Extras) -> ClusterDoc {
         retry_after: settings.retry_after,
         max_retry_count: settings.max_retry_count,
         sticky_offline_mode: health.is_some_and(|h| h.sticky_offline),
+        allow_x_sendfile: config.sendfile.is_some(),
         enqueue_on_unavailable: settings.enqueue_on_unavailable,
         connect_timeout: secs(
             config
@@ -164,6 +166,8 @@ pub(crate) fn cluster(entry: &ClusterEntry, extras: &dyn Extras) -> ClusterDoc {
         cache: config.cache.as_ref().map(|c| {
             json!({
                 "enabled": c.enabled,
+                "deliver-active": c.deliver_active,
+                "deliver-shadow": c.deliver_shadow,
                 "default-ttl": c.default_ttl.map_or(json!(20), |d| secs(d.0)),
                 "default-shadow-ttl": c.shadow_ttl.map_or(json!(60), |d| secs(d.0)),
                 "strategy": c.strategy,

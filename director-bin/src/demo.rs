@@ -2,7 +2,8 @@
 //!
 //! It starts three small HTTP backends (IPv4, IPv6 and a UNIX socket) and a small FastCGI
 //! application, and Director in front of them on 127.0.0.1:8080: a round-robin cluster with
-//! capacities, a backup and two buckets, a FastCGI cluster and a road-warrior route. It prints
+//! capacities, a backup and two buckets, a FastCGI cluster, a cluster whose backends answer
+//! with X-Sendfile, and a road-warrior route. It prints
 //! what it started and a few `curl` commands to try. The backends answer with who they are and what they
 //! received, so the proxy's work (balancing, `X-Forwarded-For`, `Via`) is visible.
 
@@ -19,8 +20,11 @@ pub const DEMO_CONFIG: &str = r#"
 [server]
 listen = ["{listen}"]
 pseudonym = "director-demo"
-# Clusters created through the admin API (http://127.0.0.1:8081/api) live here, one file each.
-cluster-dir = "{clusters}"
+# HAProxy's runtime API: `echo "show stat" | socat stdio PATH`, `disable server demo/beta`.
+stats-socket = "{stats_socket}"
+# Dynamic clusters, one file each, changed through the admin API (127.0.0.1:8081) and kept
+# there; the demo starts with "shop", reachable as `Host: shop`.
+cluster-dir = "{cluster_dir}"
 
 # One cluster, three backends: over IPv4, IPv6 and a UNIX socket. alpha and beta take 4
 # requests at once each; gamma is a backup, used only while neither is available.
@@ -123,6 +127,31 @@ url = "{b}"
 path = "/cached"
 cluster = "cached"
 
+# X-Sendfile: alpha and beta answer /files/NAME with `X-Sendfile: <demo dir>/NAME` and
+# /download/NAME with `X-Accel-Redirect: /protected/NAME`; Director serves the file itself
+# (ranges, ETag, 304) from the allowed root, and the backend is free again at once.
+[clusters.files]
+
+[clusters.files.sendfile]
+roots = ["{files}"]
+accel-redirect = { "/protected/" = "{files}" }
+
+[[clusters.files.backends]]
+name = "alpha"
+url = "{a}"
+
+[[clusters.files.backends]]
+name = "beta"
+url = "{b}"
+
+[[routes]]
+path = "/files"
+cluster = "files"
+
+[[routes]]
+path = "/download"
+cluster = "files"
+
 # Road warrior: straight to one backend, no balancing.
 [[routes]]
 path = "/direct"
@@ -143,14 +172,9 @@ pub struct DemoBackends {
     pub urls: [String; 3],
     /// URL of the FastCGI application.
     pub fastcgi: String,
+    /// The directory the `files` cluster serves with X-Sendfile.
+    pub files: PathBuf,
     socket_dir: PathBuf,
-}
-
-impl DemoBackends {
-    /// The demo's cluster directory (removed with the backends).
-    pub fn cluster_dir(&self) -> PathBuf {
-        self.socket_dir.join("clusters")
-    }
 }
 
 impl Drop for DemoBackends {
@@ -168,10 +192,19 @@ pub async fn start_backends() -> std::io::Result<DemoBackends> {
         Err(_) => TcpListener::bind("127.0.0.1:0").await?,
     };
     let socket_dir = std::env::temp_dir().join(format!("director-demo-{}", std::process::id()));
-    std::fs::create_dir_all(socket_dir.join("clusters"))?;
+    std::fs::create_dir_all(&socket_dir)?;
     let path = socket_dir.join("gamma.sock");
     let _ = std::fs::remove_file(&path);
     let c = UnixListener::bind(&path)?;
+    let files = socket_dir.join("files");
+    std::fs::create_dir_all(&files)?;
+    std::fs::write(
+        files.join("hello.txt"),
+        "Hello from a file: the backend only named it (X-Sendfile), Director sent it.\n",
+    )?;
+    let _ = FILES.set(files.clone());
+    let clusters = socket_dir.join("clusters");
+    std::fs::create_dir_all(&clusters)?;
     let urls = [
         format!("http://{}", a.local_addr()?),
         format!("http://{}", b.local_addr()?),
@@ -184,6 +217,18 @@ pub async fn start_backends() -> std::io::Result<DemoBackends> {
             tokio::spawn(fastcgi_app::serve(stream));
         }
     });
+    // A dynamic cluster over alpha and beta, as the admin API would have written it.
+    std::fs::write(
+        clusters.join("shop.toml"),
+        format!(
+            "# A dynamic cluster: change it with the admin API, e.g.\n\
+             # curl -X POST -d capacity=8 http://127.0.0.1:8081/api/shop/backends/alpha\n\
+             scheduler = \"least-load\"\n\n\
+             [[backends]]\nname = \"alpha\"\nurl = \"{}\"\ncapacity = 4\n\n\
+             [[backends]]\nname = \"beta\"\nurl = \"{}\"\ncapacity = 4\n",
+            urls[0], urls[1]
+        ),
+    )?;
     tokio::spawn(serve_tcp(a, "alpha"));
     tokio::spawn(serve_tcp(b, "beta"));
     tokio::spawn(async move {
@@ -194,6 +239,7 @@ pub async fn start_backends() -> std::io::Result<DemoBackends> {
     Ok(DemoBackends {
         urls,
         fastcgi,
+        files,
         socket_dir,
     })
 }
@@ -206,7 +252,19 @@ pub fn config_text(listen: &str, backends: &DemoBackends) -> String {
         .replace("{b}", &backends.urls[1])
         .replace("{c}", &backends.urls[2])
         .replace("{fcgi}", &backends.fastcgi)
-        .replace("{clusters}", &backends.cluster_dir().display().to_string())
+        .replace("{files}", &backends.files.display().to_string())
+        .replace(
+            "{cluster_dir}",
+            &backends.socket_dir.join("clusters").display().to_string(),
+        )
+        .replace(
+            "{stats_socket}",
+            &backends
+                .socket_dir
+                .join("director.sock")
+                .display()
+                .to_string(),
+        )
 }
 
 async fn serve_tcp(listener: TcpListener, name: &'static str) {
@@ -224,11 +282,37 @@ where
     let _ = http1::Builder::new().serve_connection(io, service).await;
 }
 
+/// Where the demo backends point X-Sendfile (set once by [`start_backends`]).
+static FILES: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 async fn answer(
     req: Request<Incoming>,
     name: Arc<str>,
     peer: Option<SocketAddr>,
 ) -> Result<Response<Body>, Infallible> {
+    // The file routes: name the file, let Director send it.
+    let path = req.uri().path();
+    let pointer = match (
+        path.strip_prefix("/files/"),
+        path.strip_prefix("/download/"),
+    ) {
+        (Some(file), _) => FILES
+            .get()
+            .map(|dir| ("x-sendfile", format!("{}/{file}", dir.display()))),
+        (_, Some(file)) => Some(("x-accel-redirect", format!("/protected/{file}"))),
+        _ => None,
+    };
+    if let Some((header, value)) = pointer
+        && let Ok(value) = http::HeaderValue::from_str(&value)
+    {
+        let mut response = Response::new(body::empty());
+        response.headers_mut().insert(header, value);
+        response.headers_mut().insert(
+            "x-demo-backend",
+            http::HeaderValue::from_str(&name).expect("static name"),
+        );
+        return Ok(response);
+    }
     let header = |n: &str| {
         req.headers()
             .get(n)
@@ -263,7 +347,7 @@ async fn answer(
 
 /// A tiny FastCGI responder for the demo: it answers every request with the CGI variables it
 /// received, so the FastCGI mapping (script name, path info, query string) is visible.
-mod fastcgi_app {
+pub mod fastcgi_app {
     use bytes::{Buf, BytesMut};
     use director_fastcgi::proto::{
         self, EndRequest, ProtocolStatus, Record, RecordType, params::decode_pairs,
@@ -273,7 +357,8 @@ mod fastcgi_app {
         net::TcpStream,
     };
 
-    pub(super) async fn serve(mut stream: TcpStream) {
+    /// Serves FastCGI requests on `stream` until it closes.
+    pub async fn serve(mut stream: TcpStream) {
         let mut buf = BytesMut::with_capacity(8192);
         let mut params = BytesMut::new();
         let (mut id, mut keep) = (1, false);

@@ -38,13 +38,16 @@ pub mod assembly;
 pub mod cache;
 pub mod catch_panic;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod fastcgi;
 pub mod health;
+pub mod metrics;
 pub mod reload;
 pub mod server;
 pub mod stack;
 pub mod telemetry;
+pub mod x0;
 
 use std::{future::Future, sync::Arc};
 
@@ -79,6 +82,26 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         )
         .map_err(|e| anyhow::anyhow!("{}: {}", e.path, e.message))?,
     );
+    let _reloader = match file {
+        Some(file) => Some(reload::spawn(
+            store.clone(),
+            reload::Sources {
+                file,
+                cluster_dir: cluster_dir.clone(),
+                server: config.server.clone(),
+            },
+        )?),
+        None => None,
+    };
+    let registry = store.registry().clone();
+    // Bound before the listeners are announced, so it is ready once they are.
+    let stats_socket = match &config.server.stats_socket {
+        Some(path) => Some(
+            director_haproxy::socket::bind(path)
+                .with_context(|| format!("cannot open the stats socket {}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut listeners = Vec::new();
     for addr in config.listen_addrs() {
         let listener = Listener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -93,17 +116,12 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         println!("director: admin on {}", listener.local_addr()?);
         admin_listeners.push(listener);
     }
-    let _reloader = match file {
-        Some(file) => Some(reload::spawn(
-            store.clone(),
-            reload::Sources {
-                file,
-                cluster_dir,
-                server: config.server.clone(),
-            },
-        )?),
-        None => None,
-    };
+    // The traffic listeners' counters: HAProxy's FRONTEND rows and the listener metrics.
+    let frontends = server::frontend_stats(&listeners);
+    let source = director_haproxy::Source::new(registry.clone(), frontends.clone());
+    // Runtime-socket changes go through the store, like the JSON API's.
+    let control: Arc<dyn director_haproxy::Control> =
+        Arc::new(control::StoreControl::new(store.clone()));
     let stack = stack::build(
         store.registry().clone(),
         &StackSettings::from_server(&config.server),
@@ -113,11 +131,34 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    if let (Some(socket), Some(path)) = (stats_socket, &config.server.stats_socket) {
+        println!("director: stats socket on {}", path.display());
+        let runtime = director_haproxy::Runtime::new(source.clone(), control.clone());
+        tokio::spawn(director_haproxy::socket::serve(
+            socket,
+            runtime,
+            stopped(stop_rx.clone()),
+        ));
+    }
     let admin = (!admin_listeners.is_empty()).then(|| {
+        let metrics = metrics::Metrics::new(registry.clone(), frontends.clone())
+            .with_cache_fronts(assembly.cache().clone());
         let api =
             director_api::Api::new(store.clone(), Arc::new(director_api::NoExtras)).prefix("/api");
-        let router =
-            admin::AdminRouter::new().mount("/api", tower::util::BoxCloneSyncService::new(api));
+        let router = admin::AdminRouter::new()
+            // The JSON admin API (docs/api.md).
+            .mount("/api", tower::util::BoxCloneSyncService::new(api))
+            // HAProxy's stats page (`/haproxy?stats;csv`, `/haproxy/stats;csv`) and monitor.
+            .mount(
+                "/haproxy",
+                tower::util::BoxCloneSyncService::new(director_haproxy::StatsService::new(
+                    source.clone(),
+                )),
+            )
+            .mount(
+                "/metrics",
+                tower::util::BoxCloneSyncService::new(metrics::MetricsService::new(metrics)),
+            );
         // Tokens guard the whole admin router, not only the API.
         let auth = director_api::AuthLayer::new(
             config.server.admin_token.as_deref(),
@@ -130,14 +171,24 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             stopped(stop_rx.clone()),
         ))
     });
-    let traffic = server::serve(listeners, stack, conn, stopped(stop_rx));
+    let traffic = server::serve_counted(
+        listeners.into_iter().zip(frontends).collect(),
+        stack,
+        conn,
+        stopped(stop_rx),
+    );
     let signal = async {
         shutdown.await;
+        // The monitor page answers 503 from now on.
+        source.set_stopping();
         let _ = stop_tx.send(true);
     };
     tokio::join!(traffic, signal);
     if let Some(admin) = admin {
         let _ = admin.await;
+    }
+    if let Some(path) = &config.server.stats_socket {
+        let _ = std::fs::remove_file(path);
     }
     Ok(())
 }

@@ -112,12 +112,28 @@ async fn the_demo_shows_balancing_backups_buckets_pinning_and_fastcgi() {
     );
     let fcgi = get(&director.url("/app/index.php/hi?x=1")).await;
     assert!(fcgi.text().contains("PATH_INFO=/hi"), "{}", fcgi.text());
+    let file = get(&director.url("/files/hello.txt")).await;
+    assert!(
+        file.text().starts_with("Hello from a file"),
+        "{}",
+        file.text()
+    );
+    assert!(file.header("x-sendfile").is_none());
+    let part = send(
+        Request::get(director.url("/download/hello.txt"))
+            .header("range", "bytes=0-4")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((part.status.as_u16(), part.text().as_str()), (206, "Hello"));
 
-    // The admin API: the demo cluster as JSON, and a cluster created at runtime taking traffic.
+    // The admin API: the demo's dynamic cluster as JSON, and a cluster created at runtime
+    // taking traffic.
     let admin = director.admin();
-    let demo = get(&format!("{admin}/api/demo")).await;
-    assert_eq!(demo.status, 200, "{}", demo.text());
-    assert!(demo.text().contains("\"members\""), "{}", demo.text());
+    let shop = get(&format!("{admin}/api/shop")).await;
+    assert_eq!(shop.status, 200, "{}", shop.text());
+    assert!(shop.text().contains("\"mutable\": true"), "{}", shop.text());
     let form = |method: &str, path: &str, body: &str| {
         Request::builder()
             .method(method)
@@ -126,13 +142,8 @@ async fn the_demo_shows_balancing_backups_buckets_pinning_and_fastcgi() {
             .body(Full::new(bytes::Bytes::from(body.to_owned())))
             .unwrap()
     };
-    assert_eq!(
-        send(form("PUT", "/shop", "scheduler=least-load"))
-            .await
-            .status,
-        201
-    );
-    let alpha = demo
+    assert_eq!(send(form("PUT", "/blog", "scheduler=rr")).await.status, 201);
+    let alpha = shop
         .text()
         .split("\"url\": \"")
         .nth(1)
@@ -143,23 +154,23 @@ async fn the_demo_shows_balancing_backups_buckets_pinning_and_fastcgi() {
         .to_owned();
     let added = send(form(
         "PUT",
-        "/shop/backends/alpha",
+        "/blog/backends/alpha",
         &format!("url={alpha}&capacity=4"),
     ))
     .await;
     assert_eq!(added.status, 201, "{}", added.text());
-    let shop = send(
+    let blog = send(
         Request::get(director.url("/"))
-            .header("host", "shop")
+            .header("host", "blog")
             .body(Full::default())
             .unwrap(),
     )
     .await;
     assert_eq!(
-        shop.header("x-demo-backend"),
+        blog.header("x-demo-backend"),
         Some("alpha"),
         "{}",
-        shop.text()
+        blog.text()
     );
 }
 

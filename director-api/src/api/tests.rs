@@ -76,12 +76,19 @@ impl director_core::registry::FrontFactory for NoCacheFront {
     }
 }
 
+impl director_core::store::Stage for NoCacheFront {
+    fn fronts(&self) -> &dyn director_core::registry::FrontFactory {
+        self
+    }
+    fn commit(self: Box<Self>) {}
+}
+
 impl director_core::store::Assembly for CacheTables {
     fn transports(&self) -> &dyn director_core::registry::TransportFactory {
         &director_core::registry::HttpOnly
     }
-    fn fronts(&self) -> &dyn director_core::registry::FrontFactory {
-        &NoCacheFront
+    fn stage(&self) -> Box<dyn director_core::store::Stage + '_> {
+        Box::new(NoCacheFront)
     }
 }
 
@@ -1016,6 +1023,7 @@ async fn the_cache_document_shows_extras_stats() {
     let cache = &a.json["cache"];
     assert_eq!(cache["enabled"], true);
     assert_eq!(cache["default-ttl"], 30);
+    assert_eq!(cache["deliver-active"], true);
     assert_eq!(cache["stats"], json!({"hits": 1, "misses": 2}));
 }
 

@@ -30,6 +30,10 @@ fn x0_cluster_keys_map_onto_the_config() {
             ("cache-enabled", "true"),
             ("cache-default-ttl", "30"),
             ("cache-default-shadow-ttl", "5"),
+            ("cache-deliver-active", "false"),
+            ("cache-deliver-shadow", "0"),
+            ("sendfile-roots", "/srv/files,/srv/more"),
+            ("allow-x-sendfile", "true"),
         ]),
         &mut c,
     )
@@ -53,6 +57,15 @@ fn x0_cluster_keys_map_onto_the_config() {
     assert!(cache.enabled);
     assert_eq!(cache.default_ttl.unwrap().0, Duration::from_secs(30));
     assert_eq!(cache.shadow_ttl.unwrap().0, Duration::from_secs(5));
+    assert!(!cache.deliver_active && !cache.deliver_shadow);
+    assert_eq!(
+        c.sendfile.as_ref().unwrap().roots,
+        ["/srv/files", "/srv/more"]
+    );
+    apply_cluster(&pairs(&[("allow-x-sendfile", "false")]), &mut c).unwrap();
+    assert_eq!(c.sendfile, None);
+    let e = apply_cluster(&pairs(&[("allow-x-sendfile", "true")]), &mut c).unwrap_err();
+    assert_eq!(e.detail["field"], "allow-x-sendfile");
 }
 
 #[test]
@@ -107,6 +120,7 @@ fn unknown_keys_and_bad_values_name_the_key() {
     for (k, v) in [
         ("queue-limt", "1"),
         ("on-client-abort", "close"),
+        ("allow-x-sendfile", "true"),
         ("queue-limit", "-1"),
         ("queue-limit", "many"),
         ("scheduler", "fastest"),
