@@ -143,8 +143,8 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     let admin = (!admin_listeners.is_empty()).then(|| {
         let metrics = metrics::Metrics::new(registry.clone(), frontends.clone())
             .with_cache_fronts(assembly.cache().clone());
-        let api =
-            director_api::Api::new(store.clone(), Arc::new(director_api::NoExtras)).prefix("/api");
+        let api = director_api::Api::new(store.clone(), Arc::new(assembly.cache().clone()))
+            .prefix("/api");
         let router = admin::AdminRouter::new()
             // The JSON admin API (docs/api.md).
             .mount("/api", tower::util::BoxCloneSyncService::new(api))

@@ -420,3 +420,65 @@ async fn routes_and_status_codes_through_the_binary() {
         404
     );
 }
+
+#[tokio::test]
+async fn cache_stats_purge_and_ban_through_the_api() {
+    let backend = TestBackend::tcp("b1", "127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Director::start(&config(dir.path(), ""));
+    let a = call(
+        &d,
+        "PUT",
+        "/blog",
+        "cache-enabled=true&cache-default-ttl=60",
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.text());
+    let url = backend.url();
+    let a = call(&d, "PUT", "/blog/backends/b1", &format!("url={url}"), &[]).await;
+    assert_eq!(a.status, 201, "{}", a.text());
+    let fetch = |path: &'static str| {
+        let d = &d;
+        async move {
+            send(
+                Request::get(d.url(path))
+                    .header("host", "blog")
+                    .body(Full::default())
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    assert_eq!(fetch("/a").await.status, 200);
+    let hit = fetch("/a").await;
+    assert_eq!(hit.header("x-cache"), Some("HIT"), "{:?}", hit.headers);
+    assert_eq!(backend.requests(), 1);
+
+    let doc = json(&call(&d, "GET", "/blog", "", &[]).await);
+    assert_eq!(doc["cache"]["enabled"], true);
+    assert_eq!(doc["cache"]["stats"]["hits"], 1, "{}", doc["cache"]);
+    assert_eq!(doc["cache"]["stats"]["misses"], 1);
+
+    let purged = call(&d, "POST", "/blog/cache/purge", "url=http://blog/a", &[]).await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    assert_eq!(json(&purged)["purged"], 1);
+    assert_eq!(fetch("/a").await.header("x-cache"), Some("MISS"));
+    assert_eq!(backend.requests(), 2);
+
+    fetch("/img/1").await;
+    fetch("/img/2").await;
+    let banned = call(&d, "POST", "/blog/cache/ban", "prefix=blog#/img/", &[]).await;
+    assert_eq!(json(&banned)["banned"], 2, "{}", banned.text());
+    assert_eq!(
+        fetch("/a").await.header("x-cache"),
+        Some("HIT"),
+        "the ban left /a alone"
+    );
+    assert_eq!(
+        call(&d, "POST", "/static/cache/purge", "url=http://x/", &[])
+            .await
+            .status,
+        404
+    );
+}
