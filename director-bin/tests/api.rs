@@ -482,3 +482,101 @@ async fn cache_stats_purge_and_ban_through_the_api() {
         404
     );
 }
+
+/// Makes a directory read-only for the test, also for root (which ignores permissions): the
+/// immutable attribute, or else a read-only bind mount over it. Undone when dropped.
+struct ReadOnly(std::path::PathBuf, &'static str);
+
+impl ReadOnly {
+    fn new(dir: &Path) -> ReadOnly {
+        let run = |cmd: &str, args: &[&str]| {
+            std::process::Command::new(cmd)
+                .args(args)
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let how = if run("chattr", &["+i"]) {
+            "chattr"
+        } else if run("mount", &["--bind", "-o", "ro", &dir.to_string_lossy()]) {
+            // `mount --bind -o ro DIR DIR`: the directory over itself.
+            "mount"
+        } else {
+            let mut perms = std::fs::metadata(dir).unwrap().permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o555);
+            std::fs::set_permissions(dir, perms).unwrap();
+            "chmod"
+        };
+        let probe = dir.join(".probe");
+        assert!(
+            std::fs::write(&probe, b"x").is_err(),
+            "cannot make {} read-only (tried {how})",
+            dir.display()
+        );
+        ReadOnly(dir.to_owned(), how)
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let dir = &self.0;
+        let _ = match self.1 {
+            "chattr" => std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(dir)
+                .status(),
+            "mount" => std::process::Command::new("umount").arg(dir).status(),
+            _ => {
+                let mut perms = std::fs::metadata(dir).unwrap().permissions();
+                std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+                let _ = std::fs::set_permissions(dir, perms);
+                return;
+            }
+        };
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_cluster_dir_answers_500_and_changes_nothing() {
+    let backend = TestBackend::tcp("b1", "127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let clusters = dir.path().join("clusters");
+    std::fs::create_dir(&clusters).unwrap();
+    let d = Director::start(&config(&clusters, ""));
+    let a = call(&d, "PUT", "/shop", "queue-limit=64", &[]).await;
+    assert_eq!(a.status, 201, "{}", a.text());
+    let a = call(
+        &d,
+        "PUT",
+        "/shop/backends/b1",
+        &format!("url={}&capacity=4", backend.url()),
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.text());
+    let file = clusters.join("shop.toml");
+    let before_hash = file_hash(&file);
+    let before = json(&call(&d, "GET", "/shop", "", &[]).await);
+
+    let guard = ReadOnly::new(&clusters);
+    for (method, path, body) in [
+        ("POST", "/shop", "queue-limit=5"),
+        ("POST", "/shop/backends/b1", "capacity=9"),
+        ("PUT", "/shop/backends/b2", "url=http://127.0.0.1:9"),
+        ("LOCK", "/shop/backends/b1", ""),
+        ("PUT", "/blog", ""),
+    ] {
+        let r = call(&d, method, path, body, &[]).await;
+        assert_eq!(r.status, 500, "{method} {path}: {}", r.text());
+        assert!(json(&r)["error"].is_string());
+    }
+    drop(guard);
+
+    assert_eq!(file_hash(&file), before_hash);
+    let after = json(&call(&d, "GET", "/shop", "", &[]).await);
+    assert_eq!(settings(&after), settings(&before));
+    assert_eq!(call(&d, "GET", "/blog", "", &[]).await.status, 404);
+    // Writable again: the next change goes through.
+    let r = call(&d, "POST", "/shop", "queue-limit=5", &[]).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+}
