@@ -142,6 +142,7 @@ pub fn reload(store: &Store, sources: &Sources, why: &str) -> bool {
         Err(err) => {
             let message = format!("{}: {}: {}", sources.file.display(), err.path, err.message);
             tracing::error!(reason = why, error = %message, "reload refused; the running config stays");
+            store.reload_failed(message);
             false
         }
     }

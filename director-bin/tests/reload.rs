@@ -120,7 +120,22 @@ async fn a_bad_file_is_refused_and_the_running_config_stays() {
     )
     .unwrap();
     director.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The error, with file, line and key, is in the admin API until a reload succeeds.
+    let status = format!("{}/api/_status", director.admin());
+    let mut error = String::new();
+    wait_for("the API shows the reload error", async || {
+        let doc: serde_json::Value = serde_json::from_slice(&get(&status).await.body).unwrap();
+        error = doc["last-reload-error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        !error.is_empty()
+    })
+    .await;
+    assert!(
+        error.contains("director.toml:") && error.contains("clusters.app.backends[0].capacity"),
+        "{error}"
+    );
     for _ in 0..5 {
         assert_eq!(get(&director.url("/")).await.text(), "backend a\n");
     }
@@ -237,7 +252,15 @@ async fn a_change_keeps_health_monitors_of_kept_backends() {
     .unwrap();
     let entry = store.create("shop", config).unwrap();
     let backend = entry.live.backend("a").unwrap();
-    wait_for("a is online", async || backend.health() == Health::Online).await;
+    // A backend starts out as available; wait until the monitor has said so too.
+    wait_for("a is online", async || {
+        let probed = assembly.with_health(|h| {
+            h.handle("shop", "a")
+                .is_some_and(|h| h.state() == director_health::HealthState::Online)
+        });
+        probed && backend.health() == Health::Online
+    })
+    .await;
     assert_eq!(assembly.with_health(|h| h.len()), 1);
 
     // A member change and a settings change (the cluster is rebuilt): the monitor stays, so
