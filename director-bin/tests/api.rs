@@ -481,6 +481,38 @@ async fn cache_stats_purge_and_ban_through_the_api() {
             .status,
         404
     );
+
+    // Runtime configuration: switching delivery off answers from the backend, and the stored
+    // objects survive the change (the cluster is rebuilt, its cache is not).
+    let off = call(&d, "POST", "/blog", "cache-deliver-active=false", &[]).await;
+    assert_eq!(off.status, 202, "{}", off.text());
+    let before = backend.requests();
+    assert_ne!(fetch("/a").await.header("x-cache"), Some("HIT"));
+    assert_eq!(backend.requests(), before + 1);
+    let on = call(
+        &d,
+        "POST",
+        "/blog",
+        "cache-deliver-active=true&cache-strategy=shadowed",
+        &[],
+    )
+    .await;
+    assert_eq!(on.status, 202, "{}", on.text());
+    assert_eq!(json(&on)["cache"]["strategy"], "shadowed", "{}", on.text());
+    assert_eq!(fetch("/a").await.header("x-cache"), Some("HIT"));
+
+    // The same counters in /metrics.
+    let metrics = support::get(&format!("{}/metrics", d.admin())).await.text();
+    let hits = metrics
+        .lines()
+        .find(|l| l.starts_with("director_cache_hits_total{") && l.contains("\"blog\""))
+        .unwrap_or_else(|| panic!("no cache hits for blog in /metrics:\n{metrics}"));
+    let doc = json(&call(&d, "GET", "/blog", "", &[]).await);
+    assert_eq!(
+        hits.rsplit(' ').next().unwrap(),
+        doc["cache"]["stats"]["hits"].to_string(),
+        "{hits}"
+    );
 }
 
 /// Makes a directory read-only for the test, also for root (which ignores permissions): the
