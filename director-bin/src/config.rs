@@ -274,7 +274,23 @@ pub fn load_cluster_dir(dir: &Path) -> Result<BTreeMap<String, ClusterConfig>, L
 
 /// Checks the text of one dynamic cluster file, naming `file` in errors.
 pub fn parse_cluster(source: &str, file: &Path) -> Result<ClusterConfig, LoadError> {
-    let invalid = |span: Option<std::ops::Range<usize>>, key: String, message: String| {
+    let invalid = located(source, file);
+    let cluster: ClusterConfig = deserialize(source, file)?;
+    if let Some(health) = &cluster.health
+        && let Err((field, message)) = crate::health::check(health)
+    {
+        let key = format!("health.{field}");
+        return Err(invalid(locate(source, &key), key, message));
+    }
+    Ok(cluster)
+}
+
+/// Builds the error for a span of `source` (in `file`) and a key path.
+fn located<'a>(
+    source: &'a str,
+    file: &'a Path,
+) -> impl Fn(Option<std::ops::Range<usize>>, String, String) -> LoadError + 'a {
+    move |span, key, message| {
         let (line, column) = span.map(|s| line_col(source, s.start)).unwrap_or((1, 1));
         LoadError::Invalid {
             file: file.to_owned(),
@@ -283,22 +299,22 @@ pub fn parse_cluster(source: &str, file: &Path) -> Result<ClusterConfig, LoadErr
             key,
             message,
         }
-    };
+    }
+}
+
+/// Reads `source` as a `T`; a syntax error, unknown key or wrong type names its line and key.
+fn deserialize<T: serde::de::DeserializeOwned>(source: &str, file: &Path) -> Result<T, LoadError> {
+    let invalid = located(source, file);
     let deserializer = toml::Deserializer::parse(source)
         .map_err(|e| invalid(e.span(), "(document)".into(), e.message().to_owned()))?;
-    let cluster: ClusterConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
+        // Prefer the span of the key path itself: toml's own span can point at the enclosing
+        // table for errors raised after it was read.
         let span = locate(source, &key).or_else(|| inner.span());
         invalid(span, key, inner.message().to_owned())
-    })?;
-    if let Some(health) = &cluster.health
-        && let Err((field, message)) = crate::health::check(health)
-    {
-        let key = format!("health.{field}");
-        return Err(invalid(locate(source, &key), key, message));
-    }
-    Ok(cluster)
+    })
 }
 
 /// Checks `source`, naming `file` in errors.
@@ -314,26 +330,8 @@ pub fn parse_with(
     file: &Path,
     fronts: &crate::cache::CacheFronts,
 ) -> Result<Loaded, LoadError> {
-    let invalid = |span: Option<std::ops::Range<usize>>, key: String, message: String| {
-        let (line, column) = span.map(|s| line_col(source, s.start)).unwrap_or((1, 1));
-        LoadError::Invalid {
-            file: file.to_owned(),
-            line,
-            column,
-            key,
-            message,
-        }
-    };
-    let deserializer = toml::Deserializer::parse(source)
-        .map_err(|e| invalid(e.span(), "(document)".into(), e.message().to_owned()))?;
-    let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-        let key = e.path().to_string();
-        let inner = e.into_inner();
-        // Prefer the span of the key path itself: toml's own span can point at the enclosing
-        // table for errors raised after it was read.
-        let span = locate(source, &key).or_else(|| inner.span());
-        invalid(span, key, inner.message().to_owned())
-    })?;
+    let invalid = located(source, file);
+    let config: Config = deserialize(source, file)?;
     for (i, listen) in config.server.listen.iter().enumerate() {
         if let Err(message) = ListenAddr::parse(listen) {
             let key = format!("server.listen[{i}]");
