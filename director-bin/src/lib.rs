@@ -114,7 +114,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let admin = (!admin_listeners.is_empty()).then(|| {
-        let router = admin::AdminRouter::new();
+        let router = admin_router(&store);
         tokio::spawn(server::serve(
             admin_listeners,
             tower::util::BoxCloneSyncService::new(router),
@@ -132,6 +132,19 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         let _ = admin.await;
     }
     Ok(())
+}
+
+/// The admin listener's services: the web UI and the traffic history (its sampler starts here).
+fn admin_router(store: &Arc<Store>) -> admin::AdminRouter {
+    use director_api::{history, ui::Ui};
+    use tower::util::BoxCloneSyncService;
+    let history = history::History::new(history::DEFAULT_SAMPLES, history::DEFAULT_INTERVAL);
+    // Runs as long as the runtime: the history is kept while Director runs.
+    drop(history.spawn_sampler(store.clone()));
+    admin::AdminRouter::new()
+        .mount_exact("/", BoxCloneSyncService::new(Ui::new()))
+        .mount("/ui", BoxCloneSyncService::new(Ui::new()))
+        .mount("/history", BoxCloneSyncService::new(history.service()))
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).
