@@ -49,6 +49,13 @@
       return this.series.reduce((n, s) => n + s.values.filter((v) => v !== null && v !== undefined).length, 0);
     }
 
+    // The largest value it holds (0 if none).
+    max() {
+      let m = 0;
+      for (const s of this.series) for (const v of s.values) if (v !== null && v !== undefined && v > m) m = v;
+      return m;
+    }
+
     drawLegend() {
       const items = this.series.map((s) => {
         const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
@@ -129,7 +136,9 @@
       const tick = span > 600 ? 180 : span > 240 ? 60 : span > 90 ? 30 : 10;
       for (let s = 0; s <= span; s += tick) {
         const t = to - s * 1000;
-        g.fillText(s === 0 ? "now" : `-${s >= 60 ? s / 60 + "m" : s + "s"}`, x(t), h - bottom + 4);
+        // Keep the edge labels inside the canvas.
+        g.textAlign = s === 0 ? "right" : s + tick > span ? "left" : "center";
+        g.fillText(s === 0 ? "now" : `-${s >= 60 ? s / 60 + "m" : s + "s"}`, s === 0 ? w - right : x(t), h - bottom + 4);
       }
 
       g.save();

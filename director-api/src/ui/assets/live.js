@@ -165,8 +165,11 @@
       build();
       signature = sig;
     }
-    const windowS = Number(document.getElementById("window").value);
     const to = store.time.length ? store.time[store.time.length - 1] : Date.now();
+    const chosen = document.getElementById("window").value;
+    // "auto": the history there is, from one minute up to all of it.
+    const span = store.time.length ? (to - store.time[0]) / 1000 : 0;
+    const windowS = chosen === "auto" ? Math.min(900, Math.max(60, Math.ceil(span / 60) * 60)) : Number(chosen);
     const from = to - windowS * 1000;
     // Only the samples inside the window (plus one before, so lines reach the edge).
     let start = store.time.findIndex((t) => t >= from);
@@ -186,6 +189,7 @@
       cluster: c.cluster,
       title: c.def.title,
       points: c.chart.points(),
+      max: c.chart.max(),
       series: c.chart.series.map((s) => s.label),
     }));
   }

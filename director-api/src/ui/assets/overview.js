@@ -160,14 +160,14 @@
         const b = {};
         cells.set(`b:${name}/${m.name}`, b);
         b.row = el("tr", { "data-backend": m.name, "data-cluster": name });
-        b.role = el("td");
+        b.role = el("td", { "data-label": "Role" });
         b.health = badge();
         b.admin = badge();
         b.load = meter(0, 0);
         b.max = el("td", { class: "num hide-narrow" });
-        b.total = el("td", { class: "num" });
+        b.total = el("td", { class: "num", "data-label": "Total" });
         b.weight = el("td", { class: "num hide-narrow" });
-        b.change = el("td", { class: "hide-narrow" });
+        b.change = el("td", { "data-label": "Last change" });
         const url = `/api/${enc(name)}/backends/${enc(m.name)}`;
         b.enable = el("button", {
           type: "button", "data-action": "enable", "data-cluster": name, "data-backend": m.name,
@@ -187,12 +187,13 @@
         }, "Drain");
         b.row.append(
           el("th", { scope: "row" }, m.name, el("span", { class: "addr" }, address(m))),
-          b.role, el("td", null, b.health), el("td", null, b.admin), el("td", null, b.load),
+          b.role, el("td", { "data-label": "Health" }, b.health), el("td", { "data-label": "Admin" }, b.admin),
+          el("td", { "data-label": "Load" }, b.load),
           b.max, b.total, b.weight, b.change,
           el("td", { class: "actions" }, b.enable, b.disable, b.drain));
         body.append(b.row);
       }
-      section.append(el("h3", null, "Backends"), el("div", { class: "table-wrap" }, el("table", null,
+      section.append(el("h3", null, "Backends"), el("div", { class: "table-wrap" }, el("table", { class: "backends" },
         el("thead", null, el("tr", null,
           el("th", { scope: "col" }, "Backend"),
           el("th", { scope: "col" }, "Role"),
@@ -202,7 +203,7 @@
           el("th", { scope: "col", class: "num hide-narrow" }, "Max"),
           el("th", { scope: "col", class: "num" }, "Total"),
           el("th", { scope: "col", class: "num hide-narrow" }, "Weight"),
-          el("th", { scope: "col", class: "hide-narrow" }, "Last change"),
+          el("th", { scope: "col" }, "Last change"),
           el("th", { scope: "col" }, el("span", { class: "skip" }, "Actions")))),
         body)));
       root.append(section);
