@@ -249,6 +249,14 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
         println!("  curl -i http://{listen}/cached      # object cache: X-Cache: MISS, then HIT");
         println!("  curl -i -X PURGE http://{listen}/cached   # purge (allowed from loopback)");
         println!("  curl -i 'http://{listen}/app/index.php/hello?x=1'   # FastCGI");
+        if let Some(admin) = loaded.config.server.admin_listen.first() {
+            println!(
+                "director demo: web UI on http://{admin}/ui/ (overview) and http://{admin}/ui/live (charts); for traffic to watch:"
+            );
+            println!(
+                "  while sleep 0.05; do curl -s -o /dev/null http://{listen}/; done"
+            );
+        }
         println!("director demo: Ctrl-C stops it.");
         director_bin::run(loaded, director_bin::shutdown_signal()).await?;
         drop(backends);
