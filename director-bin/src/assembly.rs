@@ -6,9 +6,14 @@ use std::sync::{Arc, Mutex};
 use director_core::{
     config::{ClusterConfig, ConfigError, ProxyConfig},
     registry::{FrontFactory, Snapshot, TransportFactory},
+    store::Stage,
 };
 
-use crate::{cache::CacheFronts, fastcgi::FastCgiFactory, health::HealthMonitors};
+use crate::{
+    cache::{CacheFronts, FrontsBuild},
+    fastcgi::FastCgiFactory,
+    health::HealthMonitors,
+};
 
 /// The binary's [`director_core::store::Assembly`].
 #[derive(Debug, Default)]
@@ -35,8 +40,8 @@ impl director_core::store::Assembly for Assembly {
         &self.fastcgi
     }
 
-    fn fronts(&self) -> &dyn FrontFactory {
-        &self.cache
+    fn stage(&self) -> Box<dyn Stage + '_> {
+        Box::new(self.cache.build())
     }
 
     fn check(&self, name: &str, cluster: &ClusterConfig) -> Result<(), ConfigError> {
@@ -53,5 +58,15 @@ impl director_core::store::Assembly for Assembly {
         if let Err(err) = health.sync(config, snapshot) {
             tracing::error!(error = %err, "cannot start a health monitor");
         }
+    }
+}
+
+impl Stage for FrontsBuild {
+    fn fronts(&self) -> &dyn FrontFactory {
+        self
+    }
+
+    fn commit(self: Box<Self>) {
+        FrontsBuild::commit(*self);
     }
 }

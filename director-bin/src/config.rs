@@ -298,6 +298,17 @@ pub fn parse_cluster(source: &str, file: &Path) -> Result<ClusterConfig, LoadErr
 
 /// Checks `source`, naming `file` in errors.
 pub fn parse(source: &str, file: &Path) -> Result<Loaded, LoadError> {
+    parse_with(source, file, &crate::cache::CacheFronts::default())
+}
+
+/// Like [`parse`], with the cluster caches kept in `fronts`: a cluster whose cache was built
+/// before keeps its stored objects (see [`crate::cache`]). The caches change only if the
+/// whole config is accepted.
+pub fn parse_with(
+    source: &str,
+    file: &Path,
+    fronts: &crate::cache::CacheFronts,
+) -> Result<Loaded, LoadError> {
     let invalid = |span: Option<std::ops::Range<usize>>, key: String, message: String| {
         let (line, column) = span.map(|s| line_col(source, s.start)).unwrap_or((1, 1));
         LoadError::Invalid {
@@ -399,33 +410,31 @@ pub fn parse(source: &str, file: &Path) -> Result<Loaded, LoadError> {
     };
     let merged = director_core::store::merge(&config.proxy(), &dynamic)
         .map_err(|ConfigError { path, message }| invalid(locate(source, &path), path, message))?;
-    let snapshot = Snapshot::build_full(
-        &merged,
-        &crate::fastcgi::FastCgiFactory,
-        &crate::cache::CacheFronts,
-    )
-    .map_err(|ConfigError { path, message }| {
-        // An error in a dynamic cluster points into its own file.
-        if let (Some(dir), Some(rest)) = (&cluster_dir, path.strip_prefix("clusters."))
-            && let Some((name, key)) = rest.split_once('.').or(Some((rest, "")))
-            && dynamic.contains_key(name)
-            && !config.clusters.contains_key(name)
-        {
-            let file = director_core::store::cluster_file(dir, name);
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
-            let (line, column) = locate(&text, key)
-                .map(|s| line_col(&text, s.start))
-                .unwrap_or((1, 1));
-            return LoadError::Invalid {
-                file,
-                line,
-                column,
-                key: key.to_owned(),
-                message,
-            };
-        }
-        invalid(locate(source, &path), path, message)
-    })?;
+    let caches = fronts.build();
+    let snapshot = Snapshot::build_full(&merged, &crate::fastcgi::FastCgiFactory, &caches)
+        .map_err(|ConfigError { path, message }| {
+            // An error in a dynamic cluster points into its own file.
+            if let (Some(dir), Some(rest)) = (&cluster_dir, path.strip_prefix("clusters."))
+                && let Some((name, key)) = rest.split_once('.').or(Some((rest, "")))
+                && dynamic.contains_key(name)
+                && !config.clusters.contains_key(name)
+            {
+                let file = director_core::store::cluster_file(dir, name);
+                let text = std::fs::read_to_string(&file).unwrap_or_default();
+                let (line, column) = locate(&text, key)
+                    .map(|s| line_col(&text, s.start))
+                    .unwrap_or((1, 1));
+                return LoadError::Invalid {
+                    file,
+                    line,
+                    column,
+                    key: key.to_owned(),
+                    message,
+                };
+            }
+            invalid(locate(source, &path), path, message)
+        })?;
+    caches.commit();
     Ok(Loaded {
         config,
         dynamic,

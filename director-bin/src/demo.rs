@@ -253,7 +253,7 @@ async fn answer(
 
 /// A tiny FastCGI responder for the demo: it answers every request with the CGI variables it
 /// received, so the FastCGI mapping (script name, path info, query string) is visible.
-mod fastcgi_app {
+pub mod fastcgi_app {
     use bytes::{Buf, BytesMut};
     use director_fastcgi::proto::{
         self, EndRequest, ProtocolStatus, Record, RecordType, params::decode_pairs,
@@ -263,7 +263,8 @@ mod fastcgi_app {
         net::TcpStream,
     };
 
-    pub(super) async fn serve(mut stream: TcpStream) {
+    /// Serves FastCGI requests on `stream` until it closes.
+    pub async fn serve(mut stream: TcpStream) {
         let mut buf = BytesMut::with_capacity(8192);
         let mut params = BytesMut::new();
         let (mut id, mut keep) = (1, false);

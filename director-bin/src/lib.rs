@@ -45,6 +45,7 @@ pub mod reload;
 pub mod server;
 pub mod stack;
 pub mod telemetry;
+pub mod x0;
 
 use std::{future::Future, sync::Arc};
 
@@ -79,6 +80,17 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         )
         .map_err(|e| anyhow::anyhow!("{}: {}", e.path, e.message))?,
     );
+    let _reloader = match file {
+        Some(file) => Some(reload::spawn(
+            store.clone(),
+            reload::Sources {
+                file,
+                cluster_dir: cluster_dir.clone(),
+                server: config.server.clone(),
+            },
+        )?),
+        None => None,
+    };
     let mut listeners = Vec::new();
     for addr in config.listen_addrs() {
         let listener = Listener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -93,17 +105,6 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         println!("director: admin on {}", listener.local_addr()?);
         admin_listeners.push(listener);
     }
-    let _reloader = match file {
-        Some(file) => Some(reload::spawn(
-            store.clone(),
-            reload::Sources {
-                file,
-                cluster_dir,
-                server: config.server.clone(),
-            },
-        )?),
-        None => None,
-    };
     let stack = stack::build(
         store.registry().clone(),
         &StackSettings::from_server(&config.server),

@@ -56,6 +56,24 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Convert an x0 cluster file (classic `.db` or rewrite `.cluster.conf`) into a Director
+    /// dynamic cluster: printed, or written into a cluster directory.
+    ImportX0 {
+        /// The x0 file.
+        file: PathBuf,
+        /// The cluster's name (default: the file name without its extension).
+        #[arg(long)]
+        name: Option<String>,
+        /// Write `NAME.toml` into this cluster directory instead of printing it.
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
+        /// The document root of FastCGI backends (x0 took it from its virtual host).
+        #[arg(long, value_name = "DIR")]
+        document_root: Option<String>,
+        /// Read durations as the rewrite did (milliseconds); default by file name.
+        #[arg(long)]
+        rewrite: bool,
+    },
     /// Run Director on its embedded demo config, with demo backends, until Ctrl-C.
     Demo {
         /// Where the demo proxy listens.
@@ -90,6 +108,19 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Demo { listen }) => run_demo(&cli, listen),
+        Some(Command::ImportX0 {
+            file,
+            name,
+            into,
+            document_root,
+            rewrite,
+        }) => import_x0(
+            file,
+            name.as_deref(),
+            into.as_deref(),
+            document_root.as_deref(),
+            *rewrite,
+        ),
         None => {
             let quick = !cli.upstream.is_empty() || !cli.nodes.is_empty();
             let loaded = match (&cli.config, quick) {
@@ -108,6 +139,63 @@ fn main() -> ExitCode {
                 Ok(loaded) => serve(&cli, loaded),
                 Err(err) => {
                     eprintln!("{err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn import_x0(
+    file: &std::path::Path,
+    name: Option<&str>,
+    into: Option<&std::path::Path>,
+    document_root: Option<&str>,
+    rewrite: bool,
+) -> ExitCode {
+    use director_bin::x0;
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(err) => {
+            eprintln!("{}: {err}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let dialect = if rewrite {
+        x0::Dialect::Rewrite
+    } else {
+        x0::Dialect::of(file)
+    };
+    let imported = match x0::import(&text, file, dialect, document_root) {
+        Ok(i) => i,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let name = name.unwrap_or(&imported.name);
+    for note in &imported.notes {
+        eprintln!("note: {note}");
+    }
+    let text = director_core::store::cluster_text(name, &imported.config);
+    match into {
+        None => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Some(dir) => {
+            let path = director_core::store::cluster_file(dir, name);
+            if path.exists() {
+                eprintln!("{}: exists; not overwritten", path.display());
+                return ExitCode::FAILURE;
+            }
+            match director_core::store::write_atomically(&path, text.as_bytes()) {
+                Ok(()) => {
+                    eprintln!("wrote {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("{}: {err}", path.display());
                     ExitCode::FAILURE
                 }
             }

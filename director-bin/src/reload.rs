@@ -80,9 +80,11 @@ pub fn spawn(store: Arc<Store>, sources: Sources) -> anyhow::Result<Reloader> {
     }
 
     let hup_tx = tx;
+    // Registered before this returns (and before the listeners are announced), so an early
+    // SIGHUP reloads rather than kills the process.
+    let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let hup = tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        let Ok(mut hup) = signal else {
             tracing::warn!("cannot watch SIGHUP; reloads follow file changes only");
             return;
         };

@@ -61,6 +61,11 @@ impl CacheHandle {
         CacheLayer::new(self.clone())
     }
 
+    /// Whether `self` and `other` are the same cache (clones of one handle).
+    pub fn ptr_eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// The label given at construction.
     pub fn label(&self) -> &str {
         &self.shared.label
@@ -71,8 +76,11 @@ impl CacheHandle {
         self.shared.config.load_full()
     }
 
-    /// Replaces the configuration. Requests already running keep the one they loaded; a
-    /// smaller budget is enforced at once. Turning the cache off does not empty it.
+    /// Replaces the configuration. The next request uses it, with the objects already stored
+    /// (tested setting by setting); requests already running keep the one they loaded. A
+    /// smaller budget is enforced at once. Turning the cache off does not empty it. A longer
+    /// shadow TTL or `keep` lengthens the retention only of objects stored from then on (how
+    /// long an object is kept is fixed when it is stored); a shorter one applies at once.
     pub fn set_config(&self, config: CacheConfig) {
         let budget = config.budget;
         self.shared.config.store(Arc::new(config));

@@ -93,7 +93,16 @@ pub(crate) fn storable_headers(mut headers: HeaderMap) -> HeaderMap {
     }
     headers.remove("keep-alive");
     headers.remove("proxy-connection");
-    headers
+    // Parsed header values are slices of the connection's read buffer, which may also hold the
+    // first body bytes: storing them as they are would pin that whole buffer for the life of
+    // the object, outside the budget. Stored values get allocations of their own.
+    let mut owned = HeaderMap::with_capacity(headers.len());
+    for (name, value) in &headers {
+        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        owned.append(name.clone(), copy);
+    }
+    owned
 }
 
 /// Stored headers updated by a 304's headers (RFC 9111 §3.2).
@@ -390,6 +399,21 @@ mod tests {
         let merged = merge_headers(&kept, &fresh);
         assert_eq!(merged[ETAG], "\"b\"");
         assert!(!merged.contains_key(CONNECTION));
+    }
+
+    #[test]
+    fn stored_headers_do_not_pin_the_read_buffer() {
+        // As hyper parses them: values are slices of the connection's read buffer.
+        let read_buffer = Bytes::from(b"max-age=60 and then a large body...".repeat(1000));
+        let mut h = HeaderMap::new();
+        let value = HeaderValue::from_maybe_shared(read_buffer.slice(0..10)).unwrap();
+        h.insert(CACHE_CONTROL, value);
+        let kept = storable_headers(h);
+        assert_eq!(kept[CACHE_CONTROL], "max-age=60");
+        assert!(
+            read_buffer.is_unique(),
+            "the stored copy holds no part of the buffer"
+        );
     }
 
     #[test]

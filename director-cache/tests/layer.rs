@@ -819,3 +819,97 @@ async fn range_requests_pass_and_expired_objects_can_be_swept() {
     assert_eq!(cache.remove_expired(), 1);
     assert_eq!((cache.stats().objects, cache.stats().bytes), (0, 0));
 }
+
+/// Each setting the admin API changes at runtime (through `set_config`) applies to the next
+/// request, with objects already stored.
+#[tokio::test(start_paused = true)]
+async fn runtime_settings_are_honoured_live() {
+    let (svc, mut up, cache) = setup(CacheConfig::default());
+    let set = |f: &dyn Fn(&mut CacheConfig)| {
+        let mut c = (*cache.config()).clone();
+        f(&mut c);
+        cache.set_config(c);
+    };
+    through(&svc, &mut up, get("/o"), response(200, &[FRESH_10], "one")).await;
+
+    // deliver-active: off sends a fresh object's requests upstream; on serves it again.
+    set(&|c| c.deliver_active = false);
+    let (_, out) = through(&svc, &mut up, get("/o"), response(200, &[FRESH_10], "up")).await;
+    assert_eq!(
+        (out.header("x-cache"), out.body.as_ref()),
+        ("MISS", &b"up"[..])
+    );
+    set(&|c| c.deliver_active = true);
+    let out = send(&svc, get("/o")).await.unwrap();
+    assert_eq!(
+        (out.header("x-cache"), out.body.as_ref()),
+        ("HIT", &b"one"[..])
+    );
+
+    // deliver-shadow: off lets the upstream's failure through; on shadows it.
+    tokio::time::advance(Duration::from_secs(15)).await;
+    set(&|c| c.deliver_shadow = false);
+    let call = spawn_send(&svc, get("/o"));
+    up.next_request().await.unwrap().1.send_error("down");
+    assert!(
+        call.await.unwrap().is_err(),
+        "no shadow while deliver-shadow is off"
+    );
+    set(&|c| c.deliver_shadow = true);
+    let call = spawn_send(&svc, get("/o"));
+    up.next_request().await.unwrap().1.send_error("down");
+    let out = call.await.unwrap().unwrap();
+    assert_eq!(out.header("x-director-cache"), "shadow");
+
+    // shadow-ttl: shrunk below the copy's staleness (5 s), the copy is no longer a shadow.
+    set(&|c| c.shadow_ttl = Duration::from_secs(2));
+    let call = spawn_send(&svc, get("/o"));
+    let (_, tx) = up.next_request().await.unwrap();
+    tx.send_response(response(503, &[], "unavailable"));
+    let out = call.await.unwrap().unwrap();
+    assert_eq!(
+        (out.status, out.header("x-director-cache")),
+        (StatusCode::SERVICE_UNAVAILABLE, "")
+    );
+    set(&|c| c.shadow_ttl = Duration::from_secs(60));
+
+    // strategy: locked sends a stale object's request upstream and waits; shadowed answers
+    // with the stale copy at once and refreshes in the background.
+    set(&|c| c.strategy = UpdateStrategy::Locked);
+    let call = spawn_send(&svc, get("/o"));
+    let (_, tx) = up.next_request().await.unwrap();
+    tx.send_response(response(200, &[(CACHE_CONTROL, "max-age=1")], "two"));
+    assert_eq!(call.await.unwrap().unwrap().body, "two");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    set(&|c| c.strategy = UpdateStrategy::Shadowed);
+    let out = send(&svc, get("/o")).await.unwrap();
+    assert_eq!(
+        (out.header("x-cache"), out.body.as_ref()),
+        ("STALE", &b"two"[..])
+    );
+    let (_, tx) = up.next_request().await.unwrap();
+    tx.send_response(response(200, &[FRESH_10], "three"));
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(send(&svc, get("/o")).await.unwrap().body, "three");
+
+    // default-ttl: the heuristic lifetime of responses without one, from the next store on.
+    set(&|c| c.default_ttl = Duration::ZERO);
+    through(&svc, &mut up, get("/h"), response(200, &[], "no ttl")).await;
+    assert_eq!(
+        cache.stats().objects,
+        1,
+        "not stored: no lifetime, no validator"
+    );
+    set(&|c| c.default_ttl = Duration::from_secs(30));
+    through(&svc, &mut up, get("/h"), response(200, &[], "heuristic")).await;
+    tokio::time::advance(Duration::from_secs(29)).await;
+    assert_eq!(
+        send(&svc, get("/h")).await.unwrap().header("x-cache"),
+        "HIT"
+    );
+
+    // budget and enabled: see `runtime_configuration`.
+    assert!(upstream_idle(&mut up));
+}

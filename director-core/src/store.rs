@@ -50,14 +50,30 @@ use crate::{
 pub trait Assembly: Send + Sync {
     /// Builds FastCGI (and other) transports.
     fn transports(&self) -> &dyn TransportFactory;
-    /// Builds the services in front of clusters (an object cache, say).
-    fn fronts(&self) -> &dyn FrontFactory;
+    /// Starts one build's fronts (the services in front of clusters, such as caches that
+    /// should outlive a rebuild); committed only if the build goes live.
+    fn stage(&self) -> Box<dyn Stage + '_>;
     /// Checks a cluster's config beyond what a build checks.
     fn check(&self, _name: &str, _cluster: &ClusterConfig) -> Result<(), ConfigError> {
         Ok(())
     }
     /// Called after `snapshot` went live (with `config`, the whole config it was built from).
     fn swapped(&self, _snapshot: &Arc<Snapshot>, _config: &ProxyConfig) {}
+}
+
+/// The fronts of one build, staged until the build goes live.
+pub trait Stage {
+    /// The factory the build uses.
+    fn fronts(&self) -> &dyn FrontFactory;
+    /// The build went live: make its fronts the current ones.
+    fn commit(self: Box<Self>);
+}
+
+impl Stage for NoFronts {
+    fn fronts(&self) -> &dyn FrontFactory {
+        self
+    }
+    fn commit(self: Box<Self>) {}
 }
 
 /// HTTP backends only, no fronts, no hooks.
@@ -68,8 +84,8 @@ impl Assembly for Plain {
     fn transports(&self) -> &dyn TransportFactory {
         &HttpOnly
     }
-    fn fronts(&self) -> &dyn FrontFactory {
-        &NoFronts
+    fn stage(&self) -> Box<dyn Stage + '_> {
+        Box::new(NoFronts)
     }
 }
 
@@ -198,7 +214,9 @@ impl Store {
         };
         let config = state.merged()?;
         check_all(&*assembly, &config)?;
-        let prepared = Snapshot::prepare(&config, assembly.transports(), assembly.fronts(), None)?;
+        let stage = assembly.stage();
+        let prepared = Snapshot::prepare(&config, assembly.transports(), stage.fronts(), None)?;
+        stage.commit();
         let registry = Arc::new(Registry::new(prepared.into_snapshot()));
         assembly.swapped(&registry.load_full(), &config);
         Ok(Store {
@@ -468,14 +486,16 @@ impl Store {
         let config = next.merged().map_err(StoreError::Invalid)?;
         check_all(&*self.assembly, &config).map_err(StoreError::Invalid)?;
         let live = self.registry.load_full();
+        let stage = self.assembly.stage();
         let prepared = Snapshot::prepare(
             &config,
             self.assembly.transports(),
-            self.assembly.fronts(),
+            stage.fronts(),
             Some(&live),
         )
         .map_err(StoreError::Invalid)?;
         persist()?;
+        stage.commit();
         state.dynamic = next.dynamic;
         self.commit(state, prepared, &live, &config);
         Ok(())

@@ -11,6 +11,7 @@
 //! | `/status/N`     | answers with status N                                            |
 //! | `/delay/MS`     | answers after MS milliseconds                                    |
 //! | `/max-age/N`    | answers with `Cache-Control: max-age=N` and a request counter    |
+//! | `/respond/...?h=v` | answers with each query pair as a header (percent-decoded), a request counter and the request's `Accept-Encoding`; 304 when `If-None-Match` equals its `etag` |
 //! | `/stall`        | never answers                                                    |
 //! | `/stall-body`   | sends the head and half of the body, then stalls                 |
 //! | `/hangup`       | closes the connection without answering                          |
@@ -18,7 +19,8 @@
 //! | `/upgrade`      | switches protocols and echoes raw bytes on the upgraded stream   |
 //! | anything else   | `200 backend <name>`                                             |
 //!
-//! [`TestBackend::set_failing`] makes every request (probes too) get 503 until it is turned off.
+//! [`TestBackend::set_failing`] makes every request (probes too) get 503 until it is turned off;
+//! [`TestBackend::set_delay`] makes live requests wait before they are answered.
 //!
 //! Every response carries `x-backend: <name>`. The backend also tracks how many requests it
 //! handles at once, overall and per value of the `x-test-class` request header, so tests can
@@ -151,6 +153,7 @@ struct State {
     // class → (in flight now, most at once)
     in_flight: Mutex<std::collections::HashMap<String, (usize, usize)>>,
     failing: std::sync::atomic::AtomicBool,
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 /// Counts a request in flight for its class until dropped.
@@ -292,6 +295,20 @@ impl TestBackend {
         self.state.failing.store(failing, Ordering::SeqCst);
     }
 
+    /// Makes live (non-probe) requests wait `delay` before they are answered (zero: no wait).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.state.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// How many live (non-probe) requests for `path` (without the query) it received.
+    pub fn requests_to(&self, path: &str) -> usize {
+        self.recorded()
+            .iter()
+            .filter(|r| r.uri.path() == path && !r.headers.contains_key("x0-health-check"))
+            .count()
+    }
+
     /// How many health probes it received (requests carrying `x0-health-check`).
     pub fn probes(&self) -> usize {
         self.recorded()
@@ -386,6 +403,10 @@ async fn handle(
     // Counted until the handler returns the response head; bodies here are short.
     let _in_flight = InFlight::new(&state, class);
     let path = req.uri().path().to_owned();
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 && !req.headers().contains_key("x0-health-check") {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     if state.failing.load(Ordering::SeqCst) {
         let mut r = Response::new(body::full("failing\n"));
         *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
@@ -475,6 +496,7 @@ async fn handle(
                 .header("cache-control", format!("max-age={secs}"))
                 .body(body::full(format!("response {n} of {name}\n")))?
         }
+        p if p.starts_with("/respond/") => respond(&req, &name, &state)?,
         p if p.starts_with("/delay/") => {
             let ms: u64 = p["/delay/".len()..].parse()?;
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
@@ -492,4 +514,63 @@ async fn handle(
         .headers_mut()
         .insert("x-backend", HeaderValue::from_str(&name)?);
     Ok(response)
+}
+
+/// `/respond/...?name=value&...`: each query pair becomes a response header (`status=N` sets
+/// the status); the body counts requests and echoes `Accept-Encoding` so `Vary` variants differ.
+fn respond<T>(req: &Request<T>, name: &str, state: &State) -> Result<Response<Body>, BoxError> {
+    let mut r = Response::builder();
+    let mut etag = None;
+    for pair in req.uri().query().unwrap_or("").split('&') {
+        let Some((k, v)) = pair.split_once('=') else {
+            continue;
+        };
+        let v = percent_decode(v);
+        match k {
+            "status" => r = r.status(v.parse::<u16>()?),
+            _ => {
+                if k.eq_ignore_ascii_case("etag") {
+                    etag = Some(v.clone());
+                }
+                r = r.header(k, v);
+            }
+        }
+    }
+    let inm = req.headers().get(http::header::IF_NONE_MATCH);
+    if let (Some(etag), Some(inm)) = (etag, inm)
+        && inm.as_bytes() == etag.as_bytes()
+    {
+        return Ok(r.status(StatusCode::NOT_MODIFIED).body(body::empty())?);
+    }
+    let n = state.requests.load(Ordering::SeqCst);
+    let ae = req
+        .headers()
+        .get(http::header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    Ok(r.body(body::full(format!("response {n} of {name} ae={ae}\n")))?)
+}
+
+/// Decodes `%XX` escapes and `+` (a test helper: invalid escapes stay as they are).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
