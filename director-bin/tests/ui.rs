@@ -373,6 +373,9 @@ async fn overview_disables_a_backend_and_live_page_charts_traffic_with_a_token()
     let admin = director.admin();
 
     // The pages are public (they hold no data); the data is not.
+    let root = admin_get(&format!("{admin}/"), None).await;
+    assert_eq!(root.status, StatusCode::FOUND);
+    assert_eq!(root.header("location"), Some("/ui/"));
     assert_eq!(
         admin_get(&format!("{admin}/ui/"), None).await.status,
         StatusCode::OK
