@@ -508,6 +508,27 @@ impl Sampler {
     }
 }
 
+/// The `q` quantile (0..1) of the observations counted in `cumulative` (cumulative counts per
+/// upper bound of `bounds`, then the total), interpolated linearly inside its bucket; `None`
+/// without observations. Observations beyond the last bound count as the last bound.
+pub fn quantile(cumulative: &[u64], bounds: &[f64], q: f64) -> Option<f64> {
+    let total = *cumulative.last()?;
+    if total == 0 {
+        return None;
+    }
+    let target = q * total as f64;
+    let i = cumulative.iter().position(|&c| c as f64 >= target)?;
+    let Some(&upper) = bounds.get(i) else {
+        return bounds.last().copied();
+    };
+    let (lower, below) = match i {
+        0 => (0.0, 0),
+        _ => (bounds[i - 1], cumulative[i - 1]),
+    };
+    let inside = (cumulative[i] - below) as f64;
+    Some(lower + (upper - lower) * ((target - below as f64) / inside).clamp(0.0, 1.0))
+}
+
 /// A capacity as a point value: 0 for "no limit" (a backend without capacity adds a huge
 /// number of tokens to its cluster's shaper).
 fn limit(tokens: u32) -> f32 {

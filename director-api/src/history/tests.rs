@@ -231,3 +231,16 @@ async fn the_sampler_task_fills_the_ring_every_interval() {
         .collect();
     assert_eq!(names, ["app", "a"]);
 }
+
+#[test]
+fn quantiles_interpolate_inside_histogram_buckets() {
+    let bounds = [1.0, 2.0, 4.0];
+    // 10 observations: 5 up to 1, 5 in (2, 4], none beyond.
+    let cumulative = [5, 5, 10, 10];
+    assert_eq!(quantile(&cumulative, &bounds, 0.5), Some(1.0));
+    assert_eq!(quantile(&cumulative, &bounds, 0.25), Some(0.5));
+    assert_eq!(quantile(&cumulative, &bounds, 0.9), Some(3.6));
+    assert_eq!(quantile(&[0, 0, 0, 0], &bounds, 0.95), None);
+    // Beyond the last bound: the last bound.
+    assert_eq!(quantile(&[0, 0, 0, 3], &bounds, 0.95), Some(4.0));
+}
