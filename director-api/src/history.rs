@@ -44,9 +44,10 @@ use std::{
 
 use director_core::{
     Body,
-    backend::{Backend, Health, UNLIMITED_TOKENS},
+    backend::{AdminState, Backend, Health, UNLIMITED_TOKENS},
     body,
     cluster::Cluster,
+    stats::LATENCY_BOUNDS,
     store::Store,
 };
 use http::{Method, Request, Response, StatusCode, header};
@@ -136,12 +137,26 @@ pub struct Sample {
     pub points: Vec<(Arc<SeriesKey>, Point)>,
 }
 
-/// A backend's state in words, and when the sampler saw it change.
+/// A backend's state, and when it last changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct StateSeen {
-    state: String,
-    /// Unix ms of the change; `None` if it has been so since the sampler first saw it.
-    since_ms: Option<u64>,
+    health: Health,
+    admin: AdminState,
+    /// Draining before removal (x0's `terminate`).
+    leaving: bool,
+    /// Unix ms of the last change of health or admin state.
+    since_ms: u64,
+}
+
+impl StateSeen {
+    fn of(b: &Backend, wall_ms: u64) -> StateSeen {
+        StateSeen {
+            health: b.health(),
+            admin: b.admin_state(),
+            leaving: b.is_draining(),
+            since_ms: wall_ms.saturating_sub(b.since_last_change().as_millis() as u64),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -372,7 +387,9 @@ fn render(
             json!({
                 "cluster": &*key.cluster,
                 "name": &*key.name,
-                "state": seen.state,
+                "health": seen.health,
+                "admin": seen.admin,
+                "leaving": seen.leaving,
                 "since": seen.since_ms,
             })
         })
@@ -400,10 +417,86 @@ pub struct Sampler {
 }
 
 /// Monotonic totals of one series at one instant.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Totals {
     at: Instant,
     requests: u64,
+    traffic: Option<Traffic>,
+}
+
+/// A backend's response counters (or their change over an interval).
+#[derive(Clone, Debug, Default)]
+struct Traffic {
+    responses: [u64; 6],
+    latency_count: u64,
+    latency_sum: f64,
+    // Cumulative counts per bound of `LATENCY_BOUNDS`, then the total.
+    latency_cumulative: Vec<u64>,
+}
+
+impl Traffic {
+    fn of(b: &Backend) -> Traffic {
+        let s = b.stats().snapshot();
+        Traffic {
+            responses: s.responses,
+            latency_count: s.latency.count,
+            latency_sum: s.latency.sum,
+            latency_cumulative: s.latency.cumulative,
+        }
+    }
+
+    /// `self - before`, or `None` if a counter went down (the backend was replaced).
+    fn since(&self, before: &Traffic) -> Option<Traffic> {
+        let mut d = Traffic {
+            latency_count: self.latency_count.checked_sub(before.latency_count)?,
+            latency_sum: (self.latency_sum - before.latency_sum).max(0.0),
+            ..Traffic::default()
+        };
+        for i in 0..6 {
+            d.responses[i] = self.responses[i].checked_sub(before.responses[i])?;
+        }
+        if self.latency_cumulative.len() != before.latency_cumulative.len() {
+            return None;
+        }
+        d.latency_cumulative = self
+            .latency_cumulative
+            .iter()
+            .zip(&before.latency_cumulative)
+            .map(|(a, b)| a.checked_sub(*b))
+            .collect::<Option<_>>()?;
+        Some(d)
+    }
+
+    fn add(&mut self, other: &Traffic) {
+        for i in 0..6 {
+            self.responses[i] += other.responses[i];
+        }
+        self.latency_count += other.latency_count;
+        self.latency_sum += other.latency_sum;
+        if self.latency_cumulative.len() < other.latency_cumulative.len() {
+            self.latency_cumulative
+                .resize(other.latency_cumulative.len(), 0);
+        }
+        for (a, b) in self
+            .latency_cumulative
+            .iter_mut()
+            .zip(&other.latency_cumulative)
+        {
+            *a += b;
+        }
+    }
+
+    /// Fills `p`'s response rates and latencies from this change over `secs`.
+    fn fill(&self, p: &mut Point, secs: f64) {
+        for i in 0..6 {
+            p.responses[i] = (self.responses[i] as f64 / secs) as f32;
+        }
+        if self.latency_count > 0 {
+            p.latency_ms = (self.latency_sum / self.latency_count as f64 * 1000.0) as f32;
+            p.latency_p95_ms = quantile(&self.latency_cumulative, &LATENCY_BOUNDS, 0.95)
+                .map_or(f32::NAN, |s| (s * 1000.0) as f32);
+        }
+    }
 }
 
 impl Sampler {
@@ -414,13 +507,20 @@ impl Sampler {
         now: Instant,
     ) -> Vec<(Arc<SeriesKey>, Point)> {
         let mut previous = std::mem::take(&mut self.previous);
-        let mut points = Vec::new();
+        let mut points: Vec<(Arc<SeriesKey>, Point)> = Vec::new();
         let mut states = Vec::new();
-        let mut old_states: HashMap<Arc<SeriesKey>, StateSeen> =
-            std::mem::take(&mut self.states).into_iter().collect();
+        let wall = unix_ms();
         for cluster in clusters {
             let name = cluster.name().clone();
-            let mut point = |kind: SeriesKind, member: Arc<str>, requests: u64, mut p: Point| {
+            // The cluster's own point comes first.
+            let cluster_at = points.len();
+            // Records one series' point; returns its key and the change of its traffic
+            // counters since the previous sample with the seconds between (if it had one).
+            let mut point = |kind: SeriesKind,
+                             member: Arc<str>,
+                             requests: u64,
+                             traffic: Option<Traffic>,
+                             mut p: Point| {
                 let key = SeriesKey {
                     cluster: name.clone(),
                     kind,
@@ -430,16 +530,30 @@ impl Sampler {
                     Some((key, before)) => (key, Some(before)),
                     None => (Arc::new(key), None),
                 };
-                p.rps = match before {
-                    Some(b) if requests >= b.requests && now > b.at => {
-                        ((requests - b.requests) as f64 / (now - b.at).as_secs_f64()) as f32
+                let mut change = None;
+                p.rps = f32::NAN;
+                if let Some(b) = before.filter(|b| now > b.at) {
+                    let secs = (now - b.at).as_secs_f64();
+                    if requests >= b.requests {
+                        p.rps = ((requests - b.requests) as f64 / secs) as f32;
                     }
-                    _ => f32::NAN,
-                };
-                self.previous
-                    .insert(key.clone(), Totals { at: now, requests });
+                    if let (Some(t), Some(bt)) = (&traffic, &b.traffic) {
+                        change = t.since(bt).map(|d| (d, secs));
+                    }
+                }
+                if let Some((d, secs)) = &change {
+                    d.fill(&mut p, *secs);
+                }
+                self.previous.insert(
+                    key.clone(),
+                    Totals {
+                        at: now,
+                        requests,
+                        traffic,
+                    },
+                );
                 points.push((key.clone(), p));
-                key
+                (key, change)
             };
             let stats = cluster.stats();
             let shaper = cluster.shaper();
@@ -447,6 +561,7 @@ impl Sampler {
                 SeriesKind::Cluster,
                 name.clone(),
                 stats.load.total,
+                None,
                 Point {
                     load: stats.load.current as f32,
                     capacity: limit(shaper.capacity()),
@@ -464,6 +579,7 @@ impl Sampler {
                     SeriesKind::Bucket,
                     s.name.as_str().into(),
                     s.load.total,
+                    None,
                     Point {
                         load: s.load.current as f32,
                         capacity: limit(s.token_ceil),
@@ -472,31 +588,29 @@ impl Sampler {
                     },
                 );
             }
+            // The cluster's responses and latency: its backends' together.
+            let mut together: Option<(Traffic, f64)> = None;
             for b in cluster.backends() {
                 let load = b.load();
-                let key = point(
+                let (key, change) = point(
                     SeriesKind::Backend,
                     b.name().clone(),
                     load.total,
+                    Some(Traffic::of(&b)),
                     Point {
                         load: load.current as f32,
                         capacity: b.capacity() as f32,
                         ..Point::default()
                     },
                 );
-                let state = state_words(&b);
-                let seen = match old_states.remove(&key) {
-                    Some(old) if old.state == state => old,
-                    Some(_) => StateSeen {
-                        state,
-                        since_ms: Some(unix_ms()),
-                    },
-                    None => StateSeen {
-                        state,
-                        since_ms: None,
-                    },
-                };
-                states.push((key, seen));
+                if let Some((d, secs)) = change {
+                    let sum = together.get_or_insert_with(|| (Traffic::default(), secs));
+                    sum.0.add(&d);
+                }
+                states.push((key, StateSeen::of(&b, wall)));
+            }
+            if let Some((sum, secs)) = together {
+                sum.fill(&mut points[cluster_at].1, secs);
             }
         }
         self.states = states;
@@ -537,23 +651,6 @@ fn limit(tokens: u32) -> f32 {
     } else {
         tokens as f32
     }
-}
-
-/// A backend's state in words, as the overview shows it.
-fn state_words(b: &Backend) -> String {
-    let health = match b.health() {
-        Health::Undefined => "unchecked",
-        Health::Online => "online",
-        Health::Offline => "offline",
-    };
-    let admin = if b.is_draining() {
-        "draining"
-    } else if !b.is_enabled() {
-        "disabled"
-    } else {
-        "enabled"
-    };
-    format!("{health}, {admin}")
 }
 
 // === impl HistoryService ===

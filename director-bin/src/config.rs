@@ -74,6 +74,10 @@ pub struct ServerConfig {
     pub admin_read_token: Option<String>,
     /// The directory of dynamic clusters (one `NAME.toml` each), relative to this file.
     pub cluster_dir: Option<PathBuf>,
+    /// HAProxy's runtime API on this UNIX socket (`show stat`, `disable server`, …); none by
+    /// default.
+    #[serde(default)]
+    pub stats_socket: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +96,7 @@ impl Default for ServerConfig {
             admin_token: None,
             admin_read_token: None,
             cluster_dir: None,
+            stats_socket: None,
         }
     }
 }

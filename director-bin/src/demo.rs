@@ -2,7 +2,8 @@
 //!
 //! It starts three small HTTP backends (IPv4, IPv6 and a UNIX socket) and a small FastCGI
 //! application, and Director in front of them on 127.0.0.1:8080: a round-robin cluster with
-//! capacities, a backup and two buckets, a FastCGI cluster and a road-warrior route. It prints
+//! capacities, a backup and two buckets, a FastCGI cluster, a cluster whose backends answer
+//! with X-Sendfile, and a road-warrior route. It prints
 //! what it started and a few `curl` commands to try. The backends answer with who they are and what they
 //! received, so the proxy's work (balancing, `X-Forwarded-For`, `Via`) is visible.
 
@@ -19,6 +20,8 @@ pub const DEMO_CONFIG: &str = r#"
 [server]
 listen = ["{listen}"]
 pseudonym = "director-demo"
+# HAProxy's runtime API: `echo "show stat" | socat stdio PATH`, `disable server demo/beta`.
+stats-socket = "{stats_socket}"
 
 # One cluster, three backends: over IPv4, IPv6 and a UNIX socket. alpha and beta take 4
 # requests at once each; gamma is a backup, used only while neither is available.
@@ -121,6 +124,31 @@ url = "{b}"
 path = "/cached"
 cluster = "cached"
 
+# X-Sendfile: alpha and beta answer /files/NAME with `X-Sendfile: <demo dir>/NAME` and
+# /download/NAME with `X-Accel-Redirect: /protected/NAME`; Director serves the file itself
+# (ranges, ETag, 304) from the allowed root, and the backend is free again at once.
+[clusters.files]
+
+[clusters.files.sendfile]
+roots = ["{files}"]
+accel-redirect = { "/protected/" = "{files}" }
+
+[[clusters.files.backends]]
+name = "alpha"
+url = "{a}"
+
+[[clusters.files.backends]]
+name = "beta"
+url = "{b}"
+
+[[routes]]
+path = "/files"
+cluster = "files"
+
+[[routes]]
+path = "/download"
+cluster = "files"
+
 # Road warrior: straight to one backend, no balancing.
 [[routes]]
 path = "/direct"
@@ -141,6 +169,8 @@ pub struct DemoBackends {
     pub urls: [String; 3],
     /// URL of the FastCGI application.
     pub fastcgi: String,
+    /// The directory the `files` cluster serves with X-Sendfile.
+    pub files: PathBuf,
     socket_dir: PathBuf,
 }
 
@@ -163,6 +193,13 @@ pub async fn start_backends() -> std::io::Result<DemoBackends> {
     let path = socket_dir.join("gamma.sock");
     let _ = std::fs::remove_file(&path);
     let c = UnixListener::bind(&path)?;
+    let files = socket_dir.join("files");
+    std::fs::create_dir_all(&files)?;
+    std::fs::write(
+        files.join("hello.txt"),
+        "Hello from a file: the backend only named it (X-Sendfile), Director sent it.\n",
+    )?;
+    let _ = FILES.set(files.clone());
     let urls = [
         format!("http://{}", a.local_addr()?),
         format!("http://{}", b.local_addr()?),
@@ -185,6 +222,7 @@ pub async fn start_backends() -> std::io::Result<DemoBackends> {
     Ok(DemoBackends {
         urls,
         fastcgi,
+        files,
         socket_dir,
     })
 }
@@ -197,6 +235,15 @@ pub fn config_text(listen: &str, backends: &DemoBackends) -> String {
         .replace("{b}", &backends.urls[1])
         .replace("{c}", &backends.urls[2])
         .replace("{fcgi}", &backends.fastcgi)
+        .replace("{files}", &backends.files.display().to_string())
+        .replace(
+            "{stats_socket}",
+            &backends
+                .socket_dir
+                .join("director.sock")
+                .display()
+                .to_string(),
+        )
 }
 
 async fn serve_tcp(listener: TcpListener, name: &'static str) {
@@ -214,11 +261,37 @@ where
     let _ = http1::Builder::new().serve_connection(io, service).await;
 }
 
+/// Where the demo backends point X-Sendfile (set once by [`start_backends`]).
+static FILES: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 async fn answer(
     req: Request<Incoming>,
     name: Arc<str>,
     peer: Option<SocketAddr>,
 ) -> Result<Response<Body>, Infallible> {
+    // The file routes: name the file, let Director send it.
+    let path = req.uri().path();
+    let pointer = match (
+        path.strip_prefix("/files/"),
+        path.strip_prefix("/download/"),
+    ) {
+        (Some(file), _) => FILES
+            .get()
+            .map(|dir| ("x-sendfile", format!("{}/{file}", dir.display()))),
+        (_, Some(file)) => Some(("x-accel-redirect", format!("/protected/{file}"))),
+        _ => None,
+    };
+    if let Some((header, value)) = pointer
+        && let Ok(value) = http::HeaderValue::from_str(&value)
+    {
+        let mut response = Response::new(body::empty());
+        response.headers_mut().insert(header, value);
+        response.headers_mut().insert(
+            "x-demo-backend",
+            http::HeaderValue::from_str(&name).expect("static name"),
+        );
+        return Ok(response);
+    }
     let header = |n: &str| {
         req.headers()
             .get(n)

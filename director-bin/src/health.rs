@@ -16,10 +16,11 @@ use director_core::{
     cluster::Cluster,
     config::{FastCgiSettings, HealthSettings, ProxyConfig},
     registry::Snapshot,
+    stats::{CheckInfo, CheckLayer, CheckStatus},
 };
 use director_health::{
     ExpectedStatus, FailureKind, HealthConfig, HealthHandle, HealthState, HttpProbe, Mode, Monitor,
-    PassiveConfig, Probe, ProbeError, Target, TcpProbe, probe_fn,
+    PassiveConfig, Probe, ProbeError, ProbeFailure, Target, TcpProbe, probe_fn,
 };
 use tokio::task::JoinHandle;
 
@@ -135,6 +136,11 @@ fn start_one(
     let probe = probe_for(name, backend, &settings.0, settings.1.as_ref())?;
     backend.observe(Some(Arc::new(Observer {
         handle: handle.clone(),
+        layer: if settings.0.probe == "tcp" {
+            CheckLayer::L4
+        } else {
+            CheckLayer::L7
+        },
     })));
     Ok(Entry {
         backend: backend.clone(),
@@ -334,6 +340,7 @@ async fn follow(handle: HealthHandle, backend: Arc<Backend>, cluster: Arc<Cluste
 #[derive(Debug)]
 struct Observer {
     handle: HealthHandle,
+    layer: CheckLayer,
 }
 
 impl HealthObserver for Observer {
@@ -363,5 +370,46 @@ impl HealthObserver for Observer {
         } else {
             self.handle.disable();
         }
+    }
+
+    fn check_info(&self) -> Option<CheckInfo> {
+        let snap = self.handle.snapshot();
+        let config = self.handle.config();
+        let last = snap.last_probe.as_ref();
+        let (status, code) = match last {
+            None => (CheckStatus::Init, None),
+            Some(probe) => check_status(self.layer, probe.ok, probe.failure),
+        };
+        Some(CheckInfo {
+            status,
+            code,
+            duration: last.map(|p| p.latency),
+            detail: last.and_then(|p| p.error.clone()),
+            rise: config.rise,
+            fall: config.fall,
+            consecutive_successes: snap.consecutive_successes,
+            consecutive_failures: snap.consecutive_failures,
+            checks: snap.probes_sent,
+            failed_checks: snap.probes_failed,
+        })
+    }
+}
+
+/// A probe result in HAProxy's words: a TCP probe is a layer-4 check, HTTP and FastCGI probes
+/// are layer-7 checks.
+fn check_status(
+    layer: CheckLayer,
+    ok: bool,
+    failure: Option<ProbeFailure>,
+) -> (CheckStatus, Option<u16>) {
+    match (layer, ok, failure) {
+        (CheckLayer::L4, true, _) => (CheckStatus::L4Ok, None),
+        (CheckLayer::L7, true, _) => (CheckStatus::L7Ok, None),
+        (_, false, Some(ProbeFailure::Connect)) => (CheckStatus::L4Connect, None),
+        (CheckLayer::L4, false, Some(ProbeFailure::Timeout)) => (CheckStatus::L4Timeout, None),
+        (CheckLayer::L7, false, Some(ProbeFailure::Timeout)) => (CheckStatus::L7Timeout, None),
+        (_, false, Some(ProbeFailure::Status(code))) => (CheckStatus::L7Status, Some(code)),
+        (CheckLayer::L4, false, _) => (CheckStatus::L4Connect, None),
+        (CheckLayer::L7, false, _) => (CheckStatus::L7Response, None),
     }
 }

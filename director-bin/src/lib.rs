@@ -38,9 +38,11 @@ pub mod assembly;
 pub mod cache;
 pub mod catch_panic;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod fastcgi;
 pub mod health;
+pub mod metrics;
 pub mod reload;
 pub mod server;
 pub mod stack;
@@ -91,6 +93,15 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         )?),
         None => None,
     };
+    let registry = store.registry().clone();
+    // Bound before the listeners are announced, so it is ready once they are.
+    let stats_socket = match &config.server.stats_socket {
+        Some(path) => Some(
+            director_haproxy::socket::bind(path)
+                .with_context(|| format!("cannot open the stats socket {}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut listeners = Vec::new();
     for addr in config.listen_addrs() {
         let listener = Listener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -105,6 +116,12 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         println!("director: admin on {}", listener.local_addr()?);
         admin_listeners.push(listener);
     }
+    // The traffic listeners' counters: HAProxy's FRONTEND rows and the listener metrics.
+    let frontends = server::frontend_stats(&listeners);
+    let source = director_haproxy::Source::new(registry.clone(), frontends.clone());
+    // Runtime-socket changes go through the store, like the JSON API's.
+    let control: Arc<dyn director_haproxy::Control> =
+        Arc::new(control::StoreControl::new(store.clone()));
     let stack = stack::build(
         store.registry().clone(),
         &StackSettings::from_server(&config.server),
@@ -114,8 +131,30 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    if let (Some(socket), Some(path)) = (stats_socket, &config.server.stats_socket) {
+        println!("director: stats socket on {}", path.display());
+        let runtime = director_haproxy::Runtime::new(source.clone(), control.clone());
+        tokio::spawn(director_haproxy::socket::serve(
+            socket,
+            runtime,
+            stopped(stop_rx.clone()),
+        ));
+    }
     let admin = (!admin_listeners.is_empty()).then(|| {
-        let router = admin_router(&store);
+        let metrics = metrics::Metrics::new(registry.clone(), frontends.clone())
+            .with_cache_fronts(assembly.cache().clone());
+        let router = ui_routes(admin::AdminRouter::new(), &store)
+            // HAProxy's stats page (`/haproxy?stats;csv`, `/haproxy/stats;csv`) and monitor.
+            .mount(
+                "/haproxy",
+                tower::util::BoxCloneSyncService::new(director_haproxy::StatsService::new(
+                    source.clone(),
+                )),
+            )
+            .mount(
+                "/metrics",
+                tower::util::BoxCloneSyncService::new(metrics::MetricsService::new(metrics)),
+            );
         tokio::spawn(server::serve(
             admin_listeners,
             tower::util::BoxCloneSyncService::new(router),
@@ -123,26 +162,36 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             stopped(stop_rx.clone()),
         ))
     });
-    let traffic = server::serve(listeners, stack, conn, stopped(stop_rx));
+    let traffic = server::serve_counted(
+        listeners.into_iter().zip(frontends).collect(),
+        stack,
+        conn,
+        stopped(stop_rx),
+    );
     let signal = async {
         shutdown.await;
+        // The monitor page answers 503 from now on.
+        source.set_stopping();
         let _ = stop_tx.send(true);
     };
     tokio::join!(traffic, signal);
     if let Some(admin) = admin {
         let _ = admin.await;
     }
+    if let Some(path) = &config.server.stats_socket {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
 }
 
-/// The admin listener's services: the web UI and the traffic history (its sampler starts here).
-fn admin_router(store: &Arc<Store>) -> admin::AdminRouter {
+/// Adds the web UI and the traffic history to the admin router (the history's sampler starts
+/// here and runs as long as the runtime).
+fn ui_routes(router: admin::AdminRouter, store: &Arc<Store>) -> admin::AdminRouter {
     use director_api::{history, ui::Ui};
     use tower::util::BoxCloneSyncService;
     let history = history::History::new(history::DEFAULT_SAMPLES, history::DEFAULT_INTERVAL);
-    // Runs as long as the runtime: the history is kept while Director runs.
     drop(history.spawn_sampler(store.clone()));
-    admin::AdminRouter::new()
+    router
         .mount_exact("/", BoxCloneSyncService::new(Ui::new()))
         .mount("/ui", BoxCloneSyncService::new(Ui::new()))
         .mount("/history", BoxCloneSyncService::new(history.service()))

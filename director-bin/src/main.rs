@@ -337,6 +337,13 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
         println!("  curl -i http://{listen}/cached      # object cache: X-Cache: MISS, then HIT");
         println!("  curl -i -X PURGE http://{listen}/cached   # purge (allowed from loopback)");
         println!("  curl -i 'http://{listen}/app/index.php/hello?x=1'   # FastCGI");
+        println!("  curl -i http://{listen}/files/hello.txt   # X-Sendfile: the backend names it, Director sends it");
+        println!("  curl -i -r 0-4 http://{listen}/download/hello.txt   # X-Accel-Redirect, a range");
+        if let Some(socket) = &loaded.config.server.stats_socket {
+            let socket = socket.display();
+            println!("  echo 'show stat' | socat stdio {socket}    # HAProxy's runtime API");
+            println!("  echo 'set server demo/beta state drain' | socat stdio {socket}");
+        }
         if let Some(admin) = loaded.config.server.admin_listen.first() {
             println!(
                 "director demo: web UI on http://{admin}/ui/ (overview) and http://{admin}/ui/live (charts); for traffic to watch:"

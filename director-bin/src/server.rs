@@ -4,9 +4,18 @@
 //! logged as IPv4). UNIX listeners replace a stale socket file left by a previous run, but refuse
 //! to take over a socket another process is still serving.
 
-use std::{convert::Infallible, future::Future, io, path::Path, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    io,
+    path::Path,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
-use director_core::{Body, client_info::ClientInfo};
+use director_core::{Body, client_info::ClientInfo, stats::FrontendStats};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -104,11 +113,13 @@ impl ConnSettings {
     }
 }
 
-/// Adapts the stack to hyper: boxes the body and attaches the connection's [`ClientInfo`].
+/// Adapts the stack to hyper: boxes the body, attaches the connection's [`ClientInfo`], and
+/// counts requests and response classes for the listener's FRONTEND row.
 #[derive(Clone, Debug)]
 struct WithClientInfo<S> {
     inner: S,
     info: ClientInfo,
+    stats: Arc<FrontendStats>,
 }
 
 impl<S> Service<Request<Incoming>> for WithClientInfo<S>
@@ -117,26 +128,149 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = S::Future;
+    type Future = Counted<S::Future>;
 
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Incoming>) -> S::Future {
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         let mut req = req.map(|b| b.map_err(Into::into).boxed_unsync());
         req.extensions_mut().insert(self.info.clone());
-        self.inner.call(req)
+        self.stats.request();
+        Counted {
+            inner: self.inner.call(req),
+            stats: self.stats.clone(),
+        }
     }
+}
+
+pin_project_lite::pin_project! {
+    /// A response future that counts the response's status class for its listener.
+    #[derive(Debug)]
+    struct Counted<F> {
+        #[pin]
+        inner: F,
+        stats: Arc<FrontendStats>,
+    }
+}
+
+impl<F: Future<Output = Result<Response<Body>, Infallible>>> Future for Counted<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let polled = this.inner.poll(cx);
+        if let Poll::Ready(Ok(response)) = &polled {
+            this.stats.response(response.status().as_u16());
+        }
+        polled
+    }
+}
+
+/// A client stream that adds the bytes it moves to its listener's counters.
+struct CountedIo {
+    inner: Box<dyn Stream>,
+    stats: Arc<FrontendStats>,
+}
+
+impl tokio::io::AsyncRead for CountedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.stats.add_bytes_in(read as u64);
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for CountedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled {
+            self.stats.add_bytes_out(*n as u64);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &polled {
+            self.stats.add_bytes_out(*n as u64);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Counters for each listener, named by address (the FRONTEND rows of HAProxy's stats).
+pub fn frontend_stats(listeners: &[Listener]) -> Vec<Arc<FrontendStats>> {
+    listeners
+        .iter()
+        .map(|l| {
+            let name = match l.local_addr() {
+                Ok(ListenAddr::Tcp(sa)) => sa.to_string(),
+                Ok(ListenAddr::Unix(path)) => format!("unix@{}", path.display()),
+                Err(_) => "listener".to_owned(),
+            };
+            Arc::new(FrontendStats::new(name))
+        })
+        .collect()
 }
 
 /// Serves `listeners` with `stack` until `shutdown` resolves, then drains in-flight requests for
 /// up to the shutdown timeout.
 pub async fn serve<S>(
     listeners: Vec<Listener>,
+    stack: S,
+    settings: ConnSettings,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let stats = frontend_stats(&listeners);
+    serve_counted(
+        listeners.into_iter().zip(stats).collect(),
+        stack,
+        settings,
+        shutdown,
+    )
+    .await;
+}
+
+/// Like [`serve`], counting each listener's traffic in its [`FrontendStats`].
+pub async fn serve_counted<S>(
+    listeners: Vec<(Listener, Arc<FrontendStats>)>,
     stack: S,
     settings: ConnSettings,
     shutdown: impl Future<Output = ()>,
@@ -162,7 +296,7 @@ pub async fn serve<S>(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     let mut accept_tasks = tokio::task::JoinSet::new();
-    for listener in listeners {
+    for (listener, stats) in listeners {
         let (builder, stack, graceful, mut stop) = (
             builder.clone(),
             stack.clone(),
@@ -184,18 +318,26 @@ pub async fn serve<S>(
                         continue;
                     }
                 };
+                let io = TokioIo::new(CountedIo {
+                    inner: io,
+                    stats: stats.clone(),
+                });
                 let service = TowerToHyperService::new(WithClientInfo {
                     inner: stack.clone(),
                     info,
+                    stats: stats.clone(),
                 });
                 let conn = builder
                     .serve_connection_with_upgrades(io, service)
                     .into_owned();
                 let conn = graceful.watch(conn);
+                let stats = stats.clone();
+                stats.connection_opened();
                 tokio::spawn(async move {
                     if let Err(err) = conn.await {
                         tracing::debug!(error = %err, "client connection ended with an error");
                     }
+                    stats.connection_closed();
                 });
             }
         });
@@ -213,23 +355,20 @@ pub async fn serve<S>(
     }
 }
 
-async fn accept(listener: &Listener) -> io::Result<(TokioIo<Box<dyn Stream>>, ClientInfo)> {
+async fn accept(listener: &Listener) -> io::Result<(Box<dyn Stream>, ClientInfo)> {
     match listener {
         Listener::Tcp(l) => {
             let (stream, remote) = l.accept().await?;
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().ok();
             Ok((
-                TokioIo::new(Box::new(stream) as Box<dyn Stream>),
+                Box::new(stream) as Box<dyn Stream>,
                 ClientInfo::new(Some(remote), local, false),
             ))
         }
         Listener::Unix(l, _) => {
             let (stream, _) = l.accept().await?;
-            Ok((
-                TokioIo::new(Box::new(stream) as Box<dyn Stream>),
-                ClientInfo::default(),
-            ))
+            Ok((Box::new(stream) as Box<dyn Stream>, ClientInfo::default()))
         }
     }
 }

@@ -112,6 +112,21 @@ async fn the_demo_shows_balancing_backups_buckets_pinning_and_fastcgi() {
     );
     let fcgi = get(&director.url("/app/index.php/hi?x=1")).await;
     assert!(fcgi.text().contains("PATH_INFO=/hi"), "{}", fcgi.text());
+    let file = get(&director.url("/files/hello.txt")).await;
+    assert!(
+        file.text().starts_with("Hello from a file"),
+        "{}",
+        file.text()
+    );
+    assert!(file.header("x-sendfile").is_none());
+    let part = send(
+        Request::get(director.url("/download/hello.txt"))
+            .header("range", "bytes=0-4")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((part.status.as_u16(), part.text().as_str()), (206, "Hello"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -71,6 +71,24 @@ pub trait HealthObserver: Send + Sync + fmt::Debug + 'static {
     fn enabled(&self, enabled: bool) {
         let _ = enabled;
     }
+    /// What the health checks say now, for reports (HAProxy's check columns); `None` when the
+    /// observer does not run checks. Called at scrape time, never on the request path.
+    fn check_info(&self) -> Option<crate::stats::CheckInfo> {
+        None
+    }
+}
+
+/// The operator's state of a backend, as HAProxy's `set server … state` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdminState {
+    /// Takes requests (enabled, not drained).
+    Ready,
+    /// Stays a member and keeps being health-checked, but gets no new balanced requests; pinned
+    /// requests still reach it (HAProxy's `DRAIN`, weight 0 in effect).
+    Drain,
+    /// Disabled: no requests at all (HAProxy's `MAINT`).
+    Maint,
 }
 
 /// Why a backend did not take a request.
@@ -90,6 +108,8 @@ pub struct Backend {
     transport: BackendTransport,
     enabled: AtomicBool,
     draining: AtomicBool,
+    // HAProxy's soft drain (`set server … state drain`), unlike `draining` it never removes.
+    soft_drain: AtomicBool,
     terminate_protection: AtomicBool,
     role: AtomicU8,
     health: AtomicU8,
@@ -103,6 +123,13 @@ pub struct Backend {
     online_since_ms: std::sync::atomic::AtomicU64,
     // A nested cluster this member stands for: available while any of its members is.
     nested: std::sync::OnceLock<std::sync::Weak<crate::cluster::Cluster>>,
+    stats: crate::stats::BackendStats,
+    // Health history for reports: last change (ms since `EPOCH`), when it went down (0 = up),
+    // accumulated downtime, UP→DOWN transitions.
+    last_change_ms: std::sync::atomic::AtomicU64,
+    down_since_ms: std::sync::atomic::AtomicU64,
+    downtime_ms: std::sync::atomic::AtomicU64,
+    times_down: std::sync::atomic::AtomicU64,
 }
 
 /// The process's reference instant for timestamps kept in atomics.
@@ -152,6 +179,7 @@ impl Backend {
             transport,
             enabled: AtomicBool::new(true),
             draining: AtomicBool::new(false),
+            soft_drain: AtomicBool::new(false),
             terminate_protection: AtomicBool::new(false),
             role: AtomicU8::new(Role::Active as u8),
             health: AtomicU8::new(Health::Online as u8),
@@ -162,6 +190,11 @@ impl Backend {
             observer: arc_swap::ArcSwapOption::empty(),
             online_since_ms: std::sync::atomic::AtomicU64::new(0),
             nested: std::sync::OnceLock::new(),
+            stats: crate::stats::BackendStats::default(),
+            last_change_ms: std::sync::atomic::AtomicU64::new(now_ms()),
+            down_since_ms: std::sync::atomic::AtomicU64::new(0),
+            downtime_ms: std::sync::atomic::AtomicU64::new(0),
+            times_down: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -194,7 +227,9 @@ impl Backend {
     /// changed through [`crate::cluster::Cluster::set_backend_enabled`], which also resizes the
     /// cluster's capacity.
     pub fn set_enabled(&self, enabled: bool) {
-        self.enabled.store(enabled, Ordering::Relaxed);
+        if self.enabled.swap(enabled, Ordering::Relaxed) != enabled {
+            self.last_change_ms.store(now_ms(), Ordering::Relaxed);
+        }
     }
 
     /// Its role.
@@ -230,7 +265,81 @@ impl Backend {
         if health == Health::Online && previous != Health::Online {
             self.online_since_ms.store(now_ms(), Ordering::Relaxed);
         }
+        if health != previous {
+            self.record_change(health == Health::Offline);
+            if health == Health::Offline && previous == Health::Online {
+                self.times_down.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         previous
+    }
+
+    // Keeps the report history (last change, downtime) across a state change.
+    fn record_change(&self, down: bool) {
+        let now = now_ms();
+        self.last_change_ms.store(now, Ordering::Relaxed);
+        // `down_since_ms` holds the instant plus one, so 0 can mean "up".
+        let since = self.down_since_ms.load(Ordering::Relaxed);
+        if down && since == 0 {
+            self.down_since_ms.store(now + 1, Ordering::Relaxed);
+        } else if !down && since != 0 {
+            self.down_since_ms.store(0, Ordering::Relaxed);
+            self.downtime_ms
+                .fetch_add((now + 1).saturating_sub(since), Ordering::Relaxed);
+        }
+    }
+
+    /// Time since its health or admin state last changed (HAProxy's `lastchg`).
+    pub fn since_last_change(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            now_ms().saturating_sub(self.last_change_ms.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// Total time it spent offline, the current stretch included (HAProxy's `downtime`).
+    pub fn downtime(&self) -> std::time::Duration {
+        let since = self.down_since_ms.load(Ordering::Relaxed);
+        let current = if since == 0 {
+            0
+        } else {
+            (now_ms() + 1).saturating_sub(since)
+        };
+        std::time::Duration::from_millis(self.downtime_ms.load(Ordering::Relaxed) + current)
+    }
+
+    /// How many times it went from online to offline (HAProxy's `chkdown`).
+    pub fn times_down(&self) -> u64 {
+        self.times_down.load(Ordering::Relaxed)
+    }
+
+    /// Its traffic counters.
+    pub fn stats(&self) -> &crate::stats::BackendStats {
+        &self.stats
+    }
+
+    /// What its health checks say, if it is checked (read at report time).
+    pub fn check_info(&self) -> Option<crate::stats::CheckInfo> {
+        self.observer.load().as_ref().and_then(|o| o.check_info())
+    }
+
+    /// The operator's state: `Maint` while disabled, `Drain` while soft-drained, else `Ready`.
+    pub fn admin_state(&self) -> AdminState {
+        if !self.is_enabled() {
+            AdminState::Maint
+        } else if self.soft_drain.load(Ordering::Relaxed) {
+            AdminState::Drain
+        } else {
+            AdminState::Ready
+        }
+    }
+
+    /// Soft-drains it (or stops doing so): no new balanced requests, still a checked member.
+    /// A cluster member should be changed through
+    /// [`crate::cluster::Cluster::set_backend_admin_state`].
+    pub fn set_soft_drain(&self, drain: bool) {
+        if self.soft_drain.swap(drain, Ordering::Relaxed) != drain {
+            self.last_change_ms.store(now_ms(), Ordering::Relaxed);
+        }
     }
 
     /// How long it has been online since it last came up, if it ever went down.
@@ -308,6 +417,12 @@ impl Backend {
     /// not probed yet (`Undefined`) counts as available: a dead one is found by its first failed
     /// request (passive health) instead of every backend being shut out until its first probes.
     pub fn is_available(&self) -> bool {
+        !self.soft_drain.load(Ordering::Relaxed) && self.is_available_when_pinned()
+    }
+
+    /// Like [`Backend::is_available`], but a soft-drained backend counts: HAProxy still serves
+    /// persistent (here: pinned) requests on a server in `DRAIN`.
+    fn is_available_when_pinned(&self) -> bool {
         self.is_enabled()
             && !self.is_draining()
             && self.health() != Health::Offline
@@ -353,7 +468,12 @@ impl Backend {
     /// Takes one request slot if it is available and below capacity (`ignore_capacity` for
     /// pinned requests). The slot is given back with [`Backend::release`].
     pub fn try_acquire(&self, ignore_capacity: bool) -> Result<(), Refusal> {
-        if !self.is_available() {
+        let available = if ignore_capacity {
+            self.is_available_when_pinned()
+        } else {
+            self.is_available()
+        };
+        if !available {
             return Err(Refusal::Unavailable);
         }
         let capacity = self.capacity();
@@ -421,6 +541,44 @@ mod tests {
         assert!(b.drain());
         assert_eq!(b.try_acquire(false), Err(Refusal::Unavailable));
         assert_eq!(b.load().max, 3);
+    }
+
+    #[test]
+    fn soft_drain_keeps_pinned_requests_and_maint_follows_enabled() {
+        let b = backend(0);
+        assert_eq!(b.admin_state(), AdminState::Ready);
+        b.set_soft_drain(true);
+        assert_eq!(b.admin_state(), AdminState::Drain);
+        assert!(!b.is_available());
+        assert_eq!(b.tokens(), 0);
+        assert_eq!(b.try_acquire(false), Err(Refusal::Unavailable));
+        assert_eq!(
+            b.try_acquire(true),
+            Ok(()),
+            "pinned requests still reach it"
+        );
+        b.set_enabled(false);
+        assert_eq!(b.admin_state(), AdminState::Maint);
+        assert_eq!(b.try_acquire(true), Err(Refusal::Unavailable));
+        b.set_enabled(true);
+        b.set_soft_drain(false);
+        assert!(b.is_available());
+    }
+
+    #[test]
+    fn health_history_counts_downs_and_downtime() {
+        let b = backend(0);
+        assert_eq!(b.times_down(), 0);
+        b.set_health(Health::Offline);
+        b.set_health(Health::Offline);
+        assert_eq!(b.times_down(), 1);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(b.downtime() >= std::time::Duration::from_millis(20));
+        b.set_health(Health::Online);
+        let down = b.downtime();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(b.downtime(), down, "downtime stops growing once up");
+        assert!(b.since_last_change() >= std::time::Duration::from_millis(5));
     }
 
     #[test]

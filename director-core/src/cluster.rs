@@ -182,6 +182,7 @@ pub struct Cluster {
     load: Counter,
     queued: Counter,
     dropped: AtomicU64,
+    sendfile: Option<Arc<crate::sendfile::SendfilePolicy>>,
 }
 
 /// A cluster's counters at one moment.
@@ -241,6 +242,7 @@ impl Cluster {
             load: Counter::default(),
             queued: Counter::default(),
             dropped: AtomicU64::new(0),
+            sendfile: None,
         };
         cluster.shaper.resize(cluster.online_tokens());
         cluster
@@ -249,6 +251,18 @@ impl Cluster {
     /// A cluster with default settings and only the root bucket.
     pub fn simple(name: impl Into<Arc<str>>, backends: Vec<Arc<Backend>>) -> Self {
         Self::new(name, backends, ClusterSettings::default(), Shaper::new(0))
+    }
+
+    /// Lets its backends have Director serve files (X-Sendfile) under `policy`; served through
+    /// [`ClusterService`].
+    pub fn with_sendfile(mut self, policy: Option<Arc<crate::sendfile::SendfilePolicy>>) -> Self {
+        self.sendfile = policy;
+        self
+    }
+
+    /// Its X-Sendfile policy, if it allows X-Sendfile.
+    pub fn sendfile(&self) -> Option<&Arc<crate::sendfile::SendfilePolicy>> {
+        self.sendfile.as_ref()
     }
 
     /// The cluster's name.
@@ -339,6 +353,31 @@ impl Cluster {
         b.notify_enabled(enabled);
         self.refresh();
         true
+    }
+
+    /// Sets a member's operator state (HAProxy's `set server … state`): `Ready` enables it and
+    /// ends a soft drain, `Drain` keeps it as a checked member without new balanced requests,
+    /// `Maint` disables it. Returns false for an unknown name.
+    pub fn set_backend_admin_state(
+        self: &Arc<Self>,
+        name: &str,
+        state: crate::backend::AdminState,
+    ) -> bool {
+        use crate::backend::AdminState;
+        let Some(b) = self.backend(name) else {
+            return false;
+        };
+        match state {
+            AdminState::Ready => {
+                b.set_soft_drain(false);
+                self.set_backend_enabled(name, true)
+            }
+            AdminState::Drain => {
+                b.set_soft_drain(true);
+                self.set_backend_enabled(name, true)
+            }
+            AdminState::Maint => self.set_backend_enabled(name, false),
+        }
     }
 
     /// Changes a member's capacity (0 = no limit). Returns false for an unknown name.
@@ -662,7 +701,13 @@ impl Cluster {
         let mut attempts = 0u32;
         loop {
             let grant = match self.admit(bucket, &failed, key).await {
-                Ok(grant) => grant,
+                Ok(grant) => {
+                    // The previous backend's failure is now really tried elsewhere.
+                    if let Some(left) = failed.last().filter(|_| attempts > 0) {
+                        left.stats().retried_elsewhere();
+                    }
+                    grant
+                }
                 // No other backend to try: the last backend's own failure says more than
                 // "unavailable", unless it could not be reached at all.
                 Err(err) => match last {
@@ -679,7 +724,9 @@ impl Cluster {
                     .request(),
             };
             let backend = grant.backend.clone();
+            let started = Instant::now();
             let result = send(&backend, req).await;
+            record(&backend, &result, started);
             backend.report(match &result {
                 Ok(response) => Ok(response.status()),
                 Err(Failure::Unsent(e, _) | Failure::Failed(e)) => Err(e.kind()),
@@ -750,7 +797,10 @@ impl Cluster {
                 .with_detail("the requested backend is not available"));
         }
         let grant = self.grant(None, backend.clone());
-        match send(&backend, req).await {
+        let started = Instant::now();
+        let result = send(&backend, req).await;
+        record(&backend, &result, started);
+        match result {
             Ok(response) => Ok(self.finish(response, grant, ROOT, tag)),
             Err(Failure::Unsent(err, _) | Failure::Failed(err)) => Err(err
                 .with_cluster(self.name.clone())
@@ -770,7 +820,8 @@ impl Cluster {
             headers.insert(&X_DIRECTOR_BACKEND, grant.backend.name_header().clone());
             headers.insert(&X_DIRECTOR_BUCKET, self.bucket(bucket).name.clone());
         }
-        if tag {
+        // The X-Sendfile layer names the backend when it refuses a path.
+        if tag || self.sendfile.is_some() {
             response.extensions_mut().insert(UpstreamInfo {
                 cluster: Some(self.name.clone()),
                 backend: Some(grant.backend.name().clone()),
@@ -872,6 +923,15 @@ impl GrantBody {
     }
 }
 
+impl Drop for GrantBody {
+    fn drop(&mut self) {
+        // Dropped before its end: the client stopped reading (HAProxy's `cli_abrt`).
+        if let Some(grant) = &self.grant {
+            grant.backend.stats().client_abort();
+        }
+    }
+}
+
 impl http_body::Body for GrantBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -881,10 +941,21 @@ impl http_body::Body for GrantBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(frame) = &polled
-            && (frame.is_none() || self.inner.is_end_stream() || matches!(frame, Some(Err(_))))
-        {
-            self.grant = None;
+        if let Poll::Ready(frame) = &polled {
+            if let Some(grant) = &self.grant {
+                match frame {
+                    Some(Ok(f)) => {
+                        if let Some(data) = f.data_ref() {
+                            grant.backend.stats().add_bytes_out(data.len() as u64);
+                        }
+                    }
+                    Some(Err(_)) => grant.backend.stats().server_abort(),
+                    None => {}
+                }
+            }
+            if frame.is_none() || self.inner.is_end_stream() || matches!(frame, Some(Err(_))) {
+                self.grant = None;
+            }
         }
         polled
     }
@@ -910,18 +981,81 @@ enum Failure {
     Failed(ProxyError),
 }
 
-async fn send(backend: &Backend, req: Request<Body>) -> Result<Response<Body>, Failure> {
+async fn send(backend: &Arc<Backend>, req: Request<Body>) -> Result<Response<Body>, Failure> {
     match backend.transport() {
         BackendTransport::Http(transport) => match transport.connect().await {
-            Ok(conn) => conn.send(req).await.map_err(Failure::Failed),
+            // Counted only once connected: an unsent request goes on to another backend.
+            Ok(conn) => conn
+                .send(count_request_body(backend, req))
+                .await
+                .map_err(Failure::Failed),
             Err(err) => Err(Failure::Unsent(err, Box::new(req))),
         },
-        BackendTransport::Custom(transport) => transport.send(req).await.map_err(Failure::Failed),
+        BackendTransport::Custom(transport) => transport
+            .send(count_request_body(backend, req))
+            .await
+            .map_err(Failure::Failed),
+    }
+}
+
+/// Counts an attempt's outcome in the backend's stats (HAProxy's hrsp, econ, eresp columns).
+fn record(backend: &Backend, result: &Result<Response<Body>, Failure>, started: Instant) {
+    let stats = backend.stats();
+    match result {
+        Ok(response) => stats.response(response.status().as_u16(), started.elapsed()),
+        Err(Failure::Unsent(..)) => stats.connect_error(),
+        Err(Failure::Failed(err)) if is_unreachable(err.kind()) => stats.connect_error(),
+        Err(Failure::Failed(_)) => stats.response_error(),
+    }
+}
+
+/// Counts the request body bytes a backend is sent; bodiless requests (most) are left as they
+/// are, so they cost nothing.
+fn count_request_body(backend: &Arc<Backend>, req: Request<Body>) -> Request<Body> {
+    if req.body().is_end_stream() {
+        return req;
+    }
+    let backend = backend.clone();
+    req.map(|inner| crate::body::boxed(CountedBody { inner, backend }))
+}
+
+/// A request body that adds what passes through to its backend's `bin`.
+#[derive(Debug)]
+struct CountedBody {
+    inner: Body,
+    backend: Arc<Backend>,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.backend.stats().add_bytes_in(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
 /// A cluster as a Tower service, for services in front of it (such as an object cache). A
-/// request's [`Dispatch`] comes from its extensions (the router puts it there).
+/// request's [`Dispatch`] comes from its extensions (the router puts it there). When the
+/// cluster allows X-Sendfile, its [`crate::sendfile`] layer is part of this service, so whatever
+/// sits in front sees the files rather than the backends' pointers to them.
 #[derive(Clone, Debug)]
 pub struct ClusterService {
     cluster: Arc<Cluster>,
@@ -949,7 +1083,14 @@ impl tower::Service<Request<Body>> for ClusterService {
             .extensions_mut()
             .remove::<Dispatch>()
             .unwrap_or_default();
-        Box::pin(self.cluster.clone().dispatch(req, how))
+        match &self.cluster.sendfile {
+            Some(policy) => {
+                let head = crate::sendfile::RequestHead::new(req.method(), req.headers());
+                let response = self.cluster.clone().dispatch(req, how);
+                crate::sendfile::respond(policy.clone(), head, response)
+            }
+            None => Box::pin(self.cluster.clone().dispatch(req, how)),
+        }
     }
 }
 
@@ -982,7 +1123,10 @@ pub async fn dispatch_direct(
     req: Request<Body>,
     tag: bool,
 ) -> Result<Response<Body>, ProxyError> {
-    match send(&backend, req).await {
+    let started = Instant::now();
+    let result = send(&backend, req).await;
+    record(&backend, &result, started);
+    match result {
         Ok(mut response) => {
             if tag {
                 response.extensions_mut().insert(UpstreamInfo {

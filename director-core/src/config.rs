@@ -211,6 +211,25 @@ pub struct ClusterConfig {
     /// The object cache in front of the cluster: `[clusters.NAME.cache]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheSettings>,
+    /// X-Sendfile: backends may have Director serve files under these roots
+    /// (`[clusters.NAME.sendfile]`; none: the headers are stripped and never honoured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sendfile: Option<SendfileSettings>,
+}
+
+/// X-Sendfile and X-Accel-Redirect: `[clusters.NAME.sendfile]`.
+///
+/// A backend answering `X-Sendfile: /srv/files/a.bin` (or `X-Accel-Redirect: /protected/a.bin`
+/// with `"/protected/" = "/srv/files/"`) gets the file served by Director, provided it lies
+/// inside one of `roots` once symlinks and `..` are resolved.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SendfileSettings {
+    /// Directories files may be served from (at least one; absolute; must exist).
+    pub roots: Vec<String>,
+    /// nginx's X-Accel-Redirect: URI prefix → directory (inside a root) it maps to.
+    #[serde(default)]
+    pub accel_redirect: BTreeMap<String, String>,
 }
 
 /// The object cache in front of a cluster: `[clusters.NAME.cache]`.

@@ -13,6 +13,7 @@
 //!  └─ Forward        hop-by-hop fields, X-Forwarded-*, Via, TRACE/OPTIONS Max-Forwards
 //!      └─ Router     host + path → route (one ArcSwap load per request)
 //!          ├─ Cluster::dispatch   bucket token + backend slot (or queue) → transport; retries
+//!          │    (per cluster, optionally behind: cache front ─► Sendfile, X-Sendfile → file)
 //!          └─ dispatch_direct     one backend, no balancing ("road warrior")
 //!                └─ HttpTransport pooled HTTP/1.1 connections over TCP or UNIX sockets
 //! ```
@@ -30,6 +31,8 @@
 //!   the road-warrior dispatch.
 //! - [`backend`]: a backend's identity, transport and enabled flag.
 //! - [`schedule`]: schedulers (rr, chance, least-load) and the pool pick.
+//! - [`sendfile`]: X-Sendfile and X-Accel-Redirect: files named by a backend, served by
+//!   Director from allowed roots (ranges, conditional requests, flat-memory streaming).
 //! - [`shaper`]: x0's TokenShaper, the HTB-like bucket tree partitioning a cluster's capacity.
 //! - [`counter`]: `{current, max, total}` counters.
 //! - [`directors`]: Varnish's and fnlb's selection algorithms (weighted, hash ring, shard,
@@ -84,7 +87,9 @@ pub mod replay;
 pub mod route;
 pub mod router;
 pub mod schedule;
+pub mod sendfile;
 pub mod shaper;
+pub mod stats;
 pub mod store;
 pub mod transport;
 

@@ -274,6 +274,11 @@ impl Snapshot {
                         .map_err(|m| ConfigError::new(format!("clusters.{name}.cache"), m))?
                     {
                         Some(front) => Target::Front(cluster.clone(), front),
+                        // X-Sendfile lives in the cluster's service (see `ClusterService`).
+                        None if cluster.sendfile().is_some() => Target::Front(
+                            cluster.clone(),
+                            ClusterFront::new(crate::cluster::ClusterService::new(cluster.clone())),
+                        ),
                         None => Target::Cluster(cluster.clone()),
                     }
                 }
@@ -319,7 +324,8 @@ impl Snapshot {
                 pin_header: header(&route.pin_header, "pin-header")?,
                 pin_query: route.pin_query.clone(),
             };
-            if let (Target::Cluster(c), Some(bucket)) = (&target, &route.bucket)
+            if let (Target::Cluster(c) | Target::Front(c, _), Some(bucket)) =
+                (&target, &route.bucket)
                 && c.shaper().find(bucket).is_none()
             {
                 return Err(ConfigError::new(
@@ -545,6 +551,14 @@ fn build_cluster(
             }
         },
     };
+    let sendfile = match &cluster.sendfile {
+        Some(s) => Some(Arc::new(crate::sendfile::SendfilePolicy::new(
+            name,
+            s,
+            &format!("{at}.sendfile"),
+        )?)),
+        None => None,
+    };
     let reschedule = reused
         .iter()
         .any(|(_, was, now)| was.role != now.role || was.weight != now.weight);
@@ -590,7 +604,7 @@ fn build_cluster(
         }));
         return Ok(live);
     }
-    let c = Arc::new(Cluster::new(name, backends, settings, shaper));
+    let c = Arc::new(Cluster::new(name, backends, settings, shaper).with_sendfile(sendfile));
     c.set_enabled(cluster.enabled);
     if reschedule {
         let c = c.clone();
@@ -832,6 +846,7 @@ mod tests {
             fastcgi: None,
             health: None,
             cache: None,
+            sendfile: None,
             backends: backends
                 .iter()
                 .map(|(n, u)| BackendConfig {

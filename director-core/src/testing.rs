@@ -17,6 +17,9 @@
 //! | `/hangup`       | closes the connection without answering                          |
 //! | `/hop-headers`  | answers with hop-by-hop fields, `Via` and `X-Sendfile` set        |
 //! | `/upgrade`      | switches protocols and echoes raw bytes on the upgraded stream   |
+//! | `/sendfile?path=P` | answers `X-Sendfile: P` (and `Content-Type: T` with `&type=T`), |
+//! |                 | with `Set-Cookie`, `Cache-Control` and a body of its own          |
+//! | `/accel?uri=U`  | the same with `X-Accel-Redirect: U`                              |
 //! | anything else   | `200 backend <name>`                                             |
 //!
 //! [`TestBackend::set_failing`] makes every request (probes too) get 503 until it is turned off;
@@ -471,6 +474,25 @@ async fn handle(
                 .header("upgrade", protocol)
                 .body(body::empty())?
         }
+        "/sendfile" | "/accel" => {
+            let header = if path == "/sendfile" {
+                "x-sendfile"
+            } else {
+                "x-accel-redirect"
+            };
+            let key = if path == "/sendfile" { "path" } else { "uri" };
+            let query = req.uri().query().unwrap_or_default();
+            let mut r = Response::builder()
+                .header("set-cookie", "sendfile=1")
+                .header("cache-control", "private, max-age=60");
+            if let Some(target) = query_param(query, key) {
+                r = r.header(header, target);
+            }
+            if let Some(t) = query_param(query, "type") {
+                r = r.header("content-type", t);
+            }
+            r.body(body::full("the backend's own body\n"))?
+        }
         p if p.starts_with("/bytes/") => {
             let total: u64 = p["/bytes/".len()..].parse()?;
             let (mut tx, rx) = Channel::<Bytes, Infallible>::new(4);
@@ -551,26 +573,17 @@ fn respond<T>(req: &Request<T>, name: &str, state: &State) -> Result<Response<Bo
     Ok(r.body(body::full(format!("response {n} of {name} ae={ae}\n")))?)
 }
 
-/// Decodes `%XX` escapes and `+` (a test helper: invalid escapes stay as they are).
+/// Decodes `%XX` escapes and `+`.
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match b[i] {
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                _ => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The percent-decoded value of `key` in a query string.
+fn query_param(query: &str, key: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == key).then(|| percent_decode(v))
+    })
 }

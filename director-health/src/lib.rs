@@ -69,6 +69,7 @@ pub use monitor::{
 };
 pub use passive::{FailureKind, PassiveConfig, PassiveHealth, PassiveHealthLayer};
 pub use probe::{
-    BoxError, ExpectedStatus, HttpProbe, Probe, ProbeError, ProbeFuture, Target, TcpProbe, probe_fn,
+    BoxError, ExpectedStatus, HttpProbe, Probe, ProbeError, ProbeFailure, ProbeFuture, Target,
+    TcpProbe, probe_fn,
 };
 pub use state::{HealthState, StateMachine};

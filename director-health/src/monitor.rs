@@ -83,6 +83,8 @@ pub struct ProbeRecord {
     pub age: Duration,
     /// The failure, as text.
     pub error: Option<String>,
+    /// The failure's kind (for HAProxy's `check_status` and `check_code`).
+    pub failure: Option<crate::probe::ProbeFailure>,
 }
 
 /// A point-in-time view of an endpoint's health, for the admin API and HAProxy's CSV columns.
@@ -124,6 +126,14 @@ pub struct HealthHandle {
     shared: Arc<Shared>,
 }
 
+/// The last probe: passed, latency, when it finished, and the failure (text and kind).
+type LastProbe = (
+    bool,
+    Duration,
+    Instant,
+    Option<(String, crate::probe::ProbeFailure)>,
+);
+
 struct Shared {
     name: Arc<str>,
     config: ArcSwap<HealthConfig>,
@@ -151,7 +161,7 @@ struct Inner {
     passive_failures: u64,
     times_down: u64,
     sticky_disabled: bool,
-    last_probe: Option<(bool, Duration, Instant, Option<String>)>,
+    last_probe: Option<LastProbe>,
 }
 
 // === impl HealthHandle ===
@@ -332,7 +342,8 @@ impl HealthHandle {
             }
             Err(err) => {
                 inner.probes_failed += 1;
-                inner.last_probe = Some((false, latency, now, Some(err.to_string())));
+                inner.last_probe =
+                    Some((false, latency, now, Some((err.to_string(), err.failure()))));
                 tracing::debug!(endpoint = %self.shared.name, error = %err, "health probe failed");
                 inner.machine.on_failure()
             }
@@ -361,7 +372,8 @@ impl HealthHandle {
                     ok: *ok,
                     latency: *latency,
                     age: now - *at,
-                    error: error.clone(),
+                    error: error.as_ref().map(|(text, _)| text.clone()),
+                    failure: error.as_ref().map(|(_, kind)| *kind),
                 }),
             probes_sent: self.shared.probes_sent.load(Ordering::Relaxed),
             probes_failed: inner.probes_failed,

@@ -83,6 +83,32 @@ impl ProbeError {
     pub fn other(err: impl Into<BoxError>) -> Self {
         ProbeError::Other(err.into())
     }
+
+    /// The kind of failure, without its details.
+    pub fn failure(&self) -> ProbeFailure {
+        match self {
+            ProbeError::Connect(_) => ProbeFailure::Connect,
+            ProbeError::Timeout(_) => ProbeFailure::Timeout,
+            ProbeError::Protocol(_) => ProbeFailure::Protocol,
+            ProbeError::Status(code) => ProbeFailure::Status(code.as_u16()),
+            ProbeError::Other(_) => ProbeFailure::Other,
+        }
+    }
+}
+
+/// A [`ProbeError`]'s kind, cheap to copy into reports (HAProxy's `L4CON`, `L7STS`…).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeFailure {
+    /// The connection could not be opened.
+    Connect,
+    /// The probe did not finish in time.
+    Timeout,
+    /// The peer broke the exchange or spoke no valid protocol.
+    Protocol,
+    /// The endpoint answered with this unexpected status.
+    Status(u16),
+    /// Anything else.
+    Other,
 }
 
 /// Where a probe connects: TCP (IPv4 or IPv6) or a UNIX socket.

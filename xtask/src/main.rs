@@ -3,7 +3,9 @@
 //! - `test-all`: format check, clippy with `-D warnings`, every test of the workspace
 //!   (cargo-nextest when installed, else `cargo test`), doc tests; ends with one summary line.
 //! - `bench`: builds Director in release mode and runs the load comparison with HAProxy and nginx
-//!   (`../shared/bench/peers.sh`), printing the table and the ratios.
+//!   (`../shared/bench/peers.sh`), printing the table and the ratios; then the large-file
+//!   scenario ([`sendfile_bench`]: X-Sendfile through Director vs nginx's X-Accel-Redirect).
+//!   `bench sendfile` runs only the latter.
 //!
 //! It uses only the standard library, so it compiles in a moment.
 
@@ -23,13 +25,19 @@ tasks:
   test-all   fmt --check, clippy -D warnings, all tests (nextest if installed), doc tests
   bench      release build + load comparison with HAProxy and nginx (../shared/bench/peers.sh)
              environment: BENCH_DIR (default ../shared/bench), and peers.sh's own variables
-             (RUNS, DURATION, PIN, THREADS, BODIES, TARGETS, ...)
+             (RUNS, DURATION, PIN, THREADS, BODIES, TARGETS, ...); then large files (1 MiB,
+             100 MiB) with X-Sendfile through Director vs X-Accel-Redirect through nginx
+             (SENDFILE_RUNS, SENDFILE_DURATION)
+  bench sendfile   only the large-file scenario
 ";
+
+mod sendfile_bench;
 
 fn main() -> ExitCode {
     let task = env::args().nth(1);
     match task.as_deref() {
         Some("test-all") => test_all(),
+        Some("bench") if env::args().nth(2).as_deref() == Some("sendfile") => bench_sendfile(),
         Some("bench") => bench(),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{TASKS}");
@@ -248,6 +256,44 @@ fn which(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Builds the release binary; its path, or `None` when the build failed.
+fn release_director() -> Option<PathBuf> {
+    let mut build = cargo();
+    build.args(["build", "--release", "-p", "director-bin"]);
+    if !build.status().is_ok_and(|s| s.success()) {
+        eprintln!("xtask bench: release build failed");
+        return None;
+    }
+    let target = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    Some(target.join("release/director"))
+}
+
+fn bench_sendfile() -> ExitCode {
+    let missing: Vec<&str> = ["wrk", "nginx", "curl"]
+        .into_iter()
+        .filter(|t| !which(t))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "xtask bench: missing tools: {}\n  install them with: apt-get install -y wrk nginx curl",
+            missing.join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
+    let Some(director) = release_director() else {
+        return ExitCode::FAILURE;
+    };
+    match sendfile_bench::run(&director) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask bench: large-file scenario failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn bench() -> ExitCode {
     let bench_dir = env::var_os("BENCH_DIR")
         .map(PathBuf::from)
@@ -305,9 +351,15 @@ fn bench() -> ExitCode {
     if env::var_os("PROXY_NAME").is_none() {
         cmd.env("PROXY_NAME", "director");
     }
-    match cmd.status() {
-        Ok(s) if s.success() => ExitCode::SUCCESS,
-        _ => ExitCode::FAILURE,
+    if !cmd.status().is_ok_and(|s| s.success()) {
+        return ExitCode::FAILURE;
+    }
+    match sendfile_bench::run(&director) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask bench: large-file scenario failed: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 

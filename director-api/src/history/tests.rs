@@ -156,23 +156,76 @@ fn series_that_come_and_go_are_padded_with_nulls() {
 }
 
 #[test]
-fn backend_state_changes_are_dated() {
+fn backend_states_say_health_admin_state_and_when_they_changed() {
     let a = backend("a", 1);
     let cluster = Arc::new(Cluster::simple("app", vec![a.clone()]));
     let history = History::new(10, Duration::from_secs(1));
     let mut sampler = Sampler::default();
+    let before = unix_ms();
+    cluster.set_backend_enabled("a", false);
+    sampler.sample([&cluster], Instant::now());
+    history.set_states(sampler.states());
+    let doc = history.json(None);
+    let state = &doc["backends"][0];
+    assert_eq!(
+        (
+            &state["name"],
+            &state["health"],
+            &state["admin"],
+            &state["leaving"]
+        ),
+        (
+            &json!("a"),
+            &json!("online"),
+            &json!("maint"),
+            &json!(false)
+        )
+    );
+    let since = state["since"].as_u64().unwrap();
+    assert!(
+        since + 1000 >= before && since <= unix_ms(),
+        "{since} vs {before}"
+    );
+}
+
+#[test]
+fn responses_and_latency_become_rates_and_milliseconds() {
+    let a = backend("a", 0);
+    let b = backend("b", 0);
+    let cluster = Arc::new(Cluster::simple("app", vec![a.clone(), b.clone()]));
+    let mut sampler = Sampler::default();
     let t0 = Instant::now();
     sampler.sample([&cluster], t0);
-    history.set_states(sampler.states());
-    let doc = history.json(None);
-    assert_eq!(doc["backends"][0]["state"], "online, enabled");
-    assert_eq!(doc["backends"][0]["since"], Value::Null);
-    cluster.set_backend_enabled("a", false);
-    sampler.sample([&cluster], t0 + Duration::from_secs(1));
-    history.set_states(sampler.states());
-    let doc = history.json(None);
-    assert_eq!(doc["backends"][0]["state"], "online, disabled");
-    assert!(doc["backends"][0]["since"].as_u64().unwrap() > 0);
+    for _ in 0..8 {
+        a.stats().response(200, Duration::from_millis(2));
+    }
+    a.stats().response(503, Duration::from_millis(40));
+    a.stats().response(404, Duration::from_millis(40));
+    b.stats().response(200, Duration::from_millis(10));
+    b.stats().response(302, Duration::from_millis(10));
+    let points = sampler.sample([&cluster], t0 + Duration::from_secs(2));
+    let find = |name: &str| points.iter().find(|(k, _)| &*k.name == name).unwrap().1;
+    let pa = find("a");
+    assert_eq!(pa.responses[1], 4.0, "8 2xx in 2 s");
+    assert_eq!((pa.responses[3], pa.responses[4]), (0.5, 0.5));
+    // Mean of 8 × 2 ms and 2 × 40 ms.
+    assert!((pa.latency_ms - 9.6).abs() < 0.01, "{}", pa.latency_ms);
+    // The 95th percentile lies in the 25..50 ms bucket.
+    assert!(
+        pa.latency_p95_ms > 25.0 && pa.latency_p95_ms <= 50.0,
+        "{}",
+        pa.latency_p95_ms
+    );
+    // The cluster: both backends together.
+    let pc = find("app");
+    assert_eq!(pc.responses[1], 4.5);
+    assert_eq!(pc.responses[2], 0.5);
+    assert!((pc.latency_ms - 9.666).abs() < 0.01, "{}", pc.latency_ms);
+    // Nothing new: zero rates, no latency.
+    let points = sampler.sample([&cluster], t0 + Duration::from_secs(3));
+    let pa = points.iter().find(|(k, _)| &*k.name == "a").unwrap().1;
+    assert_eq!(pa.responses[1], 0.0);
+    assert!(pa.latency_ms.is_nan());
 }
 
 async fn call(history: &History, method: Method, uri: &str) -> (StatusCode, Value) {

@@ -12,7 +12,6 @@
   let cells = new Map(); // key -> {cell name -> element}
   let historySeq = null;
   let states = new Map(); // "cluster/backend" -> {state, since}
-  let started = null;
   let timer = null;
 
   // Exposed for tests and curious users: the last index and how often it was drawn.
@@ -242,6 +241,9 @@
 
       for (const m of members) {
         const b = cells.get(`b:${name}/${m.name}`);
+        const seen = states.get(`${name}/${m.name}`);
+        // The operator state (HAProxy's ready / drain / maint) comes with the history.
+        if (seen && seen.admin) m["admin-state"] = seen.admin;
         const [h, hc, sym] = health(m);
         const [a, ac] = admin(m);
         b.role.textContent = m.role;
@@ -252,13 +254,12 @@
         b.max.textContent = fmt(m.stats.load.max);
         b.total.textContent = fmt(m.stats.load.total);
         b.weight.textContent = m.weight === undefined ? "–" : fmt(m.weight);
-        const seen = states.get(`${name}/${m.name}`);
         if (seen && seen.since) {
           b.change.textContent = ago(seen.since);
-          b.change.title = `${seen.state} since ${new Date(seen.since).toLocaleString()}`;
+          b.change.title = `${h}, ${a} since ${new Date(seen.since).toLocaleString()}`;
         } else {
-          b.change.textContent = started ? "none since start" : "–";
-          b.change.title = started ? `no change seen since ${new Date(started).toLocaleString()}` : "";
+          b.change.textContent = "–";
+          b.change.title = "";
         }
         b.enable.disabled = m.enabled || m.role === "terminate";
         b.disable.disabled = !m.enabled || m.role === "terminate";
@@ -285,7 +286,6 @@
         getJSON("/history" + (historySeq === null ? "?since=" + Number.MAX_SAFE_INTEGER : `?since=${historySeq}`)),
       ]);
       historySeq = history.last;
-      started = history.started;
       states = new Map((history.backends || []).map((b) => [`${b.cluster}/${b.name}`, b]));
       const sig = shape(index);
       if (sig !== signature) {
