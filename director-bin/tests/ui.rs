@@ -492,14 +492,24 @@ async fn overview_disables_a_backend_and_live_page_charts_traffic_with_a_token()
         "{requests}"
     );
     let charts = browser.script("return window.directorLive.charts").await;
-    for title in ["Utilisation (%)", "Queue length"] {
-        let chart = charts
+    let chart = |title: &str| {
+        charts
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["title"] == title)
-            .unwrap_or_else(|| panic!("no {title} chart: {charts}"));
-        assert!(chart["points"].as_u64().unwrap() >= 5, "{chart}");
+            .find(|c| c["cluster"] == "app" && c["title"] == title)
+            .unwrap_or_else(|| panic!("no {title} chart: {charts}"))
+            .clone()
+    };
+    // Traffic shows as 2xx responses and as latencies; utilisation and queues are sampled too.
+    for title in ["Responses/s by class", "Latency (ms)"] {
+        let c = chart(title);
+        assert!(c["points"].as_u64().unwrap() >= 5, "{c}");
+        assert!(c["max"].as_f64().unwrap() > 0.0, "{c}");
+    }
+    for title in ["Utilisation (%)", "Queue length"] {
+        let c = chart(title);
+        assert!(c["points"].as_u64().unwrap() >= 5, "{c}");
     }
     assert!(browser.screenshot("live.png").await > 10_000);
 

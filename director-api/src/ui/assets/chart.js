@@ -95,13 +95,18 @@
 
       // Values to draw (stacked: cumulative sums, drawn top series last).
       let lines = this.series.map((s) => s.values.slice());
+      let bases = null; // stacked: each layer's bottom
       if (this.opts.stacked) {
         const acc = new Array(this.times.length).fill(null);
-        lines = lines.map((vals) => vals.map((v, i) => {
-          if (v === null || v === undefined) return acc[i];
-          acc[i] = (acc[i] || 0) + v;
-          return acc[i];
-        }));
+        bases = [];
+        lines = lines.map((vals) => {
+          bases.push(acc.slice());
+          return vals.map((v, i) => {
+            if (v === null || v === undefined) return acc[i];
+            acc[i] = (acc[i] || 0) + v;
+            return acc[i];
+          });
+        });
       }
       let max = this.opts.max || 0;
       if (!this.opts.max) {
@@ -145,7 +150,31 @@
       g.beginPath();
       g.rect(left, top, pw, ph);
       g.clip();
-      lines.forEach((vals, i) => {
+      if (bases) {
+        // Stacked: fill each layer between its bottom and its top.
+        lines.forEach((vals, i) => {
+          g.fillStyle = this.series[i].colour;
+          g.globalAlpha = 0.3;
+          let j = 0;
+          while (j < vals.length) {
+            while (j < vals.length && vals[j] === null) j++;
+            const from = j;
+            while (j < vals.length && vals[j] !== null) j++;
+            if (j - from < 2) continue;
+            g.beginPath();
+            for (let k = from; k < j; k++) g.lineTo(x(this.times[k]), y(vals[k]));
+            for (let k = j - 1; k >= from; k--) g.lineTo(x(this.times[k]), y(bases[i][k] || 0));
+            g.closePath();
+            g.fill();
+          }
+        });
+        g.globalAlpha = 1;
+      }
+      // Stacked layers are stroked top first, so where a layer is empty the one below shows.
+      const order = lines.map((_, i) => i);
+      if (bases) order.reverse();
+      order.forEach((i) => {
+        const vals = lines[i];
         const s = this.series[i];
         g.strokeStyle = s.colour;
         g.lineWidth = s.width || 1.5;
