@@ -219,6 +219,8 @@ pub fn cache_config(s: &CacheSettings) -> Result<CacheConfig, String> {
     };
     Ok(CacheConfig {
         enabled: true,
+        deliver_active: s.deliver_active,
+        deliver_shadow: s.deliver_shadow,
         default_ttl: s.default_ttl.map_or(defaults.default_ttl, |d| d.0),
         shadow_ttl: s.shadow_ttl.map_or(defaults.shadow_ttl, |d| d.0),
         strategy,

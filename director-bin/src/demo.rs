@@ -22,6 +22,9 @@ listen = ["{listen}"]
 pseudonym = "director-demo"
 # HAProxy's runtime API: `echo "show stat" | socat stdio PATH`, `disable server demo/beta`.
 stats-socket = "{stats_socket}"
+# Dynamic clusters, one file each, changed through the admin API (127.0.0.1:8081) and kept
+# there; the demo starts with "shop", reachable as `Host: shop`.
+cluster-dir = "{cluster_dir}"
 
 # One cluster, three backends: over IPv4, IPv6 and a UNIX socket. alpha and beta take 4
 # requests at once each; gamma is a backup, used only while neither is available.
@@ -200,6 +203,8 @@ pub async fn start_backends() -> std::io::Result<DemoBackends> {
         "Hello from a file: the backend only named it (X-Sendfile), Director sent it.\n",
     )?;
     let _ = FILES.set(files.clone());
+    let clusters = socket_dir.join("clusters");
+    std::fs::create_dir_all(&clusters)?;
     let urls = [
         format!("http://{}", a.local_addr()?),
         format!("http://{}", b.local_addr()?),
@@ -212,6 +217,18 @@ pub async fn start_backends() -> std::io::Result<DemoBackends> {
             tokio::spawn(fastcgi_app::serve(stream));
         }
     });
+    // A dynamic cluster over alpha and beta, as the admin API would have written it.
+    std::fs::write(
+        clusters.join("shop.toml"),
+        format!(
+            "# A dynamic cluster: change it with the admin API, e.g.\n\
+             # curl -X POST -d capacity=8 http://127.0.0.1:8081/api/shop/backends/alpha\n\
+             scheduler = \"least-load\"\n\n\
+             [[backends]]\nname = \"alpha\"\nurl = \"{}\"\ncapacity = 4\n\n\
+             [[backends]]\nname = \"beta\"\nurl = \"{}\"\ncapacity = 4\n",
+            urls[0], urls[1]
+        ),
+    )?;
     tokio::spawn(serve_tcp(a, "alpha"));
     tokio::spawn(serve_tcp(b, "beta"));
     tokio::spawn(async move {
@@ -236,6 +253,10 @@ pub fn config_text(listen: &str, backends: &DemoBackends) -> String {
         .replace("{c}", &backends.urls[2])
         .replace("{fcgi}", &backends.fastcgi)
         .replace("{files}", &backends.files.display().to_string())
+        .replace(
+            "{cluster_dir}",
+            &backends.socket_dir.join("clusters").display().to_string(),
+        )
         .replace(
             "{stats_socket}",
             &backends

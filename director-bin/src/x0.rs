@@ -361,11 +361,8 @@ pub fn import(
             cache.insert("shadow-ttl".into(), v);
         }
         for key in ["deliver-active", "deliver-shadow"] {
-            if c.bool(key)? == Some(false) {
-                notes.push(format!(
-                    "cache.{key} was false; Director's cache always delivers (switch the cache \
-                     off instead)"
-                ));
+            if let Some(v) = c.bool(key)? {
+                cache.insert(key.into(), v.into());
             }
         }
         cluster.insert("cache".into(), Value::Table(cache));

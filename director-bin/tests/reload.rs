@@ -216,3 +216,61 @@ async fn the_x0_fixture_files_import_and_serve_traffic() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert!(reply.text().contains("SCRIPT_FILENAME"), "{}", reply.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_keeps_health_monitors_of_kept_backends() {
+    use director_core::{backend::Health, store::Store};
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let assembly = Arc::new(director_bin::assembly::Assembly::default());
+    let store = Store::new(
+        Default::default(),
+        Default::default(),
+        Some(dir.path().into()),
+        assembly.clone(),
+    )
+    .unwrap();
+    let config = toml::from_str(&format!(
+        "[health]\ninterval = \"50ms\"\nrise = 1\n[[backends]]\nname = \"a\"\nurl = \"{}\"\n",
+        a.url()
+    ))
+    .unwrap();
+    let entry = store.create("shop", config).unwrap();
+    let backend = entry.live.backend("a").unwrap();
+    wait_for("a is online", async || backend.health() == Health::Online).await;
+    assert_eq!(assembly.with_health(|h| h.len()), 1);
+
+    // A member change and a settings change (the cluster is rebuilt): the monitor stays, so
+    // the backend stays online rather than starting over as undefined.
+    for edit in [
+        |c: &mut director_core::config::ClusterConfig| c.backends[0].capacity = 3,
+        |c: &mut director_core::config::ClusterConfig| c.queue_limit = 7,
+    ] {
+        let after = store
+            .update("shop", None, |c| {
+                edit(c);
+                Ok(())
+            })
+            .unwrap();
+        let kept = after.live.backend("a").unwrap();
+        assert!(Arc::ptr_eq(&kept, &backend));
+        assert_eq!(kept.health(), Health::Online);
+        assert_eq!(assembly.with_health(|h| h.len()), 1);
+    }
+
+    // New health settings restart the monitor; a removed backend loses it.
+    store
+        .update("shop", None, |c| {
+            c.health.as_mut().unwrap().rise = 2;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(assembly.with_health(|h| h.len()), 1);
+    store
+        .update("shop", None, |c| {
+            c.backends.clear();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(assembly.with_health(|h| h.len()), 0);
+}

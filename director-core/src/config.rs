@@ -239,6 +239,13 @@ pub struct CacheSettings {
     /// Whether the cache is used (default true when the table is present).
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Answer requests from the cache (x0's `deliver-active`; default true). Off, the cache
+    /// only keeps copies for shadow delivery.
+    #[serde(default = "yes")]
+    pub deliver_active: bool,
+    /// Serve a stale copy when no backend can answer (x0's `deliver-shadow`; default true).
+    #[serde(default = "yes")]
+    pub deliver_shadow: bool,
     /// Freshness for responses that carry none, where RFC 9111 allows a heuristic (default 20s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_ttl: Option<ConfigDuration>,
