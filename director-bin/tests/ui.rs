@@ -198,7 +198,7 @@ impl Browser {
                 json!({ "using": "css selector", "value": css }),
             )
             .await;
-        v["element-6066-11e4-a52e-4f4a2d4e0e6f"]
+        v["element-6066-11e4-a52e-4f735466cecf"]
             .as_str()
             .unwrap_or_else(|| panic!("no element {css}: {v}"))
             .to_owned()
