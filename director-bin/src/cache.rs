@@ -232,3 +232,46 @@ pub fn cache_config(s: &CacheSettings) -> Result<CacheConfig, String> {
 
 #[cfg(test)]
 mod tests;
+
+// === impl director_api::Extras for CacheFronts ===
+
+/// The admin API's cache routes and `cache.stats`, over the live caches.
+impl director_api::Extras for CacheFronts {
+    fn cache_stats(&self, cluster: &str) -> Option<serde_json::Value> {
+        let s = self.handle(cluster)?.stats();
+        // x0's four counters first (`shadow-hits` for shadow deliveries), then the rest.
+        Some(serde_json::json!({
+            "hits": s.hits,
+            "misses": s.misses,
+            "shadow-hits": s.shadow,
+            "purges": s.purges,
+            "stale": s.stale,
+            "coalesced": s.coalesced,
+            "revalidated": s.revalidated,
+            "uncacheable": s.uncacheable,
+            "stores": s.stores,
+            "evictions": s.evictions,
+            "bytes": s.bytes,
+            "objects": s.objects,
+        }))
+    }
+
+    /// `url` is a request URL (`http://host/path?query`); its key is rendered with the cache's
+    /// key pattern, as a request for it would be.
+    fn purge(&self, cluster: &str, url: &str) -> Option<usize> {
+        let handle = self.handle(cluster)?;
+        let uri: http::Uri = url.parse().ok()?;
+        let mut req = Request::get(uri.clone()).body(()).ok()?;
+        if let Some(host) = uri.authority() {
+            req.headers_mut()
+                .insert(http::header::HOST, host.as_str().parse().ok()?);
+        }
+        Some(usize::from(handle.purge(&handle.key_for(&req))))
+    }
+
+    /// `prefix` is matched against stored keys (the key pattern's rendering, by default
+    /// `host#path#query`).
+    fn ban_prefix(&self, cluster: &str, prefix: &str) -> Option<usize> {
+        Some(self.handle(cluster)?.ban_prefix(prefix))
+    }
+}

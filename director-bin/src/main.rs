@@ -345,6 +345,14 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
             println!("  echo 'set server demo/beta state drain' | socat stdio {socket}");
         }
         if let Some(admin) = loaded.config.server.admin_listen.first() {
+            let a = &backends.urls[0];
+            println!("director demo: the admin API (docs/api.md) on http://{admin}/api:");
+            println!("  curl http://{admin}/api/shop          # a dynamic cluster as JSON (x0's document)");
+            println!("  curl -X POST http://{admin}/api/shop/backends/alpha -d capacity=8   # 202, written to its file");
+            println!("  curl -X LOCK http://{admin}/api/demo/backends/beta   # disable beta (UNLOCK: enable)");
+            println!("  curl -X PUT http://{admin}/api/blog -d scheduler=rr   # a new cluster at runtime");
+            println!("  curl -X PUT http://{admin}/api/blog/backends/alpha -d 'url={a}&capacity=4'");
+            println!("  curl -H 'Host: blog' http://{listen}/   # served by the new cluster");
             println!(
                 "director demo: web UI on http://{admin}/ui/ (overview) and http://{admin}/ui/live (charts); for traffic to watch:"
             );

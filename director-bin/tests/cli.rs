@@ -127,6 +127,51 @@ async fn the_demo_shows_balancing_backups_buckets_pinning_and_fastcgi() {
     )
     .await;
     assert_eq!((part.status.as_u16(), part.text().as_str()), (206, "Hello"));
+
+    // The admin API: the demo's dynamic cluster as JSON, and a cluster created at runtime
+    // taking traffic.
+    let admin = director.admin();
+    let shop = get(&format!("{admin}/api/shop")).await;
+    assert_eq!(shop.status, 200, "{}", shop.text());
+    assert!(shop.text().contains("\"mutable\": true"), "{}", shop.text());
+    let form = |method: &str, path: &str, body: &str| {
+        Request::builder()
+            .method(method)
+            .uri(format!("{admin}/api{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(bytes::Bytes::from(body.to_owned())))
+            .unwrap()
+    };
+    assert_eq!(send(form("PUT", "/blog", "scheduler=rr")).await.status, 201);
+    let alpha = shop
+        .text()
+        .split("\"url\": \"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let added = send(form(
+        "PUT",
+        "/blog/backends/alpha",
+        &format!("url={alpha}&capacity=4"),
+    ))
+    .await;
+    assert_eq!(added.status, 201, "{}", added.text());
+    let blog = send(
+        Request::get(director.url("/"))
+            .header("host", "blog")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        blog.header("x-demo-backend"),
+        Some("alpha"),
+        "{}",
+        blog.text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

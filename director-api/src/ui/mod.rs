@@ -42,7 +42,7 @@ use director_core::{Body, body};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 
 /// The cookie the pages keep the admin token in (the API's auth layer reads it).
-pub const TOKEN_COOKIE: &str = "director-token";
+pub use crate::auth::TOKEN_COOKIE;
 
 /// One embedded file.
 struct Asset {
