@@ -10,7 +10,9 @@
 //! | `/history` | the last 15 minutes of traffic, for the UI's live page (`director_api::history`) |
 //! | anything else | 404 with a JSON error body |
 //!
-//! Authentication (`admin-token`, `admin-read-token`) wraps the whole router.
+//! Authentication (`admin-token`, `admin-read-token`) guards everything except the web UI's
+//! static files (`/`, `/ui/...`), which hold no data; `/ui/session` (the UI's token cookie) and
+//! `/history` are behind it (see `with_ui` in `lib.rs`).
 
 use std::{convert::Infallible, sync::Arc};
 
