@@ -15,6 +15,9 @@
 //! - `render`: the JSON documents (x0's key names and counter shapes).
 //! - `error` and `response`: JSON errors and headers.
 //! - [`extras`]: the cache operations the binary plugs in.
+//! - [`ui`]: the web interface (overview and live pages), embedded in the binary.
+//! - [`history`]: a once-a-second sampler of every cluster, bucket and backend, and the
+//!   15-minute ring buffer the live page reads (`GET /history`).
 //!
 //! # Example
 //!
@@ -52,9 +55,11 @@ pub mod auth;
 mod edit;
 mod error;
 pub mod extras;
+pub mod history;
 mod params;
 mod render;
 mod response;
+pub mod ui;
 
 // The cluster store lives in the core; handlers reach it as `crate::store`.
 use director_core::store;

@@ -5,9 +5,14 @@
 //!
 //! | prefix | what |
 //! |---|---|
+//! | `/` (exactly) | redirect to the web UI |
+//! | `/ui` | the web UI's pages and assets (`director_api::ui`; public: they hold no data) |
+//! | `/history` | the last 15 minutes of traffic, for the UI's live page (`director_api::history`) |
 //! | anything else | 404 with a JSON error body |
 //!
-//! Authentication (`admin-token`, `admin-read-token`) wraps the whole router.
+//! Authentication (`admin-token`, `admin-read-token`) guards everything except the web UI's
+//! static files (`/`, `/ui/...`), which hold no data; `/ui/session` (the UI's token cookie) and
+//! `/history` are behind it (see `with_ui` in `lib.rs`).
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -23,12 +28,13 @@ pub type AdminService = BoxCloneSyncService<Request<Body>, Response<Body>, Infal
 /// Routes admin requests by path prefix.
 #[derive(Clone, Default)]
 pub struct AdminRouter {
-    mounts: Arc<Vec<(&'static str, AdminService)>>,
+    // (prefix, exact: only the prefix itself, service)
+    mounts: Arc<Vec<(&'static str, bool, AdminService)>>,
 }
 
 impl std::fmt::Debug for AdminRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let prefixes: Vec<&str> = self.mounts.iter().map(|(p, _)| *p).collect();
+        let prefixes: Vec<&str> = self.mounts.iter().map(|(p, _, _)| *p).collect();
         f.debug_struct("AdminRouter")
             .field("mounts", &prefixes)
             .finish()
@@ -44,21 +50,28 @@ impl AdminRouter {
     /// Mounts `service` at `prefix`: it gets requests whose path is `prefix` or starts with
     /// `prefix/` (or, for a prefix ending in `/`, starts with it).
     pub fn mount(mut self, prefix: &'static str, service: AdminService) -> Self {
-        Arc::make_mut(&mut self.mounts).push((prefix, service));
+        Arc::make_mut(&mut self.mounts).push((prefix, false, service));
+        self
+    }
+
+    /// Mounts `service` at exactly `path` (`/`, say, without catching everything below it).
+    pub fn mount_exact(mut self, path: &'static str, service: AdminService) -> Self {
+        Arc::make_mut(&mut self.mounts).push((path, true, service));
         self
     }
 
     fn find(&self, path: &str) -> Option<&AdminService> {
         self.mounts
             .iter()
-            .find(|(prefix, _)| {
+            .find(|(prefix, exact, _)| {
                 path == *prefix
-                    || (prefix.ends_with('/') && path.starts_with(prefix))
-                    || path
-                        .strip_prefix(prefix)
-                        .is_some_and(|rest| rest.starts_with('/'))
+                    || (!exact && prefix.ends_with('/') && path.starts_with(prefix))
+                    || !exact
+                        && path
+                            .strip_prefix(prefix)
+                            .is_some_and(|rest| rest.starts_with('/'))
             })
-            .map(|(_, s)| s)
+            .map(|(_, _, s)| s)
     }
 }
 

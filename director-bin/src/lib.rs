@@ -145,7 +145,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             .with_cache_fronts(assembly.cache().clone());
         let api = director_api::Api::new(store.clone(), Arc::new(assembly.cache().clone()))
             .prefix("/api");
-        let router = admin::AdminRouter::new()
+        let protected = admin::AdminRouter::new()
             // The JSON admin API (docs/api.md).
             .mount("/api", tower::util::BoxCloneSyncService::new(api))
             // HAProxy's stats page (`/haproxy?stats;csv`, `/haproxy/stats;csv`) and monitor.
@@ -159,14 +159,15 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
                 "/metrics",
                 tower::util::BoxCloneSyncService::new(metrics::MetricsService::new(metrics)),
             );
-        // Tokens guard the whole admin router, not only the API.
+        // Tokens guard the whole admin router but the web UI's static files.
         let auth = director_api::AuthLayer::new(
             config.server.admin_token.as_deref(),
             config.server.admin_read_token.as_deref(),
         );
+        let router = with_ui(protected, &auth, &store);
         tokio::spawn(server::serve(
             admin_listeners,
-            tower::util::BoxCloneSyncService::new(tower::Layer::layer(&auth, router)),
+            tower::util::BoxCloneSyncService::new(router),
             conn.clone(),
             stopped(stop_rx.clone()),
         ))
@@ -191,6 +192,30 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// The admin router: the web UI's pages in front (public: they hold no data), then everything
+/// else, the traffic history included, behind `auth`. The history's sampler starts here and runs
+/// as long as the runtime.
+fn with_ui(
+    protected: admin::AdminRouter,
+    auth: &director_api::AuthLayer,
+    store: &Arc<Store>,
+) -> admin::AdminRouter {
+    use director_api::{history, ui::Ui};
+    use tower::{Layer, util::BoxCloneSyncService};
+    let history = history::History::new(history::DEFAULT_SAMPLES, history::DEFAULT_INTERVAL);
+    drop(history.spawn_sampler(store.clone()));
+    let protected = protected.mount("/history", BoxCloneSyncService::new(history.service()));
+    admin::AdminRouter::new()
+        .mount_exact("/", BoxCloneSyncService::new(Ui::new()))
+        // Keeps a token in a cookie: only once the token layer accepted it.
+        .mount(
+            "/ui/session",
+            BoxCloneSyncService::new(auth.layer(Ui::new())),
+        )
+        .mount("/ui", BoxCloneSyncService::new(Ui::new()))
+        .mount("/", BoxCloneSyncService::new(auth.layer(protected)))
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

@@ -353,6 +353,12 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
             println!("  curl -X PUT http://{admin}/api/blog -d scheduler=rr   # a new cluster at runtime");
             println!("  curl -X PUT http://{admin}/api/blog/backends/alpha -d 'url={a}&capacity=4'");
             println!("  curl -H 'Host: blog' http://{listen}/   # served by the new cluster");
+            println!(
+                "director demo: web UI on http://{admin}/ui/ (overview) and http://{admin}/ui/live (charts); for traffic to watch:"
+            );
+            println!(
+                "  while sleep 0.05; do curl -s -o /dev/null http://{listen}/; done"
+            );
         }
         println!("director demo: Ctrl-C stops it.");
         director_bin::run(loaded, director_bin::shutdown_signal()).await?;
