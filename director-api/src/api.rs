@@ -722,23 +722,47 @@ impl Api {
     // --- cache ---
 
     async fn cache(&self, c: &str, op: &str, params: Params) -> Result<Reply, ApiError> {
-        let key = if op == "purge" { "url" } else { "prefix" };
-        if let Some(other) = params.iter().find(|p| p.key != key) {
+        // purge takes `url`; ban takes `prefix` or `match` (a regular expression over the
+        // stored keys, Varnish's `ban req.url ~ ...`).
+        let keys: &[&str] = if op == "purge" {
+            &["url"]
+        } else {
+            &["prefix", "match"]
+        };
+        if let Some(other) = params.iter().find(|p| !keys.contains(&p.key)) {
             return Err(ApiError::field(
                 other.key,
-                format!("unknown parameter; {op} takes {key}"),
+                format!("unknown parameter; {op} takes {}", keys.join(" or ")),
             ));
         }
+        let given: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| params.get(k).is_some())
+            .collect();
+        let key = match given.as_slice() {
+            [one] => *one,
+            [] => return Err(ApiError::field(keys[0], "missing")),
+            _ => return Err(ApiError::field("match", "give prefix or match, not both")),
+        };
         let target = params
             .get(key)
             .ok_or_else(|| ApiError::field(key, "missing"))?
             .text()?;
+        let pattern =
+            match key {
+                "match" => Some(regex::Regex::new(&target).map_err(|e| {
+                    ApiError::field("match", format!("not a regular expression: {e}"))
+                })?),
+                _ => None,
+            };
         self.entry(c).await?;
         let extras = self.extras.clone();
         let cluster = c.to_owned();
         let op_owned = op.to_owned();
-        let count = tokio::task::spawn_blocking(move || match op_owned.as_str() {
-            "purge" => extras.purge(&cluster, &target),
+        let count = tokio::task::spawn_blocking(move || match (op_owned.as_str(), pattern) {
+            ("purge", _) => extras.purge(&cluster, &target),
+            (_, Some(re)) => extras.ban_matching(&cluster, &|k: &str| re.is_match(k)),
             _ => extras.ban_prefix(&cluster, &target),
         })
         .await

@@ -13,6 +13,15 @@ pub trait Extras: Send + Sync + 'static {
     fn purge(&self, cluster: &str, url: &str) -> Option<usize>;
     /// Removes every cached object whose URL starts with `prefix`; returns how many.
     fn ban_prefix(&self, cluster: &str, prefix: &str) -> Option<usize>;
+    /// Removes every cached object whose key `predicate` accepts; returns how many. The
+    /// default knows no cache.
+    fn ban_matching(
+        &self,
+        _cluster: &str,
+        _predicate: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Option<usize> {
+        None
+    }
 }
 
 impl fmt::Debug for dyn Extras {

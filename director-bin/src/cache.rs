@@ -274,4 +274,12 @@ impl director_api::Extras for CacheFronts {
     fn ban_prefix(&self, cluster: &str, prefix: &str) -> Option<usize> {
         Some(self.handle(cluster)?.ban_prefix(prefix))
     }
+
+    fn ban_matching(
+        &self,
+        cluster: &str,
+        predicate: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Option<usize> {
+        Some(self.handle(cluster)?.ban(predicate))
+    }
 }

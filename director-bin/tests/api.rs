@@ -482,6 +482,26 @@ async fn cache_stats_purge_and_ban_through_the_api() {
         404
     );
 
+    // Ban by predicate: a regular expression over the stored keys.
+    fetch("/img/3.png").await;
+    fetch("/img/4.jpg").await;
+    let banned = call(
+        &d,
+        "POST",
+        "/blog/cache/ban",
+        "match=%5Eblog%23%2Fimg%2F.%2A%5C.png",
+        &[],
+    )
+    .await;
+    assert_eq!(banned.status, 200, "{}", banned.text());
+    assert_eq!(json(&banned)["banned"], 1, "{}", banned.text());
+    assert_eq!(fetch("/img/4.jpg").await.header("x-cache"), Some("HIT"));
+    assert_eq!(fetch("/img/3.png").await.header("x-cache"), Some("MISS"));
+    for bad in ["match=%28unclosed", "prefix=a&match=b", "pattern=x", ""] {
+        let r = call(&d, "POST", "/blog/cache/ban", bad, &[]).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+    }
+
     // Runtime configuration: switching delivery off answers from the backend, and the stored
     // objects survive the change (the cluster is rebuilt, its cache is not).
     let off = call(&d, "POST", "/blog", "cache-deliver-active=false", &[]).await;
