@@ -508,10 +508,21 @@ impl Api {
         edit::apply_backend(&params, &mut current.clone())?;
         let if_match = pick_if_match(if_match, &entry);
         let (cluster, name) = (c.to_owned(), b.to_owned());
-        let entry = if !entry.dynamic && params.only(&["enabled", "name"]) {
-            match params.get("enabled") {
-                Some(p) => {
-                    let on = p.bool()?;
+        // HAProxy's operator state: `maint` is disabled (persisted for dynamic clusters, as
+        // `enabled`); `drain` keeps the backend a checked member without new balanced requests,
+        // a runtime switch like HAProxy's.
+        let state = match params.get("state") {
+            Some(p) => Some(p.choice(&["ready", "drain", "maint"])?),
+            None => None,
+        };
+        let entry = if !entry.dynamic && params.only(&["enabled", "name", "state"]) {
+            let on = match (params.get("enabled"), &state) {
+                (Some(p), _) => Some(p.bool()?),
+                (None, Some(s)) => Some(s.as_str() != "maint"),
+                (None, None) => None,
+            };
+            match on {
+                Some(on) => {
                     self.store(move |s| s.set_backend_enabled(&cluster, &name, on))
                         .await?
                 }
@@ -530,6 +541,12 @@ impl Api {
             })
             .await?
         };
+        if let Some(state) = state
+            && let Some(live) = entry.live.backend(b)
+        {
+            live.set_soft_drain(state.as_str() == "drain");
+            entry.live.refresh();
+        }
         self.backend_reply(StatusCode::ACCEPTED, &entry, b)
     }
 

@@ -278,6 +278,7 @@ pub(crate) const BACKEND_KEYS: &[&str] = &[
     "capacity",
     "weight",
     "terminate-protection",
+    "state",
     "protocol",
     "hostname",
     "host",
@@ -423,6 +424,8 @@ fn apply_backend_settings(params: &Params, b: &mut BackendConfig) -> Result<(), 
                     .map_err(|_| ApiError::field("role", "expected active or backup"))?
             }
             "enabled" => b.enabled = p.bool()?,
+            // HAProxy's operator states; `drain` itself is a runtime switch (see the API).
+            "state" => b.enabled = p.choice(&["ready", "drain", "maint"])? != "maint",
             "capacity" => b.capacity = p.uint()?,
             "weight" => b.weight = p.uint()?,
             "terminate-protection" => b.terminate_protection = p.bool()?,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use director_core::{
     addr::{BackendAddr, Protocol},
-    backend::{Backend, Role},
+    backend::{AdminState, Backend, Role},
     cluster::Cluster,
     counter::CounterSnapshot,
     shaper::{BucketId, ROOT},
@@ -99,6 +99,9 @@ pub(crate) struct MemberDoc {
     weight: u32,
     terminate_protection: bool,
     enabled: bool,
+    /// HAProxy's operator state: `ready`, `drain` (a member that gets no new balanced
+    /// requests) or `maint` (disabled).
+    admin_state: &'static str,
     protocol: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     hostname: Option<String>,
@@ -278,6 +281,11 @@ pub(crate) fn member(entry: &ClusterEntry, b: &Backend) -> MemberDoc {
         weight: b.weight(),
         terminate_protection: b.is_terminate_protected(),
         enabled: b.is_enabled(),
+        admin_state: match b.admin_state() {
+            AdminState::Ready => "ready",
+            AdminState::Drain => "drain",
+            AdminState::Maint => "maint",
+        },
         protocol: match url.protocol {
             Protocol::Http => "http",
             Protocol::FastCgi => "fastcgi",

@@ -632,3 +632,41 @@ async fn a_read_only_cluster_dir_answers_500_and_changes_nothing() {
     let r = call(&d, "POST", "/shop", "queue-limit=5", &[]).await;
     assert_eq!(r.status, 202, "{}", r.text());
 }
+
+#[tokio::test]
+async fn haproxy_states_through_the_api_on_a_static_cluster() {
+    let backend = TestBackend::tcp("s1", "127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "").replace("http://127.0.0.1:9", &backend.url())
+        + "\n[[routes]]\ncluster = \"static\"\n";
+    let d = Director::start(&cfg);
+    let state = |doc: &Value| {
+        let m = &doc["members"][0];
+        (
+            m["admin-state"].as_str().unwrap().to_owned(),
+            m["enabled"].as_bool().unwrap(),
+        )
+    };
+    let r = call(&d, "POST", "/static/backends/s1?state=drain", "", &[]).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let doc = json(&call(&d, "GET", "/static", "", &[]).await);
+    assert_eq!(state(&doc), ("drain".to_owned(), true));
+    // A drained backend takes no new balanced requests: the only one, so 503.
+    let traffic = support::get(&d.url("/")).await;
+    assert_eq!(traffic.status, 503, "{}", traffic.text());
+
+    let r = call(&d, "POST", "/static/backends/s1", "state=maint", &[]).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let doc = json(&call(&d, "GET", "/static", "", &[]).await);
+    assert_eq!(state(&doc), ("maint".to_owned(), false));
+
+    let r = call(&d, "POST", "/static/backends/s1?state=ready", "", &[]).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let doc = json(&call(&d, "GET", "/static", "", &[]).await);
+    assert_eq!(state(&doc), ("ready".to_owned(), true));
+    assert_eq!(support::get(&d.url("/")).await.status, 200);
+
+    let r = call(&d, "POST", "/static/backends/s1", "state=sleepy", &[]).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(json(&r)["detail"]["field"], "state", "{}", r.text());
+}

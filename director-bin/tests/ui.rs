@@ -461,6 +461,46 @@ async fn overview_disables_a_backend_and_live_page_charts_traffic_with_a_token()
         status_line.as_str().unwrap().contains("b1"),
         "the page says what it did: {status_line}"
     );
+    // --- "enable" brings b1 back; "drain" (HAProxy's) takes it out of balancing again ---
+    browser
+        .click("button[data-action=enable][data-backend=b1]")
+        .await;
+    browser
+        .wait_for(
+            "b1 shown as enabled",
+            "document.querySelector('tr[data-backend=b1]').innerText.includes('enabled')",
+            Duration::from_secs(10),
+        )
+        .await;
+    let mut back = false;
+    for _ in 0..100 {
+        if get(&director.url("/")).await.header("x-backend") == Some("b1") {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "an enabled b1 gets requests again");
+    browser
+        .click("button[data-action=drain][data-backend=b1]")
+        .await;
+    browser
+        .wait_for(
+            "b1 shown as draining",
+            "document.querySelector('tr[data-backend=b1]').innerText.includes('soft drain')",
+            Duration::from_secs(10),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let b1_before = b1.live_requests();
+    for _ in 0..30 {
+        let r = get(&director.url("/")).await;
+        assert_eq!(r.header("x-backend"), Some("b0"));
+    }
+    assert_eq!(
+        b1.live_requests(),
+        b1_before,
+        "a drained backend got requests"
+    );
     assert!(browser.screenshot("overview.png").await > 10_000);
     browser.resize(390, 844).await;
     browser

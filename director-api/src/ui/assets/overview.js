@@ -170,26 +170,32 @@
         const url = `/api/${enc(name)}/backends/${enc(m.name)}`;
         b.enable = el("button", {
           type: "button", "data-action": "enable", "data-cluster": name, "data-backend": m.name,
-          onclick: (ev) => act(ev.target, "UNLOCK", url, `Backend ${m.name} of ${name} enabled.`),
+          // state=ready: enabled, and out of a soft drain too.
+          onclick: (ev) => act(ev.target, "POST", url + "?state=ready", `Backend ${m.name} of ${name} enabled.`),
         }, "Enable");
         b.disable = el("button", {
           type: "button", "data-action": "disable", "data-cluster": name, "data-backend": m.name,
           onclick: (ev) => act(ev.target, "LOCK", url, `Backend ${m.name} of ${name} disabled: it gets no new requests.`),
         }, "Disable");
         b.drain = el("button", {
-          type: "button", class: "danger", "data-action": "drain", "data-cluster": name, "data-backend": m.name,
+          type: "button", "data-action": "drain", "data-cluster": name, "data-backend": m.name,
+          onclick: (ev) => act(ev.target, "POST", url + "?state=drain",
+            `Backend ${m.name} of ${name} drains: it stays a member but gets no new balanced requests.`),
+        }, "Drain");
+        b.remove = el("button", {
+          type: "button", class: "danger", "data-action": "remove", "data-cluster": name, "data-backend": m.name,
           onclick: (ev) => {
-            if (confirm(`Drain ${m.name}? It takes no new requests and leaves cluster ${name} once idle.`)) {
+            if (confirm(`Remove ${m.name}? It takes no new requests and leaves cluster ${name} once idle.`)) {
               act(ev.target, "DELETE", url, `Backend ${m.name} of ${name} drains and will be removed when idle.`);
             }
           },
-        }, "Drain");
+        }, "Remove");
         b.row.append(
           el("th", { scope: "row" }, m.name, el("span", { class: "addr" }, address(m))),
           b.role, el("td", { "data-label": "Health" }, b.health), el("td", { "data-label": "Admin" }, b.admin),
           el("td", { "data-label": "Load" }, b.load),
           b.max, b.total, b.weight, b.change,
-          el("td", { class: "actions" }, b.enable, b.disable, b.drain));
+          el("td", { class: "actions" }, b.enable, b.disable, b.drain, b.remove));
         body.append(b.row);
       }
       section.append(el("h3", null, "Backends"), el("div", { class: "table-wrap" }, el("table", { class: "backends" },
@@ -261,10 +267,13 @@
           b.change.textContent = "–";
           b.change.title = "";
         }
-        b.enable.disabled = m.enabled || m.role === "terminate";
-        b.disable.disabled = !m.enabled || m.role === "terminate";
-        b.drain.disabled = m.role === "terminate" || !(c.mutable || c.dynamic);
-        b.drain.title = b.drain.disabled && m.role !== "terminate"
+        const leaving = m.role === "terminate";
+        const drained = m["admin-state"] === "drain";
+        b.enable.disabled = (m.enabled && !drained) || leaving;
+        b.disable.disabled = !m.enabled || leaving;
+        b.drain.disabled = drained || !m.enabled || leaving;
+        b.remove.disabled = leaving || !(c.mutable || c.dynamic);
+        b.remove.title = b.remove.disabled && !leaving
           ? "static clusters change through the config file" : "";
       }
     }
