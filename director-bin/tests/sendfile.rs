@@ -208,7 +208,8 @@ impl LoggedDirector {
     fn start(config: &str) -> LoggedDirector {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("director.toml");
-        std::fs::write(&path, config).unwrap();
+        // An ephemeral admin port, so it never collides with another Director on 8081.
+        std::fs::write(&path, support::with_admin(config)).unwrap();
         let log = dir.path().join("stderr.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_director"))
             .args(["--config", path.to_str().unwrap()])
