@@ -20,6 +20,7 @@ use std::{
 
 use bytes::Bytes;
 use director_core::{
+    backend::AdminState,
     body::{Body, BoxError},
     config::{ClusterConfig, ConfigError},
 };
@@ -508,27 +509,29 @@ impl Api {
         edit::apply_backend(&params, &mut current.clone())?;
         let if_match = pick_if_match(if_match, &entry);
         let (cluster, name) = (c.to_owned(), b.to_owned());
-        // HAProxy's operator state: `maint` is disabled (persisted for dynamic clusters, as
-        // `enabled`); `drain` keeps the backend a checked member without new balanced requests,
-        // a runtime switch like HAProxy's.
+        // HAProxy's operator state (the store's `set_backend_state`): given with other
+        // parameters, it is applied after them.
         let state = match params.get("state") {
-            Some(p) => Some(p.choice(&["ready", "drain", "maint"])?),
+            Some(p) => Some(match p.choice(&["ready", "drain", "maint"])?.as_str() {
+                "drain" => AdminState::Drain,
+                "maint" => AdminState::Maint,
+                _ => AdminState::Ready,
+            }),
             None => None,
         };
-        let entry = if !entry.dynamic && params.only(&["enabled", "name", "state"]) {
-            let on = match (params.get("enabled"), &state) {
-                (Some(p), _) => Some(p.bool()?),
-                (None, Some(s)) => Some(s.as_str() != "maint"),
-                (None, None) => None,
-            };
-            match on {
-                Some(on) => {
+        let mut entry = if !entry.dynamic && params.only(&["enabled", "name", "state"]) {
+            match params.get("enabled") {
+                Some(p) => {
+                    let on = p.bool()?;
+                    let (cluster, name) = (cluster.clone(), name.clone());
                     self.store(move |s| s.set_backend_enabled(&cluster, &name, on))
                         .await?
                 }
                 None => entry,
             }
         } else {
+            let name = name.clone();
+            let cluster = cluster.clone();
             self.store(move |s| {
                 s.update(&cluster, if_match.as_deref(), move |config| {
                     let backend = config
@@ -541,11 +544,10 @@ impl Api {
             })
             .await?
         };
-        if let Some(state) = state
-            && let Some(live) = entry.live.backend(b)
-        {
-            live.set_soft_drain(state.as_str() == "drain");
-            entry.live.refresh();
+        if let Some(state) = state {
+            entry = self
+                .store(move |s| s.set_backend_state(&cluster, &name, state))
+                .await?;
         }
         self.backend_reply(StatusCode::ACCEPTED, &entry, b)
     }

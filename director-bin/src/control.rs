@@ -46,17 +46,10 @@ impl Control for StoreControl {
         state: AdminState,
     ) -> Result<(), ControlError> {
         self.known(cluster, server)?;
-        let enabled = state != AdminState::Maint;
-        let entry = self
-            .store
-            .set_backend_enabled(cluster, server, enabled)
-            .map_err(refused)?;
-        // Drain is a runtime state (like HAProxy's, it is not kept across a restart).
-        if let Some(backend) = entry.live.backend(server) {
-            backend.set_soft_drain(state == AdminState::Drain);
-            entry.live.refresh();
-        }
-        Ok(())
+        self.store
+            .set_backend_state(cluster, server, state)
+            .map(|_| ())
+            .map_err(refused)
     }
 
     fn set_weight(&self, cluster: &str, server: &str, weight: u32) -> Result<(), ControlError> {

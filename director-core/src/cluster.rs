@@ -724,9 +724,7 @@ impl Cluster {
                     .request(),
             };
             let backend = grant.backend.clone();
-            let started = Instant::now();
             let result = send(&backend, req).await;
-            record(&backend, &result, started);
             backend.report(match &result {
                 Ok(response) => Ok(response.status()),
                 Err(Failure::Unsent(e, _) | Failure::Failed(e)) => Err(e.kind()),
@@ -797,10 +795,7 @@ impl Cluster {
                 .with_detail("the requested backend is not available"));
         }
         let grant = self.grant(None, backend.clone());
-        let started = Instant::now();
-        let result = send(&backend, req).await;
-        record(&backend, &result, started);
-        match result {
+        match send(&backend, req).await {
             Ok(response) => Ok(self.finish(response, grant, ROOT, tag)),
             Err(Failure::Unsent(err, _) | Failure::Failed(err)) => Err(err
                 .with_cluster(self.name.clone())
@@ -981,7 +976,15 @@ enum Failure {
     Failed(ProxyError),
 }
 
+/// Sends one attempt to `backend` and counts its outcome in the backend's stats.
 async fn send(backend: &Arc<Backend>, req: Request<Body>) -> Result<Response<Body>, Failure> {
+    let started = Instant::now();
+    let result = attempt(backend, req).await;
+    record(backend, &result, started);
+    result
+}
+
+async fn attempt(backend: &Arc<Backend>, req: Request<Body>) -> Result<Response<Body>, Failure> {
     match backend.transport() {
         BackendTransport::Http(transport) => match transport.connect().await {
             // Counted only once connected: an unsent request goes on to another backend.
@@ -1123,10 +1126,7 @@ pub async fn dispatch_direct(
     req: Request<Body>,
     tag: bool,
 ) -> Result<Response<Body>, ProxyError> {
-    let started = Instant::now();
-    let result = send(&backend, req).await;
-    record(&backend, &result, started);
-    match result {
+    match send(&backend, req).await {
         Ok(mut response) => {
             if tag {
                 response.extensions_mut().insert(UpstreamInfo {

@@ -226,16 +226,10 @@ impl Snapshot {
                     Some((
                         p.clusters.get(name.as_str())?,
                         p.configs.get(name.as_str())?,
+                        p,
                     ))
                 });
-                let built = build_cluster(
-                    name,
-                    cluster,
-                    factory,
-                    &clusters,
-                    old.map(|(c, cfg)| (c, cfg, previous.unwrap_or_else(|| unreachable!()))),
-                    &mut actions,
-                )?;
+                let built = build_cluster(name, cluster, factory, &clusters, old, &mut actions)?;
                 clusters.insert(Arc::<str>::from(name.as_str()), built);
             }
             if rest.len() == before {

@@ -40,6 +40,7 @@ use std::{
 };
 
 use crate::{
+    backend::AdminState,
     cluster::Cluster,
     config::{ClusterConfig, ConfigError, ProxyConfig, RouteConfig},
     registry::{FrontFactory, HttpOnly, NoFronts, Prepared, Registry, Snapshot, TransportFactory},
@@ -383,6 +384,23 @@ impl Store {
             b.enabled = enabled;
             Ok(())
         })
+    }
+
+    /// Sets HAProxy's operator state of a backend: `Maint` disables it and `Ready` enables it
+    /// (as [`Store::set_backend_enabled`]); `Drain` keeps it enabled but gives it no new
+    /// balanced requests, a runtime switch as in HAProxy; `Ready` also ends a drain.
+    pub fn set_backend_state(
+        &self,
+        cluster: &str,
+        backend: &str,
+        state: AdminState,
+    ) -> Result<ClusterEntry, StoreError> {
+        let entry = self.set_backend_enabled(cluster, backend, state != AdminState::Maint)?;
+        if let Some(b) = entry.live.backend(backend) {
+            b.set_soft_drain(state == AdminState::Drain);
+            entry.live.refresh();
+        }
+        Ok(entry)
     }
 
     /// Replaces the whole config (a reload of the main file and the cluster directory). On
