@@ -55,7 +55,10 @@ async fn capacity_one_alternates_and_a_third_request_waits_for_the_first_to_free
     let (u1, u2) = (director.url("/delay/800"), director.url("/delay/150"));
     let long = tokio::spawn(async move { get(&u1).await });
     let short = tokio::spawn(async move { get(&u2).await });
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    wait_until("both backends are busy", || {
+        a.in_flight("") + b.in_flight("") == 2
+    })
+    .await;
     let u3 = director.url("/");
     let third = tokio::spawn(async move { get(&u3).await });
     let short = short.await.unwrap();
@@ -77,17 +80,21 @@ async fn capacity_one_alternates_and_a_third_request_waits_for_the_first_to_free
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queues_get_503_with_retry_after_and_old_ones_504() {
     let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
-    let director = Director::start(&config(
-        "queue-limit = 1\nqueue-timeout = \"300ms\"\nretry-after = 5",
+    let director = Director::start(&with_admin(&config(
+        "queue-limit = 1\nqueue-timeout = \"800ms\"\nretry-after = 5",
         &[backend_toml("a", &a.url(), "capacity = 1")],
         "",
-    ));
-    let u = director.url("/delay/1000");
+    )));
+    let u = director.url("/delay/2500");
     let busy = tokio::spawn(async move { get(&u).await });
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    wait_until("a is busy", || a.in_flight("") == 1).await;
     let u = director.url("/");
     let waiting = tokio::spawn(async move { get(&u).await });
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while queued(&director, "app").await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never queued");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let full = get(&director.url("/")).await;
     assert_eq!(full.status, 503);
     assert_eq!(full.header("retry-after"), Some("5"));
@@ -116,7 +123,7 @@ async fn backups_serve_only_while_no_active_is_available() {
     ));
     let u = director.url("/delay/300");
     let busy = tokio::spawn(async move { get(&u).await });
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    wait_until("a is busy", || a.in_flight("") == 1).await;
     assert_eq!(
         get(&director.url("/")).await.header("x-director-backend"),
         Some("a")
@@ -277,7 +284,7 @@ async fn client_side_routing_by_cookie() {
     };
     let u = director.url("/delay/400");
     let busy = tokio::spawn(async move { get(&u).await });
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    wait_until("a is busy", || a.in_flight("") == 1).await;
     let reply = send(pinned("a")).await;
     assert_eq!(reply.status, 200, "a is full, but pinned requests pass");
     assert_eq!(reply.header("x-director-backend"), Some("a"));

@@ -132,24 +132,25 @@ async fn fallback_uses_the_first_available_and_sticky_stays() {
         let cluster = format!(
             "scheduler = \"fallback\"\nfallback-sticky = {sticky}\n\n[clusters.app.health]\nmode = \"lazy\"\nprobe = \"tcp\"\ninterval = \"100ms\"\nrise = 1\nfall = 1\n"
         );
-        let director = Director::start(&config(
+        let director = Director::start(&with_admin(&config(
             &cluster,
             &[("a", format!("http://{port}"), ""), ("b", b.url(), "")],
-        ));
+        )));
         // a is down: the first request finds out (and is retried on b), the rest go to b.
         for _ in 0..3 {
             assert_eq!(served_by(&director, "/").await, "b");
         }
+        assert_eq!(health_state(&director, "app", "a").await, "offline");
         // a comes back on its port; its background ping brings it online.
         let a = TestBackend::tcp("a", &port.to_string()).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        wait_for_health(&director, "app", "a", "online").await;
         assert_eq!(
             served_by(&director, "/").await,
             after_return,
             "sticky = {sticky}"
         );
-        drop(a);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The port goes back to "nothing listens" before the next round starts.
+        a.shutdown().await;
     }
 }
 

@@ -50,12 +50,12 @@ async fn a_flapping_backend_leaves_rotation_and_returns() {
     let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
     let b = TestBackend::tcp("b", "127.0.0.1:0").await.unwrap();
     // Passive health off, so only probes decide here.
-    let director = Director::start(&config(
+    let director = Director::start(&with_admin(&config(
         "interval = \"100ms\"\nrise = 2\nfall = 2\npath = \"/health\"\npassive = false",
         "",
         &[("a", a.url()), ("b", b.url())],
-    ));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    )));
+    wait_for_probes(&a, 2).await;
     assert!(spread(&director, 6).await.contains(&"a".to_owned()));
     assert!(a.probes() >= 2, "probes carry x0's headers: {}", a.probes());
     let probe = a
@@ -71,7 +71,8 @@ async fn a_flapping_backend_leaves_rotation_and_returns() {
     // a fails its probes: after `fall` failed probes it is out of rotation.
     let probes = a.probes();
     a.set_failing(true);
-    wait_for_probes(&a, probes + 2 + 1).await;
+    wait_for_probes(&a, probes + 2).await;
+    wait_for_health(&director, "app", "a", "offline").await;
     let live_before = a.live_requests();
     assert_eq!(spread(&director, 10).await, vec!["b"; 10]);
     assert_eq!(
@@ -83,7 +84,8 @@ async fn a_flapping_backend_leaves_rotation_and_returns() {
     // a recovers: after `rise` good probes it takes traffic again.
     let probes = a.probes();
     a.set_failing(false);
-    wait_for_probes(&a, probes + 2 + 1).await;
+    wait_for_probes(&a, probes + 2).await;
+    wait_for_health(&director, "app", "a", "online").await;
     assert!(spread(&director, 6).await.contains(&"a".to_owned()));
 }
 
@@ -116,12 +118,12 @@ async fn a_failed_live_request_ejects_a_backend_before_the_next_probe() {
 async fn queued_requests_go_out_when_a_backend_comes_online() {
     let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
     a.set_failing(true);
-    let director = Director::start(&config(
+    let director = Director::start(&with_admin(&config(
         "interval = \"100ms\"\nrise = 1\nfall = 1",
         "enqueue-on-unavailable = true\nqueue-timeout = \"10s\"",
         &[("a", a.url())],
-    ));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    )));
+    wait_for_health(&director, "app", "a", "offline").await;
     let url = director.url("/");
     let waiting = tokio::spawn(async move { get(&url).await });
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -325,6 +325,13 @@ impl TestBackend {
         self.requests() - self.probes()
     }
 
+    /// Stops it and waits until its listener and connections are closed, so its port refuses
+    /// connections when this returns (dropping only asks the runtime to stop it).
+    pub async fn shutdown(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
     /// The last request head it received.
     pub fn last_request(&self) -> Option<RecordedRequest> {
         self.state

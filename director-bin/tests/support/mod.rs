@@ -214,6 +214,60 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], limit: Duration) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Waits (at most 10 s) until `cond` holds: tests wait for the state they need (a request in
+/// flight, a probe seen) instead of sleeping for a time a loaded machine may stretch.
+pub async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The queued requests of `cluster` now, read through the admin API.
+pub async fn queued(director: &Director, cluster: &str) -> u64 {
+    let reply = get(&format!("{}/api/{cluster}", director.admin())).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let doc: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    doc["stats"]["queued"]["current"].as_u64().unwrap()
+}
+
+/// The health state ("online", "offline", ...) of `backend` in `cluster`, read through the admin
+/// API (the config needs an admin listener: see [`with_admin`]).
+pub async fn health_state(director: &Director, cluster: &str, backend: &str) -> String {
+    let reply = get(&format!(
+        "{}/api/{cluster}/backends/{backend}",
+        director.admin()
+    ))
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let doc: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    doc["health"]["state"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no health state in {doc}"))
+        .to_owned()
+}
+
+/// Waits (at most 10 s) until `backend` in `cluster` is in health `state`. Tests wait for the
+/// state itself rather than for a guessed number of intervals, which a loaded machine stretches.
+pub async fn wait_for_health(director: &Director, cluster: &str, backend: &str, state: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = health_state(director, cluster, backend).await;
+        if now == state {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{cluster}/{backend} stayed {now}, never {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// A TCP port nothing listens on.
 pub fn dead_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
