@@ -288,6 +288,8 @@ pub(crate) const BACKEND_KEYS: &[&str] = &[
     "url",
     "health-check-interval",
     "health-check-mode",
+    "health-interval",
+    "health-mode",
 ];
 
 const ADDRESS_KEYS: &[&str] = &[
@@ -429,15 +431,16 @@ fn apply_backend_settings(params: &Params, b: &mut BackendConfig) -> Result<(), 
             "capacity" => b.capacity = p.uint()?,
             "weight" => b.weight = p.uint()?,
             "terminate-protection" => b.terminate_protection = p.bool()?,
-            // x0 probes each backend on its own schedule; Director checks health per cluster
-            // (`health-interval`, `health-mode`). The values are checked and accepted so x0
-            // clients keep working; the cluster's settings apply.
-            "health-check-interval" => {
-                p.duration()?;
+            // x0 probes each backend on its own schedule: these override the cluster's
+            // `health-interval` and `health-mode` for this backend.
+            "health-check-interval" | "health-interval" => {
+                let interval = p.duration()?;
+                if interval.0.is_zero() {
+                    return Err(ApiError::field(p.key, "an interval is greater than zero"));
+                }
+                b.health_interval = Some(interval);
             }
-            "health-check-mode" => {
-                p.choice(HEALTH_MODES)?;
-            }
+            "health-check-mode" | "health-mode" => b.health_mode = Some(p.choice(HEALTH_MODES)?),
             other => return Err(unknown(other, BACKEND_KEYS)),
         }
     }

@@ -266,15 +266,16 @@ pub(crate) fn member(entry: &ClusterEntry, b: &Backend) -> MemberDoc {
         BackendAddr::Cluster(c) => cluster = Some(c.to_string()),
     }
     let configured = entry.config.backends.iter().find(|c| c.name == **b.name());
-    let health = match &entry.config.health {
-        Some(h) => json!({
-            "mode": h.mode,
-            "state": b.health(),
-            "interval": h.interval.map_or(DEFAULT_HEALTH_INTERVAL, |d| d.0).as_millis() as u64,
-        }),
-        // No [health] table: nothing probes, every backend counts as online.
-        None => json!({ "mode": "none", "state": b.health() }),
-    };
+    let health =
+        match configured.map_or_else(|| entry.config.health.clone(), |c| c.health(&entry.config)) {
+            Some(h) => json!({
+                "mode": h.mode,
+                "state": b.health(),
+                "interval": h.interval.map_or(DEFAULT_HEALTH_INTERVAL, |d| d.0).as_millis() as u64,
+            }),
+            // No [health] table: nothing probes, every backend counts as online.
+            None => json!({ "mode": "none", "state": b.health() }),
+        };
     MemberDoc {
         name: b.name().to_string(),
         capacity: b.capacity(),

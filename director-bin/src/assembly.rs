@@ -45,12 +45,8 @@ impl director_core::store::Assembly for Assembly {
     }
 
     fn check(&self, name: &str, cluster: &ClusterConfig) -> Result<(), ConfigError> {
-        match &cluster.health {
-            Some(health) => crate::health::check(health).map_err(|(field, message)| {
-                ConfigError::new(format!("clusters.{name}.health.{field}"), message)
-            }),
-            None => Ok(()),
-        }
+        crate::health::check_cluster(cluster)
+            .map_err(|(key, message)| ConfigError::new(format!("clusters.{name}.{key}"), message))
     }
 
     fn swapped(&self, snapshot: &Arc<Snapshot>, config: &ProxyConfig) {

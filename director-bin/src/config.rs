@@ -276,10 +276,7 @@ pub fn load_cluster_dir(dir: &Path) -> Result<BTreeMap<String, ClusterConfig>, L
 pub fn parse_cluster(source: &str, file: &Path) -> Result<ClusterConfig, LoadError> {
     let invalid = located(source, file);
     let cluster: ClusterConfig = deserialize(source, file)?;
-    if let Some(health) = &cluster.health
-        && let Err((field, message)) = crate::health::check(health)
-    {
-        let key = format!("health.{field}");
+    if let Err((key, message)) = crate::health::check_cluster(&cluster) {
         return Err(invalid(locate(source, &key), key, message));
     }
     Ok(cluster)
@@ -359,10 +356,8 @@ pub fn parse_with(
         ));
     }
     for (name, cluster) in &config.clusters {
-        if let Some(health) = &cluster.health
-            && let Err((field, message)) = crate::health::check(health)
-        {
-            let key = format!("clusters.{name}.health.{field}");
+        if let Err((key, message)) = crate::health::check_cluster(cluster) {
+            let key = format!("clusters.{name}.{key}");
             return Err(invalid(locate(source, &key), key, message));
         }
     }

@@ -14,7 +14,7 @@ use director_core::{
     addr::{BackendAddr, Protocol},
     backend::{Backend, Health, HealthObserver},
     cluster::Cluster,
-    config::{FastCgiSettings, HealthSettings, ProxyConfig},
+    config::{ClusterConfig, FastCgiSettings, HealthSettings, ProxyConfig},
     registry::Snapshot,
     stats::{CheckInfo, CheckLayer, CheckStatus},
 };
@@ -76,18 +76,27 @@ impl HealthMonitors {
     pub fn sync(&mut self, config: &ProxyConfig, snapshot: &Snapshot) -> Result<(), String> {
         let mut next = HashMap::new();
         for (name, cluster_config) in &config.clusters {
-            let Some(settings) = &cluster_config.health else {
-                continue;
-            };
             let Some(cluster) = snapshot.cluster(name) else {
                 continue;
             };
-            let wanted = (settings.clone(), cluster_config.fastcgi.clone());
             for backend in cluster.backends() {
                 // A nested cluster is as healthy as its own members; it has no address to probe.
                 if backend.url().protocol == Protocol::Cluster {
                     continue;
                 }
+                // A removed backend that still drains keeps the cluster's settings.
+                let settings = match cluster_config
+                    .backends
+                    .iter()
+                    .find(|b| b.name == **backend.name())
+                {
+                    Some(configured) => configured.health(cluster_config),
+                    None => cluster_config.health.clone(),
+                };
+                let Some(settings) = settings else {
+                    continue;
+                };
+                let wanted = (settings, cluster_config.fastcgi.clone());
                 let key = (cluster.name().clone(), backend.name().clone());
                 match self.entries.remove(&key) {
                     Some(mut entry)
@@ -160,9 +169,44 @@ pub fn start(config: &Config, snapshot: &Snapshot) -> Result<HealthMonitors, Str
     Ok(monitors)
 }
 
+/// Checks the health settings of a cluster: its `[health]` table and its backends' own
+/// `health-mode` and `health-interval`. The error names the key under the cluster
+/// (`health.rise`, `backends[1].health-mode`).
+pub fn check_cluster(cluster: &ClusterConfig) -> Result<(), (String, String)> {
+    if let Some(health) = &cluster.health {
+        check(health).map_err(|(field, message)| (format!("health.{field}"), message))?;
+    }
+    for (i, backend) in cluster.backends.iter().enumerate() {
+        if let Some(mode) = &backend.health_mode {
+            mode.parse::<Mode>()
+                .map_err(|_| (format!("backends[{i}].health-mode"), unknown_mode(mode)))?;
+        }
+        if backend.health_interval.is_some_and(|d| d.0.is_zero()) {
+            return Err((
+                format!("backends[{i}].health-interval"),
+                "an interval is greater than zero".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn unknown_mode(mode: &str) -> String {
+    format!("unknown health mode {mode:?} (paranoid, opportunistic, lazy)")
+}
+
 /// Checks a `[clusters.NAME.health]` table; the error names the key.
 pub fn check(s: &HealthSettings) -> Result<(), (&'static str, String)> {
     health_config(s).map_err(|m| ("mode", m))?;
+    for (key, value) in [
+        ("interval", s.interval),
+        ("offline-interval", s.offline_interval),
+        ("timeout", s.timeout),
+    ] {
+        if value.is_some_and(|d| d.0.is_zero()) {
+            return Err((key, format!("the {key} is greater than zero")));
+        }
+    }
     if s.probe != "http" && s.probe != "tcp" {
         return Err((
             "probe",
@@ -190,12 +234,7 @@ pub fn check(s: &HealthSettings) -> Result<(), (&'static str, String)> {
 }
 
 fn health_config(s: &HealthSettings) -> Result<HealthConfig, String> {
-    let mode: Mode = s.mode.parse().map_err(|_| {
-        format!(
-            "unknown health mode {:?} (paranoid, opportunistic, lazy)",
-            s.mode
-        )
-    })?;
+    let mode: Mode = s.mode.parse().map_err(|_| unknown_mode(&s.mode))?;
     let mut config = HealthConfig::default()
         .mode(mode)
         .thresholds(s.rise.max(1), s.fall.max(1))

@@ -370,8 +370,6 @@ pub fn import(
 
     let mut buckets = Vec::new();
     let mut backends = Vec::new();
-    let mut modes: Vec<String> = Vec::new();
-    let mut intervals: Vec<Value> = Vec::new();
     for (title, section) in &sections {
         let r = Reader {
             file,
@@ -456,10 +454,10 @@ pub fn import(
                 t.insert("terminate-protection".into(), v.into());
             }
             if let Some(mode) = r.text("health-check-mode") {
-                modes.push(mode.to_owned());
+                t.insert("health-mode".into(), mode.into());
             }
             if let Some(v) = r.duration("health-check-interval", rewrite)? {
-                intervals.push(v);
+                t.insert("health-interval".into(), v);
             }
             backends.push(Value::Table(t));
         } else if title != "director" && title != "cache" {
@@ -474,21 +472,20 @@ pub fn import(
         }
     }
     // x0 set probe mode and interval per backend; Director per cluster.
-    if let Some(mode) = modes.first() {
-        if modes.iter().any(|m| m != mode) {
-            notes.push(format!(
-                "backends had different health-check modes; all use {mode:?} now"
-            ));
+    // x0 set probe mode and interval per backend. The first backend's become the cluster's;
+    // a backend that differs keeps its own.
+    for (x0_key, key) in [("mode", "health-mode"), ("interval", "health-interval")] {
+        let first = backends
+            .iter()
+            .find_map(|b| b.as_table().and_then(|t| t.get(key)).cloned());
+        if let Some(first) = first {
+            for b in backends.iter_mut().filter_map(Value::as_table_mut) {
+                if b.get(key) == Some(&first) {
+                    b.remove(key);
+                }
+            }
+            health.insert(x0_key.into(), first);
         }
-        health.insert("mode".into(), mode.clone().into());
-    }
-    if let Some(interval) = intervals.first() {
-        if intervals.iter().any(|i| i != interval) {
-            notes.push(format!(
-                "backends had different health-check intervals; all use {interval} now"
-            ));
-        }
-        health.insert("interval".into(), interval.clone());
     }
     cluster.insert("health".into(), Value::Table(health));
     if !buckets.is_empty() {

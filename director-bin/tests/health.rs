@@ -179,3 +179,57 @@ async fn live_5xx_answers_count_only_when_asked() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_probed_on_its_own_schedule() {
+    // x0 kept a probe interval and mode per backend: b's own override the cluster's minute.
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let b = TestBackend::tcp("b", "127.0.0.1:0").await.unwrap();
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\naccess-log = \"off\"\n\n\
+         [clusters.app.health]\nmode = \"lazy\"\ninterval = \"60s\"\n\n\
+         [[clusters.app.backends]]\nname = \"a\"\nurl = \"{}\"\n\n\
+         [[clusters.app.backends]]\nname = \"b\"\nurl = \"{}\"\n\
+         health-mode = \"paranoid\"\nhealth-interval = \"100ms\"\n\n\
+         [[routes]]\ncluster = \"app\"\n",
+        a.url(),
+        b.url()
+    );
+    let director = Director::start(&with_admin(&text));
+    wait_for_probes(&b, 5).await;
+    assert_eq!(a.probes(), 0, "lazy, once a minute: a is not probed yet");
+    let member = |name: &'static str| {
+        let url = format!("{}/api/app/backends/{name}", director.admin());
+        async move {
+            let reply = get(&url).await;
+            serde_json::from_slice::<serde_json::Value>(&reply.body).unwrap()["health"].clone()
+        }
+    };
+    let (ha, hb) = (member("a").await, member("b").await);
+    assert_eq!(
+        (ha["mode"].as_str(), ha["interval"].as_u64()),
+        (Some("lazy"), Some(60_000))
+    );
+    assert_eq!(
+        (hb["mode"].as_str(), hb["interval"].as_u64()),
+        (Some("paranoid"), Some(100))
+    );
+}
+
+#[test]
+fn a_bad_backend_health_mode_is_refused_with_its_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    let text = "[server]\nlisten = [\"127.0.0.1:0\"]\n[clusters.app]\n\
+                [[clusters.app.backends]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n\
+                [[clusters.app.backends]]\nname = \"b\"\nurl = \"http://127.0.0.1:2\"\n\
+                health-mode = \"sometimes\"\n[[routes]]\ncluster = \"app\"\n";
+    std::fs::write(&path, text).unwrap();
+    let (ok, out) = check(&path);
+    assert!(!ok);
+    assert!(
+        out.contains("clusters.app.backends[1].health-mode"),
+        "{out}"
+    );
+    assert!(out.contains(":10:"), "names the line: {out}");
+}

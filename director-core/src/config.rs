@@ -330,6 +330,30 @@ pub struct HealthSettings {
     pub passive_5xx: bool,
 }
 
+impl Default for HealthSettings {
+    /// The settings of an empty `[health]` table.
+    fn default() -> Self {
+        HealthSettings {
+            mode: default_mode(),
+            interval: None,
+            offline_interval: None,
+            jitter: None,
+            timeout: None,
+            rise: default_rise(),
+            fall: default_fall(),
+            probe: default_probe(),
+            method: default_method(),
+            path: default_probe_path(),
+            host: default_probe_host(),
+            expect: None,
+            script_filename: None,
+            sticky_offline: false,
+            passive: true,
+            passive_5xx: false,
+        }
+    }
+}
+
 fn default_mode() -> String {
     "paranoid".into()
 }
@@ -477,6 +501,47 @@ pub struct BackendConfig {
     /// Refuse to drain and remove it (default false).
     #[serde(default)]
     pub terminate_protection: bool,
+    /// Its own time between probes, over the cluster's `health.interval` (x0 scheduled probes
+    /// per backend). Setting it on a cluster without `[health]` checks this backend only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_interval: Option<ConfigDuration>,
+    /// Its own probe mode, over the cluster's `health.mode`; as `health-interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_mode: Option<String>,
+}
+
+impl BackendConfig {
+    /// A backend `name` at `url` with every default.
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Self {
+        BackendConfig {
+            name: name.into(),
+            url: url.into(),
+            enabled: true,
+            capacity: 0,
+            weight: default_weight(),
+            role: crate::backend::Role::default(),
+            terminate_protection: false,
+            health_interval: None,
+            health_mode: None,
+        }
+    }
+
+    /// The health settings that apply to this backend in `cluster`: the cluster's table with
+    /// this backend's own interval and mode over it; `None` when nothing checks it.
+    pub fn health(&self, cluster: &ClusterConfig) -> Option<HealthSettings> {
+        if cluster.health.is_none() && self.health_interval.is_none() && self.health_mode.is_none()
+        {
+            return None;
+        }
+        let mut health = cluster.health.clone().unwrap_or_default();
+        if let Some(interval) = self.health_interval {
+            health.interval = Some(interval);
+        }
+        if let Some(mode) = &self.health_mode {
+            health.mode.clone_from(mode);
+        }
+        Some(health)
+    }
 }
 
 /// A route: `[[routes]]`.
@@ -566,6 +631,42 @@ impl ConfigError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_defaults_are_an_empty_table() {
+        let empty: HealthSettings = toml::from_str("").unwrap();
+        assert_eq!(empty, HealthSettings::default());
+        let backend: BackendConfig = toml::from_str("name = \"a\"\nurl = \"http://x:1\"").unwrap();
+        assert_eq!(backend, BackendConfig::new("a", "http://x:1"));
+    }
+
+    #[test]
+    fn a_backend_overrides_the_clusters_interval_and_mode() {
+        let cluster: ClusterConfig = toml::from_str(
+            "[health]\nmode = \"lazy\"\ninterval = \"5s\"\nrise = 3\n\
+             [[backends]]\nname = \"a\"\nurl = \"http://x:1\"\n\
+             [[backends]]\nname = \"b\"\nurl = \"http://x:2\"\nhealth-interval = \"250ms\"\nhealth-mode = \"paranoid\"\n",
+        )
+        .unwrap();
+        let a = cluster.backends[0].health(&cluster).unwrap();
+        assert_eq!(a, cluster.health.clone().unwrap());
+        let b = cluster.backends[1].health(&cluster).unwrap();
+        assert_eq!(
+            (b.mode.as_str(), b.interval, b.rise),
+            (
+                "paranoid",
+                Some(ConfigDuration(Duration::from_millis(250))),
+                3
+            )
+        );
+
+        // Without a [health] table only the backend that asks for probes gets them.
+        let mut bare = cluster.clone();
+        bare.health = None;
+        assert_eq!(bare.backends[0].health(&bare), None);
+        let b = bare.backends[1].health(&bare).unwrap();
+        assert_eq!((b.mode.as_str(), b.rise), ("paranoid", 2));
+    }
 
     #[test]
     fn durations() {

@@ -843,15 +843,7 @@ mod tests {
             sendfile: None,
             backends: backends
                 .iter()
-                .map(|(n, u)| BackendConfig {
-                    name: (*n).into(),
-                    url: (*u).into(),
-                    enabled: true,
-                    capacity: 0,
-                    weight: 1,
-                    role: Default::default(),
-                    terminate_protection: false,
-                })
+                .map(|(n, u)| BackendConfig::new(*n, *u))
                 .collect(),
         }
     }

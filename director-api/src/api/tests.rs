@@ -637,6 +637,9 @@ async fn backends_are_created_with_x0_parameters() {
     assert_eq!(a.json["role"], "backup");
     assert_eq!(a.json["capacity"], 3);
     assert_eq!(a.json["port"], 12);
+    // x0's per-backend probe settings are the backend's own; the cluster has no [health].
+    assert_eq!(a.json["health"]["mode"], "paranoid");
+    assert_eq!(a.json["health"]["interval"], 2000);
     // The path's name wins over the body's.
     let a = f
         .form(

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use director_core::backend::Role;
+use director_core::{backend::Role, config::ConfigDuration};
 
 use super::*;
 
@@ -157,6 +157,23 @@ fn backends_from_x0_addresses() {
     assert_eq!(b.capacity, 4);
     assert!(!b.enabled);
     assert!(b.terminate_protection);
+    assert_eq!(
+        b.health_interval,
+        Some(ConfigDuration(Duration::from_secs(2)))
+    );
+    assert_eq!(b.health_mode.as_deref(), Some("paranoid"));
+    for (k, v) in [
+        ("health-check-interval", "0"),
+        ("health-check-mode", "sometimes"),
+        ("health-interval", "soon"),
+    ] {
+        let e = new_backend("x", &pairs(&[("url", "http://127.0.0.1:9"), (k, v)])).unwrap_err();
+        assert_eq!(
+            (e.status.as_u16(), e.detail["field"].as_str()),
+            (400, Some(k)),
+            "{k}={v}"
+        );
+    }
 
     let b = new_backend(
         "php",

@@ -40,7 +40,14 @@ fn the_classic_app_cluster_imports() {
         std::time::Duration::from_secs(3600)
     );
     assert!(imported.notes.iter().any(|n| n.contains("transfer-mode")));
-    assert!(imported.notes.iter().any(|n| n.contains("intervals")));
+    // The first backends' 2 s became the cluster's; the two on 5 s keep their own.
+    let own: Vec<_> = c
+        .backends
+        .iter()
+        .map(|b| b.health_interval.map(|d| d.0.as_secs()))
+        .collect();
+    assert_eq!(own, [None, None, None, Some(5), Some(5)]);
+    assert!(c.backends.iter().all(|b| b.health_mode.is_none()));
     // Builds into a live cluster.
     let mut proxy = director_core::config::ProxyConfig::default();
     proxy.clusters.insert(imported.name, imported.config);
