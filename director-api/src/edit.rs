@@ -29,6 +29,7 @@ pub(crate) const CLUSTER_KEYS: &[&str] = &[
     "retry-after",
     "max-retry-count",
     "enqueue-on-unavailable",
+    "on-client-abort",
     "connect-timeout",
     "read-timeout",
     "write-timeout",
@@ -146,6 +147,11 @@ fn apply_cluster_key(p: Param<'_>, c: &mut ClusterConfig) -> Result<(), ApiError
         "retry-after" => c.retry_after = p.whole_secs()?,
         "max-retry-count" => c.max_retry_count = p.uint()?,
         "enqueue-on-unavailable" => c.enqueue_on_unavailable = p.bool()?,
+        "on-client-abort" => {
+            c.on_client_abort =
+                serde_json::from_value(json!(p.choice(&["close", "notify", "ignore"])?))
+                    .expect("the choices are the variants")
+        }
         "connect-timeout" => c.connect_timeout = p.opt_duration()?,
         "read-timeout" => c.read_timeout = p.opt_duration()?,
         "write-timeout" => c.write_timeout = p.opt_duration()?,

@@ -46,6 +46,7 @@ pub(crate) struct ClusterDoc {
     sticky_offline_mode: bool,
     allow_x_sendfile: bool,
     enqueue_on_unavailable: bool,
+    on_client_abort: director_core::config::ClientAbort,
     connect_timeout: Value,
     read_timeout: Value,
     write_timeout: Value,
@@ -144,6 +145,7 @@ pub(crate) fn cluster(entry: &ClusterEntry, extras: &dyn Extras) -> ClusterDoc {
         sticky_offline_mode: health.is_some_and(|h| h.sticky_offline),
         allow_x_sendfile: config.sendfile.is_some(),
         enqueue_on_unavailable: settings.enqueue_on_unavailable,
+        on_client_abort: settings.on_client_abort,
         connect_timeout: secs(
             config
                 .connect_timeout

@@ -13,7 +13,7 @@ use director_core::{
     Body, ErrorKind, ProxyError,
     addr::BackendAddr,
     client_info::ClientInfo,
-    config::FastCgiSettings,
+    config::{ClientAbort, FastCgiSettings},
     registry::TransportFactory,
     router::BoxFuture,
     transport::{Transport, TransportOptions},
@@ -70,6 +70,13 @@ impl TransportFactory for FastCgiFactory {
             keep_conn: settings.keep_connections,
             max_idle_connections: settings.max_idle_connections,
             idle_timeout: opts.idle_timeout,
+            // `ignore` is drained by the cluster, which holds the request's slot meanwhile;
+            // the transport does the same when it is used without a cluster.
+            on_client_abort: match opts.on_client_abort {
+                ClientAbort::Close => director_fastcgi::ClientAbort::Close,
+                ClientAbort::Notify => director_fastcgi::ClientAbort::Notify,
+                ClientAbort::Ignore => director_fastcgi::ClientAbort::Ignore,
+            },
             ..FastCgiConfig::default()
         };
         Ok(Arc::new(FastCgiTransport {

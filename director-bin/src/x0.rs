@@ -5,7 +5,7 @@
 //! `director import-x0 FILE` prints the TOML (or writes it into the cluster directory with
 //! `--into DIR`). The import is strict where x0 was lenient: a number that does not parse is an
 //! error naming file, line and key, rather than x0's silent 0. Keys x0 had and Director does not
-//! (`transfer-mode`, `on-client-abort`, ...) are reported as notes, not errors; missing keys
+//! (`transfer-mode`, ...) are reported as notes, not errors; missing keys
 //! take x0's defaults of the dialect, as x0 filled them in on load.
 
 use std::{
@@ -280,6 +280,18 @@ pub fn import(
         };
         cluster.insert(key.into(), value);
     }
+    match d.text("on-client-abort") {
+        None | Some("close") => {}
+        Some(value @ ("notify" | "ignore")) => {
+            cluster.insert("on-client-abort".into(), value.into());
+        }
+        Some(other) => {
+            return Err(d.error(
+                "on-client-abort",
+                format!("{other:?} is not close, notify or ignore"),
+            ));
+        }
+    }
     match d.text("scheduler") {
         None | Some("rr") => {}
         Some("chance") => {
@@ -517,6 +529,7 @@ const KNOWN_DIRECTOR_KEYS: &[&str] = &[
     "sticky-offline-mode",
     "allow-x-sendfile",
     "enqueue-on-unavailable",
+    "on-client-abort",
     "connect-timeout",
     "read-timeout",
     "write-timeout",

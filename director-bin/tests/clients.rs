@@ -113,3 +113,42 @@ async fn sigterm_drains_in_flight_requests() {
         "no longer accepting"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_closes_the_backend_or_is_ignored_as_configured() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for abort in ["close", "ignore"] {
+        let backend = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+        let director = Director::start(&with_admin(&cluster_config(
+            &[backend.url()],
+            "",
+            &format!("on-client-abort = \"{abort}\""),
+        )));
+        // 30 KiB dripped over ~300 ms; the client reads the head and a little, then hangs up.
+        let mut stream = tokio::net::TcpStream::connect(director.socket_addr())
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET /drip/30 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head).await.unwrap();
+        assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{abort}");
+        drop(stream);
+        if abort == "ignore" {
+            wait_until("the backend sent its body to the end", || {
+                backend.drips_sent() == 1
+            })
+            .await;
+            assert_eq!(backend.drips_cut(), 0, "the backend never noticed");
+        } else {
+            wait_until("the backend saw the close", || backend.drips_cut() == 1).await;
+            assert_eq!(backend.drips_sent(), 0);
+        }
+        let doc = get(&format!("{}/api/app", director.admin())).await;
+        let doc: serde_json::Value = serde_json::from_slice(&doc.body).unwrap();
+        assert_eq!(doc["on-client-abort"], abort);
+        assert_eq!(get(&director.url("/")).await.status, 200, "still serving");
+    }
+}

@@ -71,6 +71,8 @@ pub struct ClusterSettings {
     pub queue_timeout: Duration,
     /// Queue (rather than answer 503 at once) while no backend is available.
     pub enqueue_on_unavailable: bool,
+    /// What happens to a backend's exchange when the client goes away early.
+    pub on_client_abort: crate::config::ClientAbort,
     /// Attempts after the first, when a backend fails before answering.
     pub max_retry_count: u32,
     /// Request bodies up to this many bytes are kept so they can be sent again.
@@ -97,6 +99,7 @@ impl Default for ClusterSettings {
             queue_limit: 128,
             queue_timeout: Duration::from_secs(60),
             enqueue_on_unavailable: false,
+            on_client_abort: crate::config::ClientAbort::Close,
             max_retry_count: 3,
             replay_body_limit: 64 * 1024,
             response_headers: true,
@@ -822,7 +825,8 @@ impl Cluster {
                 backend: Some(grant.backend.name().clone()),
             });
         }
-        response.map(|body| GrantBody::wrap(body, grant))
+        let abort = self.settings.on_client_abort;
+        response.map(|body| GrantBody::wrap(body, grant, abort))
     }
 }
 
@@ -903,13 +907,15 @@ impl Drop for Grant {
 struct GrantBody {
     inner: Body,
     grant: Option<Grant>,
+    abort: crate::config::ClientAbort,
 }
 
 impl GrantBody {
-    fn wrap(inner: Body, grant: Grant) -> Body {
+    fn wrap(inner: Body, grant: Grant, abort: crate::config::ClientAbort) -> Body {
         let mut body = GrantBody {
             inner,
             grant: Some(grant),
+            abort,
         };
         if body.inner.is_end_stream() {
             body.grant = None;
@@ -921,8 +927,21 @@ impl GrantBody {
 impl Drop for GrantBody {
     fn drop(&mut self) {
         // Dropped before its end: the client stopped reading (HAProxy's `cli_abrt`).
-        if let Some(grant) = &self.grant {
-            grant.backend.stats().client_abort();
+        let Some(grant) = self.grant.take() else {
+            return;
+        };
+        grant.backend.stats().client_abort();
+        if self.abort != crate::config::ClientAbort::Ignore {
+            return; // Dropping the body closes (or, for FastCGI, notifies) the backend.
+        }
+        // `ignore`: read the rest so the backend never notices, and keep its slot until then.
+        // The transport's read timeout bounds each wait. Without a runtime (shutdown), close.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let mut body = std::mem::replace(&mut self.inner, crate::body::empty());
+            runtime.spawn(async move {
+                while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
+                drop(grant);
+            });
         }
     }
 }

@@ -122,6 +122,29 @@ pub struct UpstreamSettings {
     pub idle_timeout: Option<ConfigDuration>,
 }
 
+/// What happens to a backend's exchange when the client goes away before the response is
+/// complete (x0's `on-client-abort`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAbort {
+    /// Close the backend connection; the backend's slot is free at once.
+    #[default]
+    Close,
+    /// FastCGI: send `ABORT_REQUEST` and read until the application ends the request. HTTP has
+    /// no abort message, so HTTP backends are closed.
+    Notify,
+    /// Read the response to its end and discard it, so the backend never notices; the request
+    /// keeps its slot of the backend's capacity until then.
+    Ignore,
+}
+
+impl ClientAbort {
+    /// Whether this is the default, `close`.
+    pub fn is_close(&self) -> bool {
+        *self == ClientAbort::Close
+    }
+}
+
 /// A cluster: `[clusters.NAME]`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -145,6 +168,10 @@ pub struct ClusterConfig {
     /// (default false).
     #[serde(default)]
     pub enqueue_on_unavailable: bool,
+    /// What happens to the backend's exchange when the client goes away before the response
+    /// is complete (x0's `on-client-abort`; default `close`).
+    #[serde(default, skip_serializing_if = "ClientAbort::is_close")]
+    pub on_client_abort: ClientAbort,
     /// Attempts after the first when a backend fails before answering (default 3).
     #[serde(default = "default_max_retry_count")]
     pub max_retry_count: u32,

@@ -403,7 +403,14 @@ fn build_cluster(
             "a cluster name uses letters, digits, '-', '_' and '.' only",
         ));
     }
-    let opts = transport_options(&cluster.upstream(), &at, TransportOptions::default())?;
+    let opts = transport_options(
+        &cluster.upstream(),
+        &at,
+        TransportOptions {
+            on_client_abort: cluster.on_client_abort,
+            ..TransportOptions::default()
+        },
+    )?;
     let mut backends: Vec<Arc<Backend>> = Vec::with_capacity(cluster.backends.len());
     // Members carried over from `old` with their config then and now; and whether a member
     // could not be carried over although its name is still live there (its address changed).
@@ -437,7 +444,8 @@ fn build_cluster(
             && let Some(live) = old_cluster.backend(&backend.name)
         {
             let same_transport = old_config.upstream() == cluster.upstream()
-                && old_config.fastcgi == cluster.fastcgi;
+                && old_config.fastcgi == cluster.fastcgi
+                && old_config.on_client_abort == cluster.on_client_abort;
             let same_nest = nested.as_ref().is_none_or(|inner| {
                 old_snapshot
                     .clusters
@@ -500,6 +508,7 @@ fn build_cluster(
         queue_limit: cluster.queue_limit,
         queue_timeout,
         enqueue_on_unavailable: cluster.enqueue_on_unavailable,
+        on_client_abort: cluster.on_client_abort,
         max_retry_count: cluster.max_retry_count,
         replay_body_limit: cluster.replay_body_limit,
         response_headers: cluster.response_headers,
@@ -774,6 +783,7 @@ fn transport_options(
         write_timeout: positive(s.write_timeout, "write-timeout", defaults.write_timeout)?,
         idle_timeout: positive(s.idle_timeout, "idle-timeout", defaults.idle_timeout)?,
         max_idle: s.max_idle_connections.unwrap_or(defaults.max_idle),
+        on_client_abort: defaults.on_client_abort,
     })
 }
 
@@ -820,6 +830,7 @@ mod tests {
             queue_limit: 128,
             queue_timeout: None,
             enqueue_on_unavailable: false,
+            on_client_abort: Default::default(),
             max_retry_count: 3,
             replay_body_limit: 65536,
             response_headers: true,

@@ -8,6 +8,7 @@
 //! | `/echo`         | streams the request body back                                    |
 //! | `/sha256`       | reads the body, answers `<length> <sha256 hex>`                  |
 //! | `/bytes/N`      | streams N bytes of [`pattern`] data                              |
+//! | `/drip/N`       | streams N chunks of 1 KiB, 10 ms apart; counts bodies sent whole and cut off |
 //! | `/status/N`     | answers with status N                                            |
 //! | `/delay/MS`     | answers after MS milliseconds                                    |
 //! | `/max-age/N`    | answers with `Cache-Control: max-age=N` and a request counter    |
@@ -157,6 +158,9 @@ struct State {
     in_flight: Mutex<std::collections::HashMap<String, (usize, usize)>>,
     failing: std::sync::atomic::AtomicBool,
     delay_ms: std::sync::atomic::AtomicU64,
+    // `/drip` bodies sent to their end, and cut off because the reader went away.
+    drips_sent: AtomicUsize,
+    drips_cut: AtomicUsize,
 }
 
 /// Counts a request in flight for its class until dropped.
@@ -323,6 +327,16 @@ impl TestBackend {
     /// How many live (non-probe) requests it received.
     pub fn live_requests(&self) -> usize {
         self.requests() - self.probes()
+    }
+
+    /// How many `/drip` bodies it sent to their end.
+    pub fn drips_sent(&self) -> usize {
+        self.state.drips_sent.load(Ordering::SeqCst)
+    }
+
+    /// How many `/drip` bodies were cut off because the reader went away.
+    pub fn drips_cut(&self) -> usize {
+        self.state.drips_cut.load(Ordering::SeqCst)
     }
 
     /// Stops it and waits until its listener and connections are closed, so its port refuses
@@ -499,6 +513,27 @@ async fn handle(
                 r = r.header("content-type", t);
             }
             r.body(body::full("the backend's own body\n"))?
+        }
+        p if p.starts_with("/drip/") => {
+            let chunks: usize = p["/drip/".len()..].parse()?;
+            let (mut tx, rx) = Channel::<Bytes, Infallible>::new(1);
+            let state = state.clone();
+            tokio::spawn(async move {
+                for _ in 0..chunks {
+                    if tx.send_data(Bytes::from(vec![b'.'; 1024])).await.is_err() {
+                        state.drips_cut.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                state.drips_sent.fetch_add(1, Ordering::SeqCst);
+            });
+            let mut r = Response::new(body::boxed(rx));
+            r.headers_mut().insert(
+                http::header::CONTENT_LENGTH,
+                HeaderValue::from(chunks as u64 * 1024),
+            );
+            r
         }
         p if p.starts_with("/bytes/") => {
             let total: u64 = p["/bytes/".len()..].parse()?;

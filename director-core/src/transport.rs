@@ -74,6 +74,10 @@ pub struct TransportOptions {
     pub max_idle: usize,
     /// How long an idle connection is kept before it is closed.
     pub idle_timeout: Duration,
+    /// What a transport does with an exchange the client abandoned. The HTTP transport closes
+    /// (HTTP has no abort message; `ignore` is the cluster's job, which holds the request's
+    /// slot while it drains); a FastCGI transport can notify.
+    pub on_client_abort: crate::config::ClientAbort,
 }
 
 impl Default for TransportOptions {
@@ -84,6 +88,7 @@ impl Default for TransportOptions {
             write_timeout: Duration::from_secs(30),
             max_idle: 128,
             idle_timeout: Duration::from_secs(60),
+            on_client_abort: crate::config::ClientAbort::Close,
         }
     }
 }

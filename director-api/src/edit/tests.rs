@@ -119,7 +119,7 @@ fn turning_an_absent_feature_off_adds_nothing() {
 fn unknown_keys_and_bad_values_name_the_key() {
     for (k, v) in [
         ("queue-limt", "1"),
-        ("on-client-abort", "close"),
+        ("on-client-abort", "later"),
         ("allow-x-sendfile", "true"),
         ("queue-limit", "-1"),
         ("queue-limit", "many"),

@@ -514,3 +514,55 @@ async fn a_full_owner_spills_over_to_the_next_backend_on_the_ring() {
     assert_ne!(first.await.unwrap(), second);
     assert_eq!(c.stats().queued.total, 0, "nothing waited in the queue");
 }
+
+/// Waits (at most 10 s) until `cond` holds.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[tokio::test]
+async fn a_client_abort_closes_or_is_ignored_as_configured() {
+    use crate::config::ClientAbort;
+    for abort in [ClientAbort::Close, ClientAbort::Notify, ClientAbort::Ignore] {
+        let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+        let c = cluster(
+            vec![member(&a, 1, Role::Active)],
+            ClusterSettings {
+                on_client_abort: abort,
+                ..ClusterSettings::default()
+            },
+            Shaper::new(0),
+        );
+        // 30 chunks 10 ms apart: the client reads one, then goes away.
+        let r = c
+            .clone()
+            .dispatch(get("/drip/30"), Dispatch::default())
+            .await
+            .unwrap();
+        let mut body = r.into_body();
+        body.frame().await.unwrap().unwrap();
+        drop(body);
+        if abort == ClientAbort::Ignore {
+            // The backend never notices, and the request keeps its slot until the end.
+            assert_eq!(c.stats().load.current, 1, "{abort:?}: still holds its slot");
+            until("the body was read to its end", || a.drips_sent() == 1).await;
+            until("the slot is free", || c.stats().load.current == 0).await;
+            assert_eq!(a.drips_cut(), 0);
+        } else {
+            assert_eq!(
+                c.stats().load.current,
+                0,
+                "{abort:?}: the slot is free at once"
+            );
+            until("the backend saw the close", || a.drips_cut() == 1).await;
+            assert_eq!(a.drips_sent(), 0);
+        }
+        assert_eq!(c.backends()[0].stats().snapshot().client_aborts, 1);
+    }
+}
