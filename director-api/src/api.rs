@@ -448,21 +448,7 @@ impl Api {
         if_match: Option<String>,
         mut params: Params,
     ) -> Result<Reply, ApiError> {
-        // The name in the path wins over a `name` parameter (x0's docs; the rewrite's code).
-        let body_name = match params.take("name") {
-            Some(v) => Some(
-                crate::params::Param {
-                    key: "name",
-                    value: &v,
-                }
-                .text()?,
-            ),
-            None => None,
-        };
-        let name = path_name
-            .or(body_name)
-            .ok_or_else(|| ApiError::field("name", "missing"))?;
-        check_name(&name, "backend")?;
+        let name = new_member_name(path_name, &mut params, "backend")?;
         let entry = self.entry(c).await?;
         if entry.config.backends.iter().any(|b| b.name == name)
             || entry.live.backend(&name).is_some()
@@ -472,18 +458,15 @@ impl Api {
             )));
         }
         let backend = edit::new_backend(&name, &params)?;
-        let if_match = pick_if_match(if_match, &entry);
-        let (cluster, bname) = (c.to_owned(), name.clone());
         let entry = self
-            .store(move |s| {
-                s.update(&cluster, if_match.as_deref(), move |config| {
-                    if config.backends.iter().any(|b| b.name == bname) {
-                        return Err(StoreError::Conflict(format!("backend {bname:?} exists")));
-                    }
-                    config.backends.push(backend);
-                    Ok(())
-                })
-            })
+            .add_member(
+                c,
+                pick_if_match(if_match, &entry),
+                "backend",
+                &name,
+                |config, name| config.backends.iter().any(|b| b.name == name),
+                move |config| config.backends.push(backend),
+            )
             .await?;
         Ok(self
             .backend_reply(StatusCode::CREATED, &entry, &name)?
@@ -491,6 +474,31 @@ impl Api {
                 header::LOCATION,
                 &self.location(&format!("{c}/backends/{name}")),
             ))
+    }
+
+    /// Adds a member (backend or bucket) to cluster `c` through the store: `exists` refuses a
+    /// name taken meanwhile (409), `add` puts it into the cluster's config. `if_match` is the
+    /// client's precondition, as [`pick_if_match`] read it.
+    async fn add_member(
+        &self,
+        c: &str,
+        if_match: Option<String>,
+        what: &'static str,
+        name: &str,
+        exists: fn(&ClusterConfig, &str) -> bool,
+        add: impl FnOnce(&mut ClusterConfig) + Send + 'static,
+    ) -> Result<ClusterEntry, ApiError> {
+        let (cluster, name) = (c.to_owned(), name.to_owned());
+        self.store(move |s| {
+            s.update(&cluster, if_match.as_deref(), move |config| {
+                if exists(config, &name) {
+                    return Err(StoreError::Conflict(format!("{what} {name:?} exists")));
+                }
+                add(config);
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn update_backend(
@@ -621,20 +629,7 @@ impl Api {
         if_match: Option<String>,
         mut params: Params,
     ) -> Result<Reply, ApiError> {
-        let body_name = match params.take("name") {
-            Some(v) => Some(
-                crate::params::Param {
-                    key: "name",
-                    value: &v,
-                }
-                .text()?,
-            ),
-            None => None,
-        };
-        let name = path_name
-            .or(body_name)
-            .ok_or_else(|| ApiError::field("name", "missing"))?;
-        check_name(&name, "bucket")?;
+        let name = new_member_name(path_name, &mut params, "bucket")?;
         let entry = self.entry(c).await?;
         if name == "root" || entry.config.buckets.iter().any(|k| k.name == name) {
             return Err(ApiError::conflict(format!(
@@ -642,18 +637,15 @@ impl Api {
             )));
         }
         let bucket = edit::new_bucket(&name, &params)?;
-        let if_match = pick_if_match(if_match, &entry);
-        let (cluster, kname) = (c.to_owned(), name.clone());
         let entry = self
-            .store(move |s| {
-                s.update(&cluster, if_match.as_deref(), move |config| {
-                    if config.buckets.iter().any(|k| k.name == kname) {
-                        return Err(StoreError::Conflict(format!("bucket {kname:?} exists")));
-                    }
-                    config.buckets.push(bucket);
-                    Ok(())
-                })
-            })
+            .add_member(
+                c,
+                pick_if_match(if_match, &entry),
+                "bucket",
+                &name,
+                |config, name| config.buckets.iter().any(|k| k.name == name),
+                move |config| config.buckets.push(bucket),
+            )
             .await?;
         Ok(self
             .bucket_reply(StatusCode::CREATED, &entry, &name)?
@@ -833,6 +825,30 @@ fn if_match(headers: &HeaderMap) -> Option<String> {
 /// The entity tag to hand the store: `*` checks nothing but existence; of several tags, the
 /// current one if listed (the store checks it again under its lock); otherwise the first,
 /// which the store refuses with 409.
+/// The name of a backend or bucket to create: the path's wins over a `name` parameter (x0's
+/// docs; the rewrite's code).
+fn new_member_name(
+    path_name: Option<String>,
+    params: &mut Params,
+    what: &str,
+) -> Result<String, ApiError> {
+    let body_name = match params.take("name") {
+        Some(v) => Some(
+            crate::params::Param {
+                key: "name",
+                value: &v,
+            }
+            .text()?,
+        ),
+        None => None,
+    };
+    let name = path_name
+        .or(body_name)
+        .ok_or_else(|| ApiError::field("name", "missing"))?;
+    check_name(&name, what)?;
+    Ok(name)
+}
+
 fn pick_if_match(header: Option<String>, entry: &ClusterEntry) -> Option<String> {
     let header = header?;
     let tags: Vec<String> = header
