@@ -517,8 +517,7 @@ impl Api {
         edit::apply_backend(&params, &mut current.clone())?;
         let if_match = pick_if_match(if_match, &entry);
         let (cluster, name) = (c.to_owned(), b.to_owned());
-        // HAProxy's operator state (the store's `set_backend_state`): given with other
-        // parameters, it is applied after them.
+        // HAProxy's operator state: given with other parameters, it is applied after them.
         let state = match params.get("state") {
             Some(p) => Some(match p.choice(&["ready", "drain", "maint"])?.as_str() {
                 "drain" => AdminState::Drain,
@@ -552,7 +551,11 @@ impl Api {
             })
             .await?
         };
-        if let Some(state) = state {
+        // A dynamic cluster's update above already wrote the state; a static cluster's is a
+        // runtime switch.
+        if let Some(state) = state
+            && !entry.dynamic
+        {
             entry = self
                 .store(move |s| s.set_backend_state(&cluster, &name, state))
                 .await?;

@@ -432,8 +432,11 @@ fn apply_backend_settings(params: &Params, b: &mut BackendConfig) -> Result<(), 
                     .map_err(|_| ApiError::field("role", "expected active or backup"))?
             }
             "enabled" => b.enabled = p.bool()?,
-            // HAProxy's operator states; `drain` itself is a runtime switch (see the API).
-            "state" => b.enabled = p.choice(&["ready", "drain", "maint"])? != "maint",
+            // HAProxy's operator states: `maint` is disabled, `drain` a soft drain.
+            "state" => {
+                let state = p.choice(&["ready", "drain", "maint"])?;
+                (b.enabled, b.drain) = (state != "maint", state == "drain");
+            }
             "capacity" => b.capacity = p.uint()?,
             "weight" => b.weight = p.uint()?,
             "terminate-protection" => b.terminate_protection = p.bool()?,

@@ -180,7 +180,21 @@ async fn a_runtime_cluster_serves_traffic_and_survives_kill_9() {
         call(&d, "LOCK", "/shop/backends/b2", "", &[]).await.status,
         204
     );
-    assert!(dir.path().join("shop.toml").exists());
+    // HAProxy's soft drain is persisted for a dynamic cluster too.
+    let a = call(
+        &d,
+        "PUT",
+        "/shop/backends/b3",
+        "url=http://127.0.0.1:9",
+        &[],
+    )
+    .await;
+    assert_eq!(a.status, 201, "{}", a.text());
+    let a = call(&d, "POST", "/shop/backends/b3", "state=drain", &[]).await;
+    assert_eq!(a.status, 202, "{}", a.text());
+    assert_eq!(json(&a)["admin-state"], "drain");
+    let file = std::fs::read_to_string(dir.path().join("shop.toml")).unwrap();
+    assert!(file.contains("drain = true"), "{file}");
 
     // A dynamic cluster is routed by `Host: <name>`.
     let served = send(
@@ -199,7 +213,17 @@ async fn a_runtime_cluster_serves_traffic_and_survives_kill_9() {
     let d = Director::start(&cfg);
     let after = settings(&json(&call(&d, "GET", "/shop", "", &[]).await));
     assert_eq!(before, after);
-    assert_eq!(after["members"][1]["enabled"], false);
+    let member = |name: &str| {
+        after["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(member("b2")["enabled"], false);
+    assert_eq!(member("b3")["admin-state"], "drain");
 
     assert_eq!(
         call(&d, "DELETE", "/shop/backends/b2", "", &[])

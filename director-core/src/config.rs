@@ -100,6 +100,10 @@ impl<'de> Deserialize<'de> for ConfigDuration {
     }
 }
 
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
 fn yes() -> bool {
     true
 }
@@ -528,6 +532,10 @@ pub struct BackendConfig {
     /// Refuse to drain and remove it (default false).
     #[serde(default)]
     pub terminate_protection: bool,
+    /// HAProxy's soft drain: it stays a member and is health-checked, but gets no new balanced
+    /// requests (pinned ones still reach it). Default false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub drain: bool,
     /// Its own time between probes, over the cluster's `health.interval` (x0 scheduled probes
     /// per backend). Setting it on a cluster without `[health]` checks this backend only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -548,6 +556,7 @@ impl BackendConfig {
             weight: default_weight(),
             role: crate::backend::Role::default(),
             terminate_protection: false,
+            drain: false,
             health_interval: None,
             health_mode: None,
         }

@@ -489,6 +489,7 @@ fn build_cluster(
         b.set_capacity(backend.capacity);
         b.set_role(backend.role);
         b.set_terminate_protection(backend.terminate_protection);
+        b.set_soft_drain(backend.drain);
         backends.push(Arc::new(b));
     }
     let shaper = build_shaper(&cluster.buckets, &at)?;
@@ -645,6 +646,9 @@ fn apply_backend(live: &Backend, was: &BackendConfig, now: &BackendConfig) {
     if was.enabled != now.enabled {
         live.set_enabled(now.enabled);
         live.notify_enabled(now.enabled);
+    }
+    if was.drain != now.drain {
+        live.set_soft_drain(now.drain);
     }
 }
 

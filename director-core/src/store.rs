@@ -386,18 +386,35 @@ impl Store {
         })
     }
 
-    /// Sets HAProxy's operator state of a backend: `Maint` disables it and `Ready` enables it
-    /// (as [`Store::set_backend_enabled`]); `Drain` keeps it enabled but gives it no new
-    /// balanced requests, a runtime switch as in HAProxy; `Ready` also ends a drain.
+    /// Sets HAProxy's operator state of a backend: `Maint` disables it, `Ready` enables it,
+    /// `Drain` keeps it enabled but gives it no new balanced requests; `Ready` and `Maint` end a
+    /// drain. Persisted (`enabled`, `drain`) for a dynamic cluster, a runtime switch for a
+    /// static one.
     pub fn set_backend_state(
         &self,
         cluster: &str,
         backend: &str,
         state: AdminState,
     ) -> Result<ClusterEntry, StoreError> {
-        let entry = self.set_backend_enabled(cluster, backend, state != AdminState::Maint)?;
+        let (enabled, drain) = (state != AdminState::Maint, state == AdminState::Drain);
+        if !self.lock().main.clusters.contains_key(cluster) {
+            return self.update(cluster, None, |c| {
+                let b = c
+                    .backends
+                    .iter_mut()
+                    .find(|b| b.name == backend)
+                    .ok_or_else(|| {
+                        StoreError::NotFound(format!(
+                            "cluster {cluster:?} has no backend {backend:?}"
+                        ))
+                    })?;
+                (b.enabled, b.drain) = (enabled, drain);
+                Ok(())
+            });
+        }
+        let entry = self.set_backend_enabled(cluster, backend, enabled)?;
         if let Some(b) = entry.live.backend(backend) {
-            b.set_soft_drain(state == AdminState::Drain);
+            b.set_soft_drain(drain);
             entry.live.refresh();
         }
         Ok(entry)

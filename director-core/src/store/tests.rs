@@ -244,3 +244,47 @@ fn a_bad_reload_keeps_the_running_config_and_is_remembered() {
     assert!(store.last_reload_error().is_none());
     assert!(store.get("more").is_some());
 }
+
+#[test]
+fn operator_states_persist_for_dynamic_clusters_and_switch_static_ones() {
+    use crate::backend::AdminState;
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    store.create("shop", cluster(TWO)).unwrap();
+    let e = store
+        .set_backend_state("shop", "a", AdminState::Drain)
+        .unwrap();
+    let a = e.live.backend("a").unwrap();
+    assert_eq!(a.admin_state(), AdminState::Drain);
+    assert!(e.config.backends[0].drain && e.config.backends[0].enabled);
+    assert!(
+        file_text(dir.path(), "shop")
+            .unwrap()
+            .contains("drain = true")
+    );
+    // Maint ends the drain, in memory and in the file.
+    let e = store
+        .set_backend_state("shop", "a", AdminState::Maint)
+        .unwrap();
+    assert_eq!(a.admin_state(), AdminState::Maint);
+    assert!(!e.config.backends[0].drain && !e.config.backends[0].enabled);
+    assert!(!file_text(dir.path(), "shop").unwrap().contains("drain"));
+    let e = store
+        .set_backend_state("shop", "a", AdminState::Ready)
+        .unwrap();
+    assert!(Arc::ptr_eq(&a, &e.live.backend("a").unwrap()), "kept");
+    assert_eq!(a.admin_state(), AdminState::Ready);
+    assert!(matches!(
+        store.set_backend_state("shop", "zz", AdminState::Drain),
+        Err(StoreError::NotFound(_))
+    ));
+
+    let e = store
+        .set_backend_state("fixed", "b", AdminState::Drain)
+        .unwrap();
+    assert_eq!(
+        e.live.backend("b").unwrap().admin_state(),
+        AdminState::Drain
+    );
+    assert!(file_text(dir.path(), "fixed").is_none(), "a runtime switch");
+}
