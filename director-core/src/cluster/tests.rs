@@ -71,11 +71,9 @@ async fn capacity_one_alternates_and_queues_for_the_first_to_free() {
     // Two long requests fill both; a third waits and goes to the first one that frees.
     let slow_a = tokio::spawn(c.clone().dispatch(get("/delay/600"), Dispatch::default()));
     let slow_b = tokio::spawn(c.clone().dispatch(get("/delay/100"), Dispatch::default()));
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    assert_eq!(c.stats().load.current, 2);
+    until("both are busy", || c.stats().load.current == 2).await;
     let third = tokio::spawn(c.clone().dispatch(get("/"), Dispatch::default()));
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    assert_eq!(c.stats().queued.current, 1, "the third request waits");
+    until("the third request waits", || c.stats().queued.current == 1).await;
     let first_done = slow_b.await.unwrap().unwrap();
     let freed = served_by(&first_done);
     text(first_done).await;
@@ -105,9 +103,9 @@ async fn queue_limit_and_queue_timeout() {
         Shaper::new(0),
     );
     let busy = tokio::spawn(c.clone().dispatch(get("/delay/800"), Dispatch::default()));
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    until("a is busy", || c.stats().load.current == 1).await;
     let waiting = tokio::spawn(c.clone().dispatch(get("/"), Dispatch::default()));
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    until("one waits", || c.stats().queued.current == 1).await;
     let full = c
         .clone()
         .dispatch(get("/"), Dispatch::default())
@@ -131,12 +129,11 @@ async fn capacity_freed_by_enabling_a_backend_dispatches_queued_requests() {
     members[1].set_enabled(false);
     let c = cluster(members, ClusterSettings::default(), Shaper::new(0));
     let busy = tokio::spawn(c.clone().dispatch(get("/delay/1000"), Dispatch::default()));
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    until("a is busy", || c.stats().load.current == 1).await;
     let waiters: Vec<_> = (0..3)
         .map(|_| tokio::spawn(c.clone().dispatch(get("/"), Dispatch::default())))
         .collect();
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    assert_eq!(c.stats().queued.current, 3);
+    until("three wait", || c.stats().queued.current == 3).await;
     assert!(c.set_backend_enabled("b", true));
     for w in waiters {
         let r = w.await.unwrap().unwrap();
@@ -166,7 +163,7 @@ async fn backups_only_when_no_active_is_available() {
             .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    until("a is busy", || c.stats().load.current == 1).await;
     let r = c
         .clone()
         .dispatch(get("/"), Dispatch::default())
@@ -307,8 +304,12 @@ async fn buckets_cap_their_share() {
     let tasks: Vec<_> = (0..6)
         .map(|_| tokio::spawn(c.clone().dispatch(get("/delay/300"), vip.clone())))
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let vip_id = c.shaper().find("vip").unwrap();
+    until("vip is at its ceiling with the rest queued", || {
+        c.shaper().stats(vip_id).load.current == 3
+            && c.bucket_stats(vip_id).unwrap().queued.current == 3
+    })
+    .await;
     assert_eq!(
         c.shaper().stats(vip_id).load.current,
         3,
@@ -334,7 +335,7 @@ async fn pinned_requests_ignore_capacity_but_not_availability() {
         ..Dispatch::default()
     };
     let busy = tokio::spawn(c.clone().dispatch(get("/delay/300"), pin("a")));
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    until("a is busy", || c.stats().load.current == 1).await;
     let r = c.clone().dispatch(get("/"), pin("a")).await.unwrap();
     assert_eq!(served_by(&r), "a", "full, yet pinned requests get through");
     text(r).await;
@@ -388,7 +389,7 @@ async fn disabled_clusters_and_unavailable_backends_answer_503() {
         Shaper::new(0),
     );
     let waiting = tokio::spawn(c.clone().dispatch(get("/"), Dispatch::default()));
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    until("it waits", || c.stats().queued.current == 1).await;
     assert_eq!(
         c.stats().queued.current,
         1,
@@ -408,7 +409,7 @@ async fn draining_backends_take_no_new_requests_and_leave_when_idle() {
     members[1].set_terminate_protection(true);
     let c = cluster(members, ClusterSettings::default(), Shaper::new(0));
     let busy = tokio::spawn(c.clone().dispatch(get("/delay/200"), Dispatch::default()));
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    until("a is busy", || c.stats().load.current == 1).await;
     assert!(!c.drain_backend("b"), "protected");
     assert!(c.drain_backend("a"));
     assert_eq!(c.backends().len(), 2, "a is busy, so it stays until idle");
@@ -502,7 +503,7 @@ async fn a_full_owner_spills_over_to_the_next_backend_on_the_ring() {
             who
         })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until("the owner is busy", || c.stats().load.current == 1).await;
     // ...so the same key goes to the next backend on the ring at once, without queueing.
     let r = c
         .clone()
