@@ -145,8 +145,9 @@ pub const RATE_PERIOD_MS: u64 = 1000;
 ///
 /// It counts the events of the current one-second period and keeps the count of the previous
 /// one; a read is `current + previous × (the part of the current second still to come)`, which
-/// glides from one second's count to the next instead of jumping at each boundary. `max` is the
-/// highest count reached within one period, as HAProxy's `*_max` columns.
+/// glides from one second's count to the next instead of jumping at each boundary (and, as in
+/// HAProxy, a lone event last second reads 1 until this second ends, to avoid flapping). `max`
+/// is the highest count reached within one period, as HAProxy's `*_max` columns.
 ///
 /// Lock-free: the period number and its count share one `AtomicU64`, so a single
 /// compare-and-swap both counts and rotates; the rotated-out period goes into `previous` with
@@ -247,6 +248,11 @@ impl Rate {
         } else {
             (0, 0)
         };
+        if current == 0 && previous <= 1 {
+            // HAProxy's "very low rate, avoid flapping": one event last second reads 1 all
+            // through this one rather than dropping to 0 at once.
+            return u64::from(previous);
+        }
         u64::from(current) + u64::from(previous) * (RATE_PERIOD_MS - elapsed) / RATE_PERIOD_MS
     }
 
@@ -833,6 +839,15 @@ mod tests {
     }
 
     #[test]
+    fn rate_of_one_event_does_not_flap() {
+        let r = Rate::default();
+        r.add_at(999);
+        assert_eq!(r.read_at(999), 1);
+        assert_eq!(r.read_at(1_998), 1, "1 x 0.002 would floor to 0");
+        assert_eq!(r.read_at(2_000), 0);
+    }
+
+    #[test]
     fn rate_forgets_a_previous_second_that_was_not_the_last() {
         let r = Rate::default();
         for _ in 0..5 {
@@ -974,7 +989,10 @@ mod tests {
             let in_second = |p: u64| times.iter().filter(|&&t| t / 1_000 == p).count() as u64;
             let p = now / 1_000;
             let previous = if p == 0 { 0 } else { in_second(p - 1) };
-            let expected = in_second(p) + previous * (1_000 - now % 1_000) / 1_000;
+            let expected = match (in_second(p), previous) {
+                (0, previous @ 0..=1) => previous,
+                (current, previous) => current + previous * (1_000 - now % 1_000) / 1_000,
+            };
             proptest::prop_assert_eq!(r.read_at(now), expected);
             let most = (0..6).map(in_second).max().unwrap_or(0);
             proptest::prop_assert_eq!(r.max(), most);
