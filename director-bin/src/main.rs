@@ -342,6 +342,7 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
         if let Some(socket) = &loaded.config.server.stats_socket {
             let socket = socket.display();
             println!("  echo 'show stat' | socat stdio {socket}    # HAProxy's runtime API");
+            println!("  echo 'show stat' | socat stdio {socket} | cut -d, -f1,2,34,36,56,59-62   # rate, rate_max, lastsess, qtime/ctime/rtime/ttime (ms)");
             println!("  echo 'set server demo/beta state drain' | socat stdio {socket}");
         }
         if let Some(admin) = loaded.config.server.admin_listen.first() {

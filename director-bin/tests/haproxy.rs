@@ -240,3 +240,136 @@ async fn runtime_changes_persist_for_dynamic_clusters_and_not_for_static_ones() 
     let refused = command(&socket, "set weight app/b0 3").await;
     assert!(refused.contains("main config"), "{refused}");
 }
+
+/// Reads `show stat` until `ready` holds for it (the grant of a finished request is released
+/// just after its body ends), for up to 10 seconds.
+async fn stat_when(
+    socket: &Path,
+    what: &str,
+    ready: impl Fn(&[Vec<String>]) -> bool,
+) -> Vec<Vec<String>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = parse_csv(&command(socket, "show stat").await);
+        if ready(&rows) {
+            return rows;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn number(rows: &[Vec<String>], px: &str, sv: &str, column: &str) -> i64 {
+    let v = value(rows, px, sv, column);
+    v.parse()
+        .unwrap_or_else(|_| panic!("{px}/{sv} {column} is a number: {v:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_stat_has_rates_and_phase_times_of_real_requests() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("director.sock");
+    // One backend taking one request at a time, so a second request queues.
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\naccess-log = \"off\"\nstats-socket = \"{}\"\n\n\
+         [clusters.app]\n[[clusters.app.backends]]\nname = \"b0\"\nurl = \"{}\"\ncapacity = 1\n\n\
+         [[routes]]\ncluster = \"app\"\n",
+        socket.display(),
+        a.url()
+    );
+    let director = Director::start(&config);
+    let rows = parse_csv(&command(&socket, "show stat").await);
+    assert_eq!(
+        value(&rows, "app", "b0", "lastsess"),
+        "-1",
+        "no session yet"
+    );
+    assert_eq!(value(&rows, "app", "BACKEND", "lastsess"), "-1");
+
+    let began = std::time::Instant::now();
+    for _ in 0..3 {
+        assert_eq!(get(&director.url("/delay/50")).await.status, 200);
+    }
+    let rows = stat_when(&socket, "three requests are timed", |rows| {
+        number(rows, "app", "b0", "ttime_max") > 0
+    })
+    .await;
+    // The backend waited 50 ms before answering each one.
+    for column in ["rtime", "ttime", "rtime_max", "ttime_max"] {
+        let ms = number(&rows, "app", "b0", column);
+        assert!(ms >= 40, "b0 {column} = {ms}");
+        let ms = number(&rows, "app", "BACKEND", column);
+        assert!(ms >= 40, "BACKEND {column} = {ms}");
+    }
+    assert!(number(&rows, "app", "b0", "ttime") >= number(&rows, "app", "b0", "rtime"));
+    assert!(number(&rows, "app", "b0", "ctime") >= 0);
+    assert_eq!(
+        number(&rows, "app", "BACKEND", "qtime_max"),
+        0,
+        "nothing queued yet"
+    );
+    for row in ["b0", "BACKEND"] {
+        assert!(number(&rows, "app", row, "rate_max") >= 1, "{row} rate_max");
+        // No longer ago than this test has run.
+        let lastsess = number(&rows, "app", row, "lastsess");
+        assert!(
+            (0..=began.elapsed().as_secs() as i64).contains(&lastsess),
+            "{row} lastsess = {lastsess}"
+        );
+    }
+    let frontend = rows.iter().find(|r| r[1] == "FRONTEND").unwrap()[0].clone();
+    assert!(number(&rows, &frontend, "FRONTEND", "req_rate_max") >= 1);
+    assert!(number(&rows, &frontend, "FRONTEND", "rate_max") >= 1);
+    // `rate` is the last second's: right after a request it is at least 1 (a read may land late
+    // in the next second after a burst, so try again with a fresh request).
+    let mut tries = 0;
+    loop {
+        let rows = parse_csv(&command(&socket, "show stat").await);
+        let rates = [
+            number(&rows, "app", "b0", "rate"),
+            number(&rows, "app", "BACKEND", "rate"),
+            number(&rows, &frontend, "FRONTEND", "req_rate"),
+        ];
+        if rates.iter().all(|&r| r > 0) {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 10, "rates stay 0 after requests: {rates:?}");
+        assert_eq!(get(&director.url("/delay/50")).await.status, 200);
+    }
+
+    // A 500 ms request holds the only slot; a second one waits for it.
+    let spawned = std::time::Instant::now();
+    let url = director.url("/delay/500");
+    let slow = tokio::spawn(async move { get(&url).await });
+    stat_when(&socket, "the slow request is in flight", |rows| {
+        number(rows, "app", "BACKEND", "scur") == 1
+    })
+    .await;
+    let url = director.url("/");
+    let queued = tokio::spawn(async move { get(&url).await });
+    stat_when(&socket, "the second request is queued", |rows| {
+        number(rows, "app", "BACKEND", "qcur") == 1
+    })
+    .await;
+    // It waits at least from now until the slow one ends, 500 ms after it was sent.
+    let queued_from = spawned.elapsed().as_millis() as i64;
+    assert_eq!(slow.await.unwrap().status, 200);
+    assert_eq!(queued.await.unwrap().status, 200);
+    let rows = stat_when(&socket, "the queued request is timed", |rows| {
+        number(rows, "app", "BACKEND", "qtime_max") > 0
+    })
+    .await;
+    let qtime_max = number(&rows, "app", "BACKEND", "qtime_max");
+    assert!(
+        qtime_max >= 500 - queued_from,
+        "qtime_max = {qtime_max}, queued {queued_from} ms after the slow request"
+    );
+    assert!(number(&rows, "app", "BACKEND", "qtime") > 0);
+    assert_eq!(number(&rows, "app", "b0", "qtime_max"), qtime_max);
+    assert!(number(&rows, "app", "b0", "rtime_max") >= 500);
+}

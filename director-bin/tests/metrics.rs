@@ -186,9 +186,9 @@ async fn haproxy_exporter_reads_director_as_haproxy() {
         &format!("stats-socket = \"{}\"", socket.display()),
         "",
     ));
-    // Round-robin over three: 7 requests give 3, 2, 2.
+    // Round-robin over three: 7 requests give 3, 2, 2; each backend waits 50 ms to answer.
     for _ in 0..7 {
-        assert_eq!(get(&director.url("/")).await.status, 200);
+        assert_eq!(get(&director.url("/delay/50")).await.status, 200);
     }
     let client = tokio::net::UnixStream::connect(&socket).await;
     assert!(client.is_ok(), "the stats socket is up");
@@ -263,6 +263,30 @@ fn check_exporter_output(text: &str) {
             .parse()
             .unwrap()
     };
+    // The rate and time columns, as the exporter reads them (times in seconds).
+    let metric = |name: &str, labels: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
+            .unwrap_or_else(|| panic!("no {name}{{{labels}}} in:\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    for server in ["b0", "b1", "b2"] {
+        let labels = format!("server=\"{server}\"");
+        let rtime = metric("haproxy_server_http_response_time_average_seconds", &labels);
+        assert!(rtime >= 0.04, "{server} rtime {rtime}");
+        let ttime = metric("haproxy_server_http_total_time_average_seconds", &labels);
+        assert!(ttime >= 0.04, "{server} ttime {ttime}");
+        assert!(metric("haproxy_server_max_session_rate", &labels) >= 1.0);
+    }
+    let backend = "backend=\"app\"";
+    assert!(metric("haproxy_backend_http_total_time_average_seconds", backend) >= 0.04);
+    assert!(metric("haproxy_backend_max_session_rate", backend) >= 1.0);
+    assert!(metric("haproxy_frontend_max_session_rate", "frontend=") >= 1.0);
+
     let counts = [sessions("b0"), sessions("b1"), sessions("b2")];
     assert_eq!(counts.iter().sum::<f64>(), 7.0, "{counts:?}");
     let mut sorted = counts;

@@ -44,6 +44,7 @@ use crate::{
     replay,
     schedule::{PickContext, PoolDirectors, Scheduler, SchedulerKind},
     shaper::{BucketId, ROOT, Shaper},
+    stats::{PhaseTimes, PhaseTimesSnapshot, Sessions, SessionsSnapshot},
 };
 
 static X_DIRECTOR_BACKEND: HeaderName = HeaderName::from_static("x-director-backend");
@@ -186,6 +187,8 @@ pub struct Cluster {
     queued: Counter,
     dropped: AtomicU64,
     sendfile: Option<Arc<crate::sendfile::SendfilePolicy>>,
+    sessions: Sessions,
+    times: PhaseTimes,
 }
 
 /// A cluster's counters at one moment.
@@ -197,6 +200,12 @@ pub struct ClusterStats {
     pub queued: CounterSnapshot,
     /// Requests refused (queue full, queue timeout, no backend).
     pub dropped: u64,
+    /// Admissions per second and the last one's age (HAProxy's `rate`, `rate_max`,
+    /// `lastsess` on the BACKEND row).
+    pub sessions: SessionsSnapshot,
+    /// Phases of answered requests: queued, connecting and waiting for the response head on
+    /// the attempt that answered, and from arrival to the end of the body (`qtime`…`ttime_max`).
+    pub times: PhaseTimesSnapshot,
 }
 
 /// A bucket's queue counters at one moment.
@@ -246,6 +255,8 @@ impl Cluster {
             queued: Counter::default(),
             dropped: AtomicU64::new(0),
             sendfile: None,
+            sessions: Sessions::default(),
+            times: PhaseTimes::default(),
         };
         cluster.shaper.resize(cluster.online_tokens());
         cluster
@@ -319,6 +330,8 @@ impl Cluster {
             load: self.load.snapshot(),
             queued: self.queued.snapshot(),
             dropped: self.dropped.load(Ordering::Relaxed),
+            sessions: self.sessions.snapshot(),
+            times: self.times.snapshot(),
         }
     }
 
@@ -522,11 +535,17 @@ impl Cluster {
 
     fn grant(self: &Arc<Self>, bucket: Option<BucketId>, backend: Arc<Backend>) -> Grant {
         self.load.incr();
+        let admitted = Instant::now();
+        self.sessions.begin(admitted);
         Grant {
             cluster: self.clone(),
             bucket,
             backend,
             redispatch: true,
+            admitted,
+            arrived: admitted,
+            queued: Duration::ZERO,
+            answered: None,
         }
     }
 
@@ -574,6 +593,7 @@ impl Cluster {
         }
         let (tx, mut rx) = oneshot::channel();
         let claimed = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
         {
             let mut waiters = queue.waiters.lock().expect("queue lock");
             // Settled waiters are removed lazily; keep the list from growing without bound.
@@ -595,11 +615,15 @@ impl Cluster {
         };
         // Capacity may have freed between the failed attempt and the push.
         self.dispatch_queued();
-        let started = Instant::now();
+        // The time queued (`qtime`) runs to the grant, which the dispatcher stamps.
+        let queued = |mut grant: Grant| {
+            grant.queued = grant.admitted.saturating_duration_since(started);
+            grant
+        };
         match tokio::time::timeout(self.settings.queue_timeout, &mut rx).await {
             Ok(Ok(grant)) => {
                 ticket.settled();
-                Ok(grant)
+                Ok(queued(grant))
             }
             Ok(Err(_)) => {
                 ticket.settled();
@@ -620,7 +644,7 @@ impl Cluster {
             // The dispatcher claimed this waiter just as the timeout fired: its grant is on the
             // way, so take it rather than lose it.
             Err(_) => match rx.await {
-                Ok(grant) => Ok(grant),
+                Ok(grant) => Ok(queued(grant)),
                 Err(_) => Err(self.unavailable(ErrorKind::NoBackend)),
             },
         }
@@ -674,6 +698,7 @@ impl Cluster {
         req: Request<Body>,
         how: Dispatch,
     ) -> Result<Response<Body>, ProxyError> {
+        let arrived = Instant::now();
         if !self.is_enabled() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return Err(self
@@ -703,7 +728,7 @@ impl Cluster {
         let mut last: Option<ProxyError> = None;
         let mut attempts = 0u32;
         loop {
-            let grant = match self.admit(bucket, &failed, key).await {
+            let mut grant = match self.admit(bucket, &failed, key).await {
                 Ok(grant) => {
                     // The previous backend's failure is now really tried elsewhere.
                     if let Some(left) = failed.last().filter(|_| attempts > 0) {
@@ -726,14 +751,17 @@ impl Cluster {
                     .expect("retries need a template")
                     .request(),
             };
+            grant.arrived = arrived;
             let backend = grant.backend.clone();
             let result = send(&backend, req).await;
             backend.report(match &result {
-                Ok(response) => Ok(response.status()),
+                Ok((response, _)) => Ok(response.status()),
                 Err(Failure::Unsent(e, _) | Failure::Failed(e)) => Err(e.kind()),
             });
             let err = match result {
-                Ok(response) => return Ok(self.finish(response, grant, bucket, how.tag)),
+                Ok((response, answered)) => {
+                    return Ok(self.finish(response, answered, grant, bucket, how.tag));
+                }
                 Err(Failure::Unsent(err, req)) => {
                     next = Some(*req);
                     err
@@ -799,7 +827,7 @@ impl Cluster {
         }
         let grant = self.grant(None, backend.clone());
         match send(&backend, req).await {
-            Ok(response) => Ok(self.finish(response, grant, ROOT, tag)),
+            Ok((response, answered)) => Ok(self.finish(response, answered, grant, ROOT, tag)),
             Err(Failure::Unsent(err, _) | Failure::Failed(err)) => Err(err
                 .with_cluster(self.name.clone())
                 .with_backend(backend.name().clone())),
@@ -809,10 +837,12 @@ impl Cluster {
     fn finish(
         &self,
         mut response: Response<Body>,
-        grant: Grant,
+        answered: Answered,
+        mut grant: Grant,
         bucket: BucketId,
         tag: bool,
     ) -> Response<Body> {
+        grant.answered = Some(answered);
         if self.settings.response_headers {
             let headers = response.headers_mut();
             headers.insert(&X_DIRECTOR_BACKEND, grant.backend.name_header().clone());
@@ -877,6 +907,12 @@ pub struct Grant {
     bucket: Option<BucketId>,
     backend: Arc<Backend>,
     redispatch: bool,
+    // The request's phases, for HAProxy's qtime/ctime/rtime/ttime (recorded at release, as
+    // HAProxy does at a stream's end, and only for requests that were answered).
+    admitted: Instant,
+    arrived: Instant,
+    queued: Duration,
+    answered: Option<Answered>,
 }
 
 impl Grant {
@@ -888,6 +924,17 @@ impl Grant {
 
 impl Drop for Grant {
     fn drop(&mut self) {
+        if let Some(answered) = self.answered {
+            let total = self.arrived.elapsed();
+            let times = &self.cluster.times;
+            times.queue.add_duration(self.queued);
+            if let Some(connect) = answered.connect {
+                times.connect.add_duration(connect);
+            }
+            times.response.add_duration(answered.response);
+            times.total.add_duration(total);
+            self.backend.stats().finished(self.queued, total);
+        }
         self.backend.release();
         if let Some(bucket) = self.bucket {
             self.cluster.shaper.put(bucket);
@@ -995,22 +1042,53 @@ enum Failure {
     Failed(ProxyError),
 }
 
-/// Sends one attempt to `backend` and counts its outcome in the backend's stats.
-async fn send(backend: &Arc<Backend>, req: Request<Body>) -> Result<Response<Body>, Failure> {
-    let started = Instant::now();
-    let result = attempt(backend, req).await;
-    record(backend, &result, started);
-    result
+/// How long an answered attempt took.
+#[derive(Clone, Copy, Debug)]
+struct Answered {
+    /// To get a connection; `None` where the transport has no separate connect step
+    /// (FastCGI, nested clusters).
+    connect: Option<Duration>,
+    /// From then to the response head.
+    response: Duration,
 }
 
-async fn attempt(backend: &Arc<Backend>, req: Request<Body>) -> Result<Response<Body>, Failure> {
+/// Sends one attempt to `backend` and counts it and its outcome in the backend's stats.
+async fn send(
+    backend: &Arc<Backend>,
+    req: Request<Body>,
+) -> Result<(Response<Body>, Answered), Failure> {
+    let started = Instant::now();
+    let stats = backend.stats();
+    stats.session(started);
+    let mut connected = None;
+    let result = attempt(backend, req, &mut connected).await;
+    let elapsed = started.elapsed();
+    record(backend, &result, elapsed);
+    let response = result?;
+    // A pooled connection comes back at once, so reuse counts as about 0 ms, as in HAProxy.
+    let connect = connected.map(|at: Instant| at.saturating_duration_since(started));
+    let answered = Answered {
+        connect,
+        response: elapsed.saturating_sub(connect.unwrap_or_default()),
+    };
+    stats.answered(answered.connect, answered.response);
+    Ok((response, answered))
+}
+
+async fn attempt(
+    backend: &Arc<Backend>,
+    req: Request<Body>,
+    connected: &mut Option<Instant>,
+) -> Result<Response<Body>, Failure> {
     match backend.transport() {
         BackendTransport::Http(transport) => match transport.connect().await {
             // Counted only once connected: an unsent request goes on to another backend.
-            Ok(conn) => conn
-                .send(count_request_body(backend, req))
-                .await
-                .map_err(Failure::Failed),
+            Ok(conn) => {
+                *connected = Some(Instant::now());
+                conn.send(count_request_body(backend, req))
+                    .await
+                    .map_err(Failure::Failed)
+            }
             Err(err) => Err(Failure::Unsent(err, Box::new(req))),
         },
         BackendTransport::Custom(transport) => transport
@@ -1021,10 +1099,10 @@ async fn attempt(backend: &Arc<Backend>, req: Request<Body>) -> Result<Response<
 }
 
 /// Counts an attempt's outcome in the backend's stats (HAProxy's hrsp, econ, eresp columns).
-fn record(backend: &Backend, result: &Result<Response<Body>, Failure>, started: Instant) {
+fn record(backend: &Backend, result: &Result<Response<Body>, Failure>, elapsed: Duration) {
     let stats = backend.stats();
     match result {
-        Ok(response) => stats.response(response.status().as_u16(), started.elapsed()),
+        Ok(response) => stats.response(response.status().as_u16(), elapsed),
         Err(Failure::Unsent(..)) => stats.connect_error(),
         Err(Failure::Failed(err)) if is_unreachable(err.kind()) => stats.connect_error(),
         Err(Failure::Failed(_)) => stats.response_error(),
@@ -1146,7 +1224,7 @@ pub async fn dispatch_direct(
     tag: bool,
 ) -> Result<Response<Body>, ProxyError> {
     match send(&backend, req).await {
-        Ok(mut response) => {
+        Ok((mut response, _)) => {
             if tag {
                 response.extensions_mut().insert(UpstreamInfo {
                     cluster: None,

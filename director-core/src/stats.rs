@@ -4,13 +4,35 @@
 //! (the stats page, the runtime socket, `/metrics`) take a [`BackendStatsSnapshot`] at scrape
 //! time. Health-check details are not counted here: they live with the health monitor and are
 //! pulled through [`crate::backend::HealthObserver::check_info`] when a report is rendered.
+//!
+//! Two lock-free building blocks follow HAProxy's definitions of its `rate` and `*time`
+//! columns: [`Rate`] (its `freq_ctr`: events in the current second plus the previous second's,
+//! weighted by what is left of the current one) and [`SlidingAverage`] (its `swrate`: an average
+//! over about the last 1024 samples). Both read a coarse process-wide clock ([`now_ms`]); their
+//! arithmetic is in pure functions that take the time, so tests need no sleeps.
+//!
+//! ```
+//! use director_core::stats::{Rate, SlidingAverage};
+//!
+//! let rate = Rate::default();
+//! rate.add_at(1_200);
+//! rate.add_at(1_900);
+//! assert_eq!(rate.read_at(1_950), 2); // two this second
+//! assert_eq!(rate.read_at(2_500), 1); // half of last second's two
+//!
+//! let rtime = SlidingAverage::default();
+//! rtime.add(10);
+//! rtime.add(30);
+//! assert_eq!(rtime.snapshot().average, 20);
+//! assert_eq!(rtime.snapshot().max, 30);
+//! ```
 
 use std::{
     sync::{
-        Arc,
+        Arc, LazyLock,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use crate::counter::{Counter, CounterSnapshot};
@@ -93,6 +115,337 @@ impl LatencyHistogram {
     }
 }
 
+// === The stats clock ===
+
+// The zero of the stats clock: rates and "seconds since" are computed against it.
+static CLOCK_BASE: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// Milliseconds on the stats clock (a monotonic, process-wide clock for rates and ages).
+pub fn now_ms() -> u64 {
+    ms_at(Instant::now())
+}
+
+/// `at` on the stats clock, in milliseconds (instants from before the clock started read 0).
+/// Lets the request path reuse an `Instant` it already took instead of reading the clock again.
+pub fn ms_at(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(*CLOCK_BASE).as_millis()).unwrap_or(u64::MAX)
+}
+
+fn whole_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+// === impl Rate ===
+
+/// The length of a [`Rate`]'s period: HAProxy's rates are per second.
+pub const RATE_PERIOD_MS: u64 = 1000;
+
+/// Events per second over the last second, and the most seen in one second (HAProxy's
+/// `freq_ctr`, read for `rate`, `req_rate`, `conn_rate` and their `_max`).
+///
+/// It counts the events of the current one-second period and keeps the count of the previous
+/// one; a read is `current + previous × (the part of the current second still to come)`, which
+/// glides from one second's count to the next instead of jumping at each boundary (and, as in
+/// HAProxy, a lone event last second reads 1 until this second ends, to avoid flapping). `max`
+/// is the highest count reached within one period, as HAProxy's `*_max` columns.
+///
+/// Lock-free: the period number and its count share one `AtomicU64`, so a single
+/// compare-and-swap both counts and rotates; the rotated-out period goes into `previous` with
+/// `fetch_max` (its period number is in the high bits, so the latest always wins). A read that
+/// falls between those two steps sees no previous second; these are stats, not accounting.
+#[derive(Debug, Default)]
+pub struct Rate {
+    current: AtomicU64,
+    previous: AtomicU64,
+    max: AtomicU64,
+}
+
+/// A [`Rate`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateSnapshot {
+    /// Events per second now.
+    pub current: u64,
+    /// The most events counted within one second.
+    pub max: u64,
+}
+
+fn pack(period: u32, count: u32) -> u64 {
+    (u64::from(period) << 32) | u64::from(count)
+}
+
+fn unpack(packed: u64) -> (u32, u32) {
+    ((packed >> 32) as u32, packed as u32)
+}
+
+fn period_of(now_ms: u64) -> u32 {
+    // 2^32 seconds is 136 years of uptime.
+    u32::try_from(now_ms / RATE_PERIOD_MS).unwrap_or(u32::MAX)
+}
+
+impl Rate {
+    /// Counts one event now.
+    pub fn add(&self) {
+        self.add_at(now_ms());
+    }
+
+    /// Counts one event at `now_ms` on the stats clock; returns the count of its period.
+    pub fn add_at(&self, now_ms: u64) -> u64 {
+        let period = period_of(now_ms);
+        let mut seen = self.current.load(Ordering::Relaxed);
+        loop {
+            let (at, count) = unpack(seen);
+            // A period ahead of ours was opened by a thread that read the clock later: count
+            // there rather than step back.
+            let next = if at >= period {
+                pack(at, count.saturating_add(1))
+            } else {
+                pack(period, 1)
+            };
+            match self.current.compare_exchange_weak(
+                seen,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    if at < period {
+                        self.previous.fetch_max(seen, Ordering::Relaxed);
+                    }
+                    let count = u64::from(unpack(next).1);
+                    if count > self.max.load(Ordering::Relaxed) {
+                        self.max.fetch_max(count, Ordering::Relaxed);
+                    }
+                    return count;
+                }
+                Err(actual) => seen = actual,
+            }
+        }
+    }
+
+    /// Events per second now.
+    pub fn read(&self) -> u64 {
+        self.read_at(now_ms())
+    }
+
+    /// Events per second at `now_ms` on the stats clock.
+    pub fn read_at(&self, now_ms: u64) -> u64 {
+        let (at, count) = unpack(self.current.load(Ordering::Relaxed));
+        let (before, before_count) = unpack(self.previous.load(Ordering::Relaxed));
+        let (mut period, mut elapsed) = (period_of(now_ms), now_ms % RATE_PERIOD_MS);
+        if at > period {
+            // A writer read the clock after us: read as of the start of its period.
+            (period, elapsed) = (at, 0);
+        }
+        let (current, previous) = if at == period {
+            let previous = if before.checked_add(1) == Some(period) {
+                before_count
+            } else {
+                0 // no event in the second before this one (or it is being rotated in)
+            };
+            (count, previous)
+        } else if at.checked_add(1) == Some(period) {
+            (0, count)
+        } else {
+            (0, 0)
+        };
+        if current == 0 && previous <= 1 {
+            // HAProxy's "very low rate, avoid flapping": one event last second reads 1 all
+            // through this one rather than dropping to 0 at once.
+            return u64::from(previous);
+        }
+        u64::from(current) + u64::from(previous) * (RATE_PERIOD_MS - elapsed) / RATE_PERIOD_MS
+    }
+
+    /// The most events counted within one second.
+    pub fn max(&self) -> u64 {
+        self.max.load(Ordering::Relaxed)
+    }
+
+    /// The rate now and its maximum.
+    pub fn snapshot(&self) -> RateSnapshot {
+        self.snapshot_at(now_ms())
+    }
+
+    /// The rate at `now_ms` and its maximum.
+    pub fn snapshot_at(&self, now_ms: u64) -> RateSnapshot {
+        RateSnapshot {
+            current: self.read_at(now_ms),
+            max: self.max(),
+        }
+    }
+}
+
+// === impl SlidingAverage ===
+
+/// How many samples a [`SlidingAverage`] spans (HAProxy's `TIME_STATS_SAMPLES`).
+pub const AVERAGE_SAMPLES: u64 = 1024;
+
+/// The average of about the last [`AVERAGE_SAMPLES`] values, and the largest value ever
+/// (HAProxy's `swrate`, read for `qtime`, `ctime`, `rtime`, `ttime` and their `_max`).
+///
+/// Until the window is full the sum is a plain sum and the average exact; from then on each
+/// new value first takes `1/1024` off the sum (`sum - ⌈sum / 1024⌉ + v`), so old values fade
+/// out geometrically instead of being stored. This is HAProxy's `swrate_add_dynamic` as its
+/// stream code calls it (no decay below a full window); the read is `⌈sum / min(samples,
+/// 1024)⌉`. Lock-free: one `fetch_add` (samples), one `fetch_update` (sum), one `fetch_max`.
+#[derive(Debug, Default)]
+pub struct SlidingAverage {
+    sum: AtomicU64,
+    samples: AtomicU64,
+    max: AtomicU64,
+}
+
+/// A [`SlidingAverage`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AverageSnapshot {
+    /// The average over about the last [`AVERAGE_SAMPLES`] values (0 before any).
+    pub average: u64,
+    /// The largest value ever added.
+    pub max: u64,
+    /// How many values were ever added.
+    pub samples: u64,
+}
+
+/// Adds `v` to a sliding sum that already holds `count` values (this one makes `count + 1`).
+fn swrate_add(sum: u64, count: u64, v: u64) -> u64 {
+    let decay = if count >= AVERAGE_SAMPLES {
+        sum.saturating_add(AVERAGE_SAMPLES - 1) / AVERAGE_SAMPLES
+    } else {
+        0
+    };
+    // `decay <= sum` whenever sum > 0 (⌈s/n⌉ <= s), so this never goes below zero.
+    (sum - decay).saturating_add(v)
+}
+
+/// The average of a sliding sum over `samples` values.
+fn swrate_avg(sum: u64, samples: u64) -> u64 {
+    let n = samples.min(AVERAGE_SAMPLES);
+    if n == 0 {
+        return 0;
+    }
+    sum.saturating_add(n - 1) / n
+}
+
+impl SlidingAverage {
+    /// Adds one value.
+    pub fn add(&self, v: u64) {
+        let count = self.samples.fetch_add(1, Ordering::Relaxed);
+        let _ = self
+            .sum
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |sum| {
+                Some(swrate_add(sum, count, v))
+            });
+        if v > self.max.load(Ordering::Relaxed) {
+            self.max.fetch_max(v, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds a duration, in whole milliseconds (HAProxy's unit for these columns).
+    pub fn add_duration(&self, d: Duration) {
+        self.add(whole_ms(d));
+    }
+
+    /// The average, maximum and sample count now.
+    pub fn snapshot(&self) -> AverageSnapshot {
+        let samples = self.samples.load(Ordering::Relaxed);
+        AverageSnapshot {
+            average: swrate_avg(self.sum.load(Ordering::Relaxed), samples),
+            max: self.max.load(Ordering::Relaxed),
+            samples,
+        }
+    }
+}
+
+// === impl Sessions ===
+
+/// Sessions of a backend or cluster: their [`Rate`] and when the last one began (HAProxy's
+/// `rate`, `rate_max` and `lastsess` on server and BACKEND rows).
+#[derive(Debug, Default)]
+pub struct Sessions {
+    rate: Rate,
+    // The last session's start on the stats clock, plus one (0: never).
+    last: AtomicU64,
+}
+
+/// [`Sessions`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionsSnapshot {
+    /// Sessions per second now, and the most in one second.
+    pub rate: RateSnapshot,
+    /// How long ago the last session began, or `None` if none ever did.
+    pub since_last: Option<Duration>,
+}
+
+impl Sessions {
+    /// A session began at `at` (an `Instant` the caller already has).
+    pub fn begin(&self, at: Instant) {
+        self.begin_at(ms_at(at));
+    }
+
+    /// A session began at `now_ms` on the stats clock.
+    pub fn begin_at(&self, now_ms: u64) {
+        self.rate.add_at(now_ms);
+        self.last.store(now_ms.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// The rate and age of the last session now.
+    pub fn snapshot(&self) -> SessionsSnapshot {
+        self.snapshot_at(now_ms())
+    }
+
+    /// The rate and age of the last session at `now_ms`.
+    pub fn snapshot_at(&self, now_ms: u64) -> SessionsSnapshot {
+        let last = self.last.load(Ordering::Relaxed);
+        SessionsSnapshot {
+            rate: self.rate.snapshot_at(now_ms),
+            since_last: last
+                .checked_sub(1)
+                .map(|at| Duration::from_millis(now_ms.saturating_sub(at))),
+        }
+    }
+}
+
+// === impl PhaseTimes ===
+
+/// Sliding averages of a request's phases, in milliseconds (HAProxy's `qtime`, `ctime`,
+/// `rtime`, `ttime` and their `_max`).
+#[derive(Debug, Default)]
+pub struct PhaseTimes {
+    /// Time queued before admission.
+    pub queue: SlidingAverage,
+    /// Time to get a connection to the backend (a reused one counts as about 0).
+    pub connect: SlidingAverage,
+    /// Time from sending the request (once connected) to the response head.
+    pub response: SlidingAverage,
+    /// Time from arrival at the cluster to the end of the response body.
+    pub total: SlidingAverage,
+}
+
+/// [`PhaseTimes`] at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PhaseTimesSnapshot {
+    /// `qtime`, `qtime_max`.
+    pub queue: AverageSnapshot,
+    /// `ctime`, `ctime_max`.
+    pub connect: AverageSnapshot,
+    /// `rtime`, `rtime_max`.
+    pub response: AverageSnapshot,
+    /// `ttime`, `ttime_max`.
+    pub total: AverageSnapshot,
+}
+
+impl PhaseTimes {
+    /// The averages now.
+    pub fn snapshot(&self) -> PhaseTimesSnapshot {
+        PhaseTimesSnapshot {
+            queue: self.queue.snapshot(),
+            connect: self.connect.snapshot(),
+            response: self.response.snapshot(),
+            total: self.total.snapshot(),
+        }
+    }
+}
+
 /// Per-backend traffic counters (HAProxy's server columns that are not health or load).
 #[derive(Debug, Default)]
 pub struct BackendStats {
@@ -106,6 +459,8 @@ pub struct BackendStats {
     client_aborts: AtomicU64,
     server_aborts: AtomicU64,
     latency: LatencyHistogram,
+    sessions: Sessions,
+    times: PhaseTimes,
 }
 
 /// A backend's traffic counters at one moment.
@@ -131,6 +486,12 @@ pub struct BackendStatsSnapshot {
     pub server_aborts: u64,
     /// Time from sending the request to the response head.
     pub latency: HistogramSnapshot,
+    /// Attempts sent here: per second and the last one's age (`rate`, `rate_max`, `lastsess`).
+    pub sessions: SessionsSnapshot,
+    /// Average and longest phases of the requests answered here (`qtime`…`ttime_max`). Queue
+    /// and total time are known only for requests balanced by a cluster; connect time only for
+    /// HTTP backends (FastCGI and nested clusters have no separate connect step).
+    pub times: PhaseTimesSnapshot,
 }
 
 impl BackendStats {
@@ -138,6 +499,27 @@ impl BackendStats {
     pub fn response(&self, status: u16, elapsed: Duration) {
         self.responses.record(status);
         self.latency.observe(elapsed);
+    }
+
+    /// An attempt was sent here (or began connecting) at `at`.
+    pub fn session(&self, at: Instant) {
+        self.sessions.begin(at);
+    }
+
+    /// An attempt here was answered: it took `connect` to get a connection (`None` where the
+    /// transport has no separate connect step) and then `response` to the response head.
+    pub fn answered(&self, connect: Option<Duration>, response: Duration) {
+        if let Some(connect) = connect {
+            self.times.connect.add_duration(connect);
+        }
+        self.times.response.add_duration(response);
+    }
+
+    /// A request answered here, balanced by a cluster, has ended: it waited `queue` for
+    /// admission and took `total` from arrival at the cluster to the end of its response.
+    pub fn finished(&self, queue: Duration, total: Duration) {
+        self.times.queue.add_duration(queue);
+        self.times.total.add_duration(total);
     }
 
     /// The backend could not be reached.
@@ -191,6 +573,8 @@ impl BackendStats {
             client_aborts: load(&self.client_aborts),
             server_aborts: load(&self.server_aborts),
             latency: self.latency.snapshot(),
+            sessions: self.sessions.snapshot(),
+            times: self.times.snapshot(),
         }
     }
 }
@@ -204,6 +588,8 @@ pub struct FrontendStats {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     responses: StatusClasses,
+    connection_rate: Rate,
+    request_rate: Rate,
 }
 
 /// A listener's counters at one moment.
@@ -221,6 +607,10 @@ pub struct FrontendStatsSnapshot {
     pub bytes_out: u64,
     /// Responses by class: 1xx, 2xx, 3xx, 4xx, 5xx, other.
     pub responses: [u64; 6],
+    /// Connections accepted per second (`rate`, `conn_rate` and their `_max`).
+    pub connection_rate: RateSnapshot,
+    /// HTTP requests per second (`req_rate`, `req_rate_max`).
+    pub request_rate: RateSnapshot,
 }
 
 impl FrontendStats {
@@ -233,6 +623,8 @@ impl FrontendStats {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             responses: StatusClasses::default(),
+            connection_rate: Rate::default(),
+            request_rate: Rate::default(),
         }
     }
 
@@ -244,6 +636,7 @@ impl FrontendStats {
     /// A connection was accepted.
     pub fn connection_opened(&self) {
         self.connections.incr();
+        self.connection_rate.add();
     }
 
     /// A connection ended.
@@ -254,6 +647,7 @@ impl FrontendStats {
     /// A request arrived.
     pub fn request(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.request_rate.add();
     }
 
     /// A response with `status` was sent.
@@ -280,6 +674,8 @@ impl FrontendStats {
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             responses: self.responses.snapshot(),
+            connection_rate: self.connection_rate.snapshot(),
+            request_rate: self.request_rate.snapshot(),
         }
     }
 }
@@ -422,5 +818,213 @@ mod tests {
         assert_eq!((s.retries, s.redispatches, s.server_aborts), (1, 1, 1));
         assert_eq!((s.bytes_in, s.bytes_out), (10, 20));
         assert_eq!(s.latency.count, 2);
+    }
+
+    #[test]
+    fn rate_counts_this_second_and_glides_over_the_last() {
+        let r = Rate::default();
+        assert_eq!(r.read_at(0), 0);
+        assert_eq!(r.add_at(1_200), 1);
+        assert_eq!(r.add_at(1_900), 2);
+        assert_eq!(r.read_at(1_950), 2);
+        // Next second: the previous two weigh what is left of this one.
+        assert_eq!(r.read_at(2_000), 2);
+        assert_eq!(r.read_at(2_500), 1);
+        assert_eq!(r.read_at(2_999), 0);
+        assert_eq!(r.add_at(2_500), 1);
+        assert_eq!(r.read_at(2_500), 2, "1 now + 2 x 0.5");
+        // Two seconds later nothing is left.
+        assert_eq!(r.read_at(4_000), 0);
+        assert_eq!(r.max(), 2);
+    }
+
+    #[test]
+    fn rate_of_one_event_does_not_flap() {
+        let r = Rate::default();
+        r.add_at(999);
+        assert_eq!(r.read_at(999), 1);
+        assert_eq!(r.read_at(1_998), 1, "1 x 0.002 would floor to 0");
+        assert_eq!(r.read_at(2_000), 0);
+    }
+
+    #[test]
+    fn rate_forgets_a_previous_second_that_was_not_the_last() {
+        let r = Rate::default();
+        for _ in 0..5 {
+            r.add_at(1_000);
+        }
+        r.add_at(5_100);
+        assert_eq!(r.read_at(5_100), 1, "second 1 is not second 4");
+        assert_eq!(r.snapshot_at(5_100), RateSnapshot { current: 1, max: 5 });
+    }
+
+    #[test]
+    fn rate_counts_into_a_later_period_opened_by_another_clock_read() {
+        let r = Rate::default();
+        r.add_at(3_000);
+        // A thread that read the clock just before the boundary counts in the open period.
+        assert_eq!(r.add_at(2_999), 2);
+        assert_eq!(r.read_at(2_999), 2);
+    }
+
+    #[test]
+    fn rate_is_exact_under_concurrent_adds_in_one_second() {
+        let r = Arc::new(Rate::default());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let r = r.clone();
+                std::thread::spawn(move || {
+                    for i in 0..1_000 {
+                        r.add_at(7_000 + i % 1_000);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(r.read_at(7_999), 4_000);
+        assert_eq!(r.max(), 4_000);
+    }
+
+    #[test]
+    fn sliding_average_is_exact_until_the_window_fills_then_fades() {
+        let a = SlidingAverage::default();
+        assert_eq!(a.snapshot(), AverageSnapshot::default());
+        a.add(10);
+        a.add(31);
+        assert_eq!(a.snapshot().average, 21, "ceil(41 / 2), as HAProxy rounds");
+        assert_eq!(a.snapshot().max, 31);
+        let a = SlidingAverage::default();
+        for _ in 0..AVERAGE_SAMPLES {
+            a.add(100);
+        }
+        assert_eq!(a.snapshot().average, 100);
+        // One window of zeros takes it to about 1/e, three to about 5%.
+        for _ in 0..AVERAGE_SAMPLES {
+            a.add(0);
+        }
+        let after_one = a.snapshot().average;
+        assert!((35..=38).contains(&after_one), "{after_one}");
+        for _ in 0..2 * AVERAGE_SAMPLES {
+            a.add(0);
+        }
+        assert!(a.snapshot().average <= 6, "{:?}", a.snapshot());
+        assert_eq!(a.snapshot().max, 100);
+        assert_eq!(a.snapshot().samples, 4 * AVERAGE_SAMPLES);
+    }
+
+    #[test]
+    fn sliding_average_survives_huge_values() {
+        let a = SlidingAverage::default();
+        for _ in 0..2_000 {
+            a.add(u64::MAX);
+        }
+        assert_eq!(a.snapshot().max, u64::MAX);
+        assert!(a.snapshot().average > 0);
+    }
+
+    #[test]
+    fn sessions_know_the_age_of_the_last() {
+        let s = Sessions::default();
+        assert_eq!(s.snapshot_at(10_000).since_last, None);
+        s.begin_at(0);
+        assert_eq!(
+            s.snapshot_at(0).since_last,
+            Some(Duration::ZERO),
+            "a session at the clock's zero is not 'never'"
+        );
+        s.begin_at(1_500);
+        let snap = s.snapshot_at(4_700);
+        assert_eq!(snap.since_last, Some(Duration::from_millis(3_200)));
+        assert_eq!(
+            snap.rate,
+            RateSnapshot { current: 0, max: 1 },
+            "one per second"
+        );
+    }
+
+    #[test]
+    fn backend_phase_times() {
+        let b = BackendStats::default();
+        b.session(Instant::now());
+        b.answered(Some(Duration::from_millis(4)), Duration::from_millis(50));
+        b.answered(None, Duration::from_millis(70));
+        b.finished(Duration::ZERO, Duration::from_millis(60));
+        let s = b.snapshot();
+        assert_eq!(s.sessions.rate.max, 1);
+        assert!(s.sessions.since_last.is_some());
+        assert_eq!((s.times.connect.average, s.times.connect.samples), (4, 1));
+        assert_eq!((s.times.response.average, s.times.response.max), (60, 70));
+        assert_eq!((s.times.queue.average, s.times.total.average), (0, 60));
+    }
+
+    proptest::proptest! {
+        // Any order of event times (threads race on the clock): reads never panic and never
+        // exceed what was counted, and `max` is at least the current rate's own period.
+        #[test]
+        fn rate_never_overcounts(times in proptest::collection::vec(0u64..10_000, 0..200),
+                                 read in 0u64..12_000) {
+            let r = Rate::default();
+            for &t in &times {
+                r.add_at(t);
+            }
+            let n = times.len() as u64;
+            proptest::prop_assert!(r.read_at(read) <= n);
+            proptest::prop_assert!(r.max() <= n);
+        }
+
+        // In clock order the read is HAProxy's formula over the true per-second counts.
+        #[test]
+        fn rate_matches_the_formula_in_order(
+            mut times in proptest::collection::vec(0u64..6_000, 0..200),
+            after in 0u64..3_000,
+        ) {
+            times.sort_unstable();
+            let r = Rate::default();
+            for &t in &times {
+                r.add_at(t);
+            }
+            let now = times.last().copied().unwrap_or(0) + after;
+            let in_second = |p: u64| times.iter().filter(|&&t| t / 1_000 == p).count() as u64;
+            let p = now / 1_000;
+            let previous = if p == 0 { 0 } else { in_second(p - 1) };
+            let expected = match (in_second(p), previous) {
+                (0, previous @ 0..=1) => previous,
+                (current, previous) => current + previous * (1_000 - now % 1_000) / 1_000,
+            };
+            proptest::prop_assert_eq!(r.read_at(now), expected);
+            let most = (0..6).map(in_second).max().unwrap_or(0);
+            proptest::prop_assert_eq!(r.max(), most);
+        }
+
+        // The average stays within the values' range, and equals a constant input.
+        #[test]
+        fn sliding_average_stays_in_range(values in proptest::collection::vec(0u64..100_000, 1..3_000)) {
+            let a = SlidingAverage::default();
+            for &v in &values {
+                a.add(v);
+            }
+            let s = a.snapshot();
+            let (lo, hi) = (*values.iter().min().unwrap(), *values.iter().max().unwrap());
+            proptest::prop_assert!(lo <= s.average && s.average <= hi, "{s:?} {lo}..{hi}");
+            proptest::prop_assert_eq!(s.max, hi);
+            let c = SlidingAverage::default();
+            for _ in &values {
+                c.add(values[0]);
+            }
+            proptest::prop_assert_eq!(c.snapshot().average, values[0]);
+        }
+
+        // Below a full window the average is the exact mean, rounded up.
+        #[test]
+        fn sliding_average_is_the_mean_below_a_window(values in proptest::collection::vec(0u64..100_000, 1..1_024)) {
+            let a = SlidingAverage::default();
+            for &v in &values {
+                a.add(v);
+            }
+            let n = values.len() as u64;
+            proptest::prop_assert_eq!(a.snapshot().average, values.iter().sum::<u64>().div_ceil(n));
+        }
     }
 }

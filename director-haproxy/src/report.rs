@@ -5,6 +5,13 @@
 //! rows. Values follow HAProxy 2.6 (the version the golden header was captured from): status
 //! words (`UP`, `DOWN`, `MAINT`, `DRAIN`, `UP 2/3`, `DOWN 1/2`, `no check`, `OPEN`), times in
 //! seconds, check durations in milliseconds. Columns Director has no counter for stay empty.
+//!
+//! Rates and phase times follow HAProxy's definitions: `rate` is sessions per second over the
+//! last second (a FRONTEND's client connections, a server's attempts sent to it, a BACKEND's
+//! admitted requests), `req_rate` a FRONTEND's HTTP requests per second, and `qtime`, `ctime`,
+//! `rtime`, `ttime` (server and BACKEND) average milliseconds over about the last 1024 answered
+//! requests, with their `_max`. A FastCGI backend or a nested cluster has no separate connect
+//! step, so its `ctime` stays 0.
 
 use std::{
     collections::HashMap,
@@ -21,7 +28,7 @@ use director_core::{
     cluster::Cluster,
     registry::Registry,
     schedule::SchedulerKind,
-    stats::{CheckInfo, FrontendStats},
+    stats::{CheckInfo, FrontendStats, PhaseTimesSnapshot, SessionsSnapshot},
 };
 
 /// HAProxy 2.6's `show stat` header line, byte for byte (the golden test compares it with the
@@ -217,8 +224,43 @@ fn frontend_row(frontend: &FrontendStats, iid: usize, pid: u32) -> Row {
     set_responses(&mut row, s.responses);
     row.set("req_tot", s.requests);
     row.set("conn_tot", s.connections.total);
+    // Every client connection is a session here, so `rate` and `conn_rate` agree.
+    for (column, value) in [
+        ("rate", s.connection_rate.current),
+        ("rate_max", s.connection_rate.max),
+        ("conn_rate", s.connection_rate.current),
+        ("conn_rate_max", s.connection_rate.max),
+        ("req_rate", s.request_rate.current),
+        ("req_rate_max", s.request_rate.max),
+        ("rate_lim", 0), // no session rate limit
+    ] {
+        row.set(column, value);
+    }
     row.set("mode", "http");
     row
+}
+
+/// `rate`, `rate_max` and `lastsess` (whole seconds, -1 if never) of a server or BACKEND row.
+fn set_sessions(row: &mut Row, s: &SessionsSnapshot) {
+    row.set("rate", s.rate.current);
+    row.set("rate_max", s.rate.max);
+    match s.since_last {
+        Some(age) => row.set("lastsess", age.as_secs()),
+        None => row.set("lastsess", -1),
+    }
+}
+
+/// The phase averages and maxima of a server or BACKEND row, in milliseconds.
+fn set_times(row: &mut Row, t: &PhaseTimesSnapshot) {
+    for (name, phase) in [
+        ("qtime", t.queue),
+        ("ctime", t.connect),
+        ("rtime", t.response),
+        ("ttime", t.total),
+    ] {
+        row.set(name, phase.average);
+        row.set(&format!("{name}_max"), phase.max);
+    }
 }
 
 fn set_responses(row: &mut Row, r: [u64; 6]) {
@@ -324,6 +366,8 @@ fn server_row(cluster: &Cluster, backend: &Backend, iid: usize, sid: usize, pid:
     set_responses(&mut row, stats.responses);
     row.set("cli_abrt", stats.client_aborts);
     row.set("srv_abrt", stats.server_aborts);
+    set_sessions(&mut row, &stats.sessions);
+    set_times(&mut row, &stats.times);
     if let Some(check) = &check {
         row.set("chkfail", check.failed_checks);
         row.set("chkdown", backend.times_down());
@@ -438,6 +482,8 @@ fn backend_row(
     row.set("lbtot", stats.load.total);
     row.set("type", 1);
     row.set("req_tot", stats.load.total);
+    set_sessions(&mut row, &stats.sessions);
+    set_times(&mut row, &stats.times);
     row.set("mode", "http");
     row.set("algo", algo(cluster.scheduler().kind()));
     row

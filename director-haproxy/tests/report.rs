@@ -308,3 +308,148 @@ fn unknown_commands_and_help_answer_like_haproxy() {
         )
     );
 }
+
+/// The rate and phase-time columns of each row type, as HAProxy fills them.
+#[test]
+fn rates_and_phase_times_per_row_type() {
+    use std::time::{Duration, Instant};
+
+    let registry = registry();
+    let frontend = Arc::new(FrontendStats::new("127.0.0.1:8080"));
+    let source = Source::new(registry.clone(), vec![frontend.clone()]);
+    let rows = parse(&csv::render(&Report::collect(&source)));
+    let (fe, a, be) = (
+        find(&rows, "127.0.0.1:8080", "FRONTEND"),
+        find(&rows, "app", "a"),
+        find(&rows, "app", "BACKEND"),
+    );
+    // Nothing happened yet: zeros, and -1 for "no session ever" where HAProxy has lastsess.
+    for c in [
+        "rate",
+        "rate_max",
+        "req_rate",
+        "req_rate_max",
+        "conn_rate",
+        "rate_lim",
+    ] {
+        assert_eq!(column(&rows, fe, c), "0", "FRONTEND {c}");
+    }
+    for c in [
+        "lastsess",
+        "qtime",
+        "ctime",
+        "rtime",
+        "ttime",
+        "qtime_max",
+        "ttime_max",
+    ] {
+        assert_eq!(column(&rows, fe, c), "", "FRONTEND has no {c}");
+    }
+    for row in [a, be] {
+        assert_eq!(column(&rows, row, "lastsess"), "-1");
+        for c in [
+            "rate",
+            "rate_max",
+            "qtime",
+            "ctime",
+            "rtime",
+            "ttime",
+            "rtime_max",
+        ] {
+            assert_eq!(column(&rows, row, c), "0", "{c}");
+        }
+        for c in ["req_rate", "conn_rate", "rate_lim"] {
+            assert_eq!(column(&rows, row, c), "", "{} has no {c}", rows[row][1]);
+        }
+    }
+
+    // One connection with one request; one answered request at backend `a`.
+    frontend.connection_opened();
+    frontend.request();
+    let stats = registry
+        .load()
+        .cluster("app")
+        .unwrap()
+        .backend("a")
+        .unwrap();
+    let stats = stats.stats();
+    stats.session(Instant::now());
+    stats.answered(Some(Duration::from_millis(3)), Duration::from_millis(50));
+    stats.finished(Duration::from_millis(7), Duration::from_millis(60));
+    let rows = parse(&csv::render(&Report::collect(&source)));
+    for c in [
+        "rate",
+        "rate_max",
+        "conn_rate",
+        "conn_rate_max",
+        "req_rate",
+        "req_rate_max",
+    ] {
+        assert_eq!(column(&rows, fe, c), "1", "FRONTEND {c}");
+    }
+    let expect = [
+        ("rate", "1"),
+        ("rate_max", "1"),
+        ("lastsess", "0"),
+        ("qtime", "7"),
+        ("ctime", "3"),
+        ("rtime", "50"),
+        ("ttime", "60"),
+        ("qtime_max", "7"),
+        ("ctime_max", "3"),
+        ("rtime_max", "50"),
+        ("ttime_max", "60"),
+    ];
+    for (c, v) in expect {
+        assert_eq!(column(&rows, a, c), v, "server {c}");
+    }
+    assert_eq!(
+        column(&rows, find(&rows, "app", "b"), "lastsess"),
+        "-1",
+        "b saw nothing"
+    );
+}
+
+/// Which rate and time columns each row type fills (empty or not) is what HAProxy 2.6 does in
+/// the captured dump.
+#[test]
+fn rate_and_time_columns_are_filled_where_haproxy_fills_them() {
+    const COLUMNS: [&str; 16] = [
+        "rate",
+        "rate_lim",
+        "rate_max",
+        "req_rate",
+        "req_rate_max",
+        "lastsess",
+        "qtime",
+        "ctime",
+        "rtime",
+        "ttime",
+        "qtime_max",
+        "ctime_max",
+        "rtime_max",
+        "ttime_max",
+        "conn_rate",
+        "conn_rate_max",
+    ];
+    let filled = |rows: &[Vec<String>], row: usize| -> Vec<bool> {
+        COLUMNS
+            .iter()
+            .map(|c| !column(rows, row, c).is_empty())
+            .collect()
+    };
+    let golden = parse(GOLDEN_CSV);
+    let type_of = |rows: &[Vec<String>], row: usize| column(rows, row, "type");
+    let registry = registry();
+    let (source, _) = runtime(&registry);
+    let ours = parse(&csv::render(&Report::collect(&source)));
+    for kind in ["0", "1", "2"] {
+        let g = (1..golden.len())
+            .find(|&r| type_of(&golden, r) == kind)
+            .expect("the dump has every row type");
+        let o = (1..ours.len())
+            .find(|&r| type_of(&ours, r) == kind)
+            .expect("our report has every row type");
+        assert_eq!(filled(&ours, o), filled(&golden, g), "row type {kind}");
+    }
+}

@@ -567,3 +567,83 @@ async fn a_client_abort_closes_or_is_ignored_as_configured() {
         assert_eq!(c.backends()[0].stats().snapshot().client_aborts, 1);
     }
 }
+
+#[tokio::test]
+async fn phase_times_and_session_rates_of_answered_requests() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let c = cluster(
+        vec![member(&a, 1, Role::Active)],
+        ClusterSettings::default(),
+        Shaper::new(0),
+    );
+    let before = c.stats();
+    assert_eq!(before.sessions.since_last, None, "no session yet");
+    assert_eq!(before.times.total.samples, 0);
+
+    // A 300 ms request holds the only slot; a second one queues behind it.
+    let spawned = Instant::now();
+    let slow = tokio::spawn(c.clone().dispatch(get("/delay/300"), Dispatch::default()));
+    while c.stats().load.current < 1 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let queued = tokio::spawn(c.clone().dispatch(get("/"), Dispatch::default()));
+    while c.stats().queued.current < 1 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // The queued one waited at least from here until the slow one's answer, which came at
+    // least 300 ms after it was spawned.
+    let waited_from = spawned.elapsed().as_millis() as u64;
+    text(slow.await.unwrap().unwrap()).await;
+    text(queued.await.unwrap().unwrap()).await;
+
+    let s = c.stats();
+    assert_eq!(s.times.total.samples, 2, "both answered requests are timed");
+    assert_eq!(s.times.queue.samples, 2);
+    assert!(
+        s.times.queue.max >= 300u64.saturating_sub(waited_from),
+        "{:?} (queued {waited_from} ms after the slow one)",
+        s.times.queue
+    );
+    assert!(s.times.response.max >= 300, "{:?}", s.times.response);
+    assert!(s.times.total.max >= 300, "{:?}", s.times.total);
+    assert!(s.times.total.max >= s.times.response.max);
+    assert_eq!(
+        s.times.connect.samples, 2,
+        "an HTTP backend has a connect phase"
+    );
+    assert!(s.sessions.rate.max >= 1);
+    assert!(s.sessions.since_last.is_some());
+
+    let b = c.backends()[0].stats().snapshot();
+    assert_eq!(b.times.total.samples, 2);
+    assert_eq!(b.times.response.samples, 2);
+    assert!(b.times.response.max >= 300);
+    assert!(b.sessions.rate.max >= 1);
+    assert_eq!(b.times.queue.max, s.times.queue.max);
+}
+
+#[tokio::test]
+async fn failed_attempts_are_not_timed() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let c = cluster(
+        vec![member(&a, 0, Role::Active)],
+        ClusterSettings {
+            max_retry_count: 0,
+            ..ClusterSettings::default()
+        },
+        Shaper::new(0),
+    );
+    assert!(
+        c.clone()
+            .dispatch(get("/hangup"), Dispatch::default())
+            .await
+            .is_err()
+    );
+    let s = c.stats();
+    assert_eq!(s.times.total.samples, 0);
+    assert_eq!(s.times.response.samples, 0);
+    assert!(s.sessions.since_last.is_some(), "it was admitted");
+    let b = c.backends()[0].stats().snapshot();
+    assert!(b.sessions.since_last.is_some(), "it was sent");
+    assert_eq!(b.times.response.samples, 0);
+}
