@@ -690,3 +690,68 @@ async fn php_fpm_sets_x_sendfile() {
         assert_eq!(get(&url(&tree.path("hello.txt"))).await.status, 200);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_road_warrior_route_serves_files_only_when_its_own_table_allows() {
+    // x0's road warrior had no director setting for X-Sendfile; Director's is off unless the
+    // route has its own `[routes.sendfile]`.
+    let tree = Tree::new();
+    let backend = TestBackend::tcp("b0", "127.0.0.1:0").await.unwrap();
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\naccess-log = \"off\"\n\n\
+         [[routes]]\nhost = \"files.test\"\nbackend = \"{url}\"\n\
+         [routes.sendfile]\nroots = [\"{root}\"]\n\n\
+         [[routes]]\nbackend = \"{url}\"\n",
+        url = backend.url(),
+        root = tree.root().display()
+    );
+    let director = LoggedDirector::start(&text);
+    let files = ("host", "files.test");
+    let allowed = director.url(&format!("/sendfile?path={}", enc(&tree.path("hello.txt"))));
+    let reply = get_with(&allowed, &[files]).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.text(), "hello, sendfile\n");
+    assert!(reply.header("x-sendfile").is_none());
+    let reply = get_with(&allowed, &[files, ("range", "bytes=0-4")]).await;
+    assert_eq!((reply.status.as_u16(), reply.text()), (206, "hello".into()));
+
+    // Outside the roots: 403 and a warning naming the route and the backend.
+    let outside = director.url(&format!(
+        "/sendfile?path={}",
+        enc(&tree.dir.path().join("secret/key").display().to_string())
+    ));
+    let reply = get_with(&outside, &[files]).await;
+    assert_eq!(reply.status, 403);
+    assert!(!reply.text().contains("SECRET"));
+    let log = director.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("outside the allowed roots") && l.contains("routes[0]")),
+        "{log}"
+    );
+
+    // The other route has no table: the header is stripped and the backend's body passes.
+    let plain =
+        get(&director.url(&format!("/sendfile?path={}", enc(&tree.path("hello.txt"))))).await;
+    assert_eq!(plain.status, 200);
+    assert!(plain.header("x-sendfile").is_none());
+    assert_ne!(plain.text(), "hello, sendfile\n");
+}
+
+#[test]
+fn a_cluster_route_with_its_own_sendfile_table_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[clusters.app]\n[[clusters.app.backends]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n\
+         [[routes]]\ncluster = \"app\"\n[routes.sendfile]\nroots = [\"/tmp\"]\n",
+    )
+    .unwrap();
+    let (ok, text) = check(&path);
+    assert!(!ok);
+    assert!(
+        text.contains("routes[0].sendfile") && text.contains("[clusters.app.sendfile]"),
+        "{text}"
+    );
+}

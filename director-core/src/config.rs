@@ -599,6 +599,10 @@ pub struct RouteConfig {
     /// FastCGI settings when `backend` is a FastCGI URL: `[routes.fastcgi]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fastcgi: Option<FastCgiSettings>,
+    /// X-Sendfile for a `backend` route: `[routes.sendfile]`, as a cluster's (none: the headers
+    /// are stripped and never honoured). A cluster route uses its cluster's table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sendfile: Option<SendfileSettings>,
     /// The bucket of this route's requests (default: the root bucket)...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,

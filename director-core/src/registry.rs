@@ -256,6 +256,15 @@ impl Snapshot {
             }
             let target = match (&route.cluster, &route.backend) {
                 (Some(name), None) => {
+                    if route.sendfile.is_some() {
+                        return Err(ConfigError::new(
+                            format!("{at}.sendfile"),
+                            format!(
+                                "a cluster route serves X-Sendfile by its cluster's \
+                                 [clusters.{name}.sendfile]"
+                            ),
+                        ));
+                    }
                     let cluster = clusters.get(name.as_str()).ok_or_else(|| {
                         ConfigError::new(
                             format!("{at}.cluster"),
@@ -287,11 +296,18 @@ impl Snapshot {
                         &format!("{at}.backend"),
                         &format!("{at}.fastcgi"),
                     )?;
-                    Target::Direct(Arc::new(Backend::with_transport(
-                        url.as_str(),
-                        parsed,
-                        transport,
-                    )))
+                    let sendfile = match &route.sendfile {
+                        Some(s) => Some(Arc::new(crate::sendfile::SendfilePolicy::new(
+                            &at,
+                            s,
+                            &format!("{at}.sendfile"),
+                        )?)),
+                        None => None,
+                    };
+                    Target::Direct(
+                        Arc::new(Backend::with_transport(url.as_str(), parsed, transport)),
+                        sendfile,
+                    )
                 }
                 _ => {
                     return Err(ConfigError::new(
@@ -865,22 +881,9 @@ mod tests {
 
     fn route(cluster: Option<&str>, backend: Option<&str>) -> RouteConfig {
         RouteConfig {
-            host: None,
-            path: None,
             cluster: cluster.map(Into::into),
             backend: backend.map(Into::into),
-            fastcgi: None,
-            bucket: None,
-            bucket_header: None,
-            bucket_cookie: None,
-            pin_cookie: None,
-            pin_header: None,
-            pin_query: None,
-            connect_timeout: None,
-            read_timeout: None,
-            write_timeout: None,
-            max_idle_connections: None,
-            idle_timeout: None,
+            ..RouteConfig::default()
         }
     }
 

@@ -22,8 +22,9 @@ pub enum Target {
     Cluster(Arc<Cluster>),
     /// Balanced over a cluster, through a service in front of it (an object cache).
     Front(Arc<Cluster>, crate::registry::ClusterFront),
-    /// Straight to one backend, no balancing (x0's road warrior).
-    Direct(Arc<Backend>),
+    /// Straight to one backend, no balancing (x0's road warrior), with the route's X-Sendfile
+    /// policy if it allows one (`[routes.sendfile]`).
+    Direct(Arc<Backend>, Option<Arc<crate::sendfile::SendfilePolicy>>),
 }
 
 /// Which hosts a route serves.
@@ -239,7 +240,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             ..TransportOptions::default()
         };
-        Target::Direct(Arc::new(Backend::new(name, url, opts)))
+        Target::Direct(Arc::new(Backend::new(name, url, opts)), None)
     }
 
     fn route(host: &str, path: &str, name: &str) -> Route {
@@ -290,7 +291,7 @@ mod tests {
         headers.insert(HOST, HeaderValue::from_str(host).unwrap());
         let uri: Uri = path.parse().unwrap();
         table.find(&uri, &headers).map(|r| match &r.target {
-            Target::Direct(b) => &**b.name(),
+            Target::Direct(b, _) => &**b.name(),
             Target::Cluster(c) | Target::Front(c, _) => &**c.name(),
         })
     }

@@ -78,7 +78,7 @@ impl Service<Request<Body>> for Router {
                             .classify
                             .dispatch(req.uri(), req.headers(), self.tag_responses)
                     }
-                    Target::Direct(_) => Dispatch::default(),
+                    Target::Direct(..) => Dispatch::default(),
                 };
                 (route.target.clone(), how)
             });
@@ -90,8 +90,13 @@ impl Service<Request<Body>> for Router {
                 req.extensions_mut().insert(how);
                 Box::pin(tower::ServiceExt::oneshot(front, req))
             }
-            Some((Target::Direct(backend), _)) => {
+            Some((Target::Direct(backend, None), _)) => {
                 Box::pin(dispatch_direct(backend, req, self.tag_responses))
+            }
+            // The X-Sendfile layer names the backend when it refuses a path: always tag.
+            Some((Target::Direct(backend, Some(policy)), _)) => {
+                let head = crate::sendfile::RequestHead::new(req.method(), req.headers());
+                crate::sendfile::respond(policy, head, dispatch_direct(backend, req, true))
             }
             None => Box::pin(std::future::ready(Err(ProxyError::new(ErrorKind::NoRoute)))),
         }

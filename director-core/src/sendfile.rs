@@ -1,7 +1,8 @@
 //! X-Sendfile: a backend names a file, and Director serves it.
 //!
 //! Between a cluster's front (an object cache, say) and the cluster itself, this layer looks at
-//! each backend response of a cluster that allows it (`[clusters.NAME.sendfile]`). A response
+//! each backend response of a cluster that allows it (`[clusters.NAME.sendfile]`; a road-warrior
+//! route may allow it too, with `[routes.sendfile]`, applied around its one backend). A response
 //! carrying `X-Sendfile: /path` (or nginx's `X-Accel-Redirect: /uri`, mapped through a location
 //! to a directory) is replaced by that file, served as a static file server would:
 //!
