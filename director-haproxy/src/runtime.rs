@@ -196,13 +196,28 @@ impl Runtime {
     /// HAProxy's `show info`: `Name: value` lines about the process.
     fn show_info(&self) -> String {
         let uptime = self.source.started().elapsed().as_secs();
-        let (mut cur, mut total, mut requests) = (0, 0, 0);
+        let (mut cur, mut total, mut requests, mut bytes_out) = (0, 0, 0, 0);
+        // Per-second connection rates, now and at most, summed over the listeners.
+        let (mut rate, mut max_rate) = (0, 0);
         for f in self.source.frontends() {
             let s = f.snapshot();
             cur += s.connections.current;
             total += s.connections.total;
             requests += s.requests;
+            bytes_out += s.bytes_out;
+            rate += s.connection_rate.current;
+            max_rate += s.connection_rate.max;
         }
+        // The open-files limit, as HAProxy's `Ulimit-n` (soft limit, from the kernel's view).
+        let ulimit = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|limits| {
+                limits
+                    .lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
+            })
+            .unwrap_or_default();
         let start = self
             .source
             .started_at()
@@ -231,12 +246,19 @@ impl Runtime {
                 ),
             ),
             ("Uptime_sec", uptime.to_string()),
+            ("Ulimit-n", ulimit),
             ("CurrConns", cur.to_string()),
             ("CumConns", total.to_string()),
             ("CumReq", requests.to_string()),
+            // HTTP/1 and h2c sessions are the client connections here.
+            ("ConnRate", rate.to_string()),
+            ("MaxConnRate", max_rate.to_string()),
+            ("SessRate", rate.to_string()),
+            ("MaxSessRate", max_rate.to_string()),
             ("node", node),
             ("Stopping", u8::from(self.source.is_stopping()).to_string()),
             ("Listeners", self.source.frontends().len().to_string()),
+            ("TotalBytesOut", bytes_out.to_string()),
             ("Build info", version.to_owned()),
             ("Start_time_sec", start.to_string()),
         ];

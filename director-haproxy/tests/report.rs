@@ -267,6 +267,32 @@ fn show_servers_state_and_info_match_haproxy_shapes() {
     }
     let golden_info = include_str!("fixtures/haproxy-2.6-show-info.txt");
     assert!(golden_info.lines().any(|l| l.starts_with("Uptime_sec: ")));
+    // Every field we print is one of HAProxy's, in HAProxy's order.
+    let field = |l: &str| l.split(": ").next().unwrap().to_owned();
+    let ours: Vec<String> = info.lines().filter(|l| !l.is_empty()).map(field).collect();
+    let theirs: Vec<String> = golden_info.lines().map(field).collect();
+    let at: Vec<usize> = ours
+        .iter()
+        .map(|f| {
+            theirs
+                .iter()
+                .position(|t| t == f)
+                .unwrap_or_else(|| panic!("{f} is not a field of HAProxy's show info"))
+        })
+        .collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "HAProxy's order: {ours:?}"
+    );
+    let value = |key: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{key} in {info}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value("Ulimit-n: ") > 0);
+    assert!(value("MaxConnRate: ") >= value("ConnRate: "));
     assert!(info.ends_with("\n\n"));
 }
 
