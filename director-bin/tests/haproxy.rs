@@ -63,13 +63,16 @@ async fn disable_server_stops_traffic_and_enable_brings_it_back() {
     let socket = dir.path().join("director.sock");
     let config = cluster_config(
         &[a.url(), b.url()],
-        &format!("stats-socket = \"{}\"", socket.display()),
+        &format!("stats-socket = \"{}\"\nthreads = 3", socket.display()),
         "",
     );
     let director = Director::start(&config);
 
     let seen = backends_hit(&director, 4).await;
     assert!(seen.iter().any(|n| n == "a") && seen.iter().any(|n| n == "b"));
+    // `show info` reports the runtime's workers, whatever the machine has.
+    let info = command(&socket, "show info").await;
+    assert!(info.lines().any(|l| l == "Nbthread: 3"), "{info}");
 
     assert_eq!(command(&socket, "disable server app/b0").await, "\n");
     let seen = backends_hit(&director, 6).await;

@@ -223,7 +223,11 @@ impl Runtime {
             .started_at()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // The runtime's workers (1 on a current-thread runtime); the cores outside a runtime.
+        let threads = tokio::runtime::Handle::try_current().map_or_else(
+            |_| std::thread::available_parallelism().map_or(1, |n| n.get()),
+            |rt| rt.metrics().num_workers(),
+        );
         let node = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_owned())
             .unwrap_or_default();
