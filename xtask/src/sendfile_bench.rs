@@ -28,7 +28,18 @@ struct Guard(Vec<Child>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        // SIGTERM first: an nginx master killed with SIGKILL leaves its worker running, still
+        // holding the port for the next run.
         for child in &mut self.0 {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+        for child in &mut self.0 {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

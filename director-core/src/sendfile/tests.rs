@@ -317,6 +317,23 @@ async fn file_bodies_stream_segments_in_chunks() {
     .await;
     assert_eq!(&whole[..], &data[..]);
 
+    // Frame sizes: chunks, except that a stretch of up to four chunks comes in one read.
+    let frames = |len: u64, chunk: usize| {
+        let mut body = FileBody::new(open(), vec![Segment::File { offset: 0, len }], chunk);
+        async move {
+            let mut sizes = Vec::new();
+            while let Some(frame) = body.frame().await {
+                sizes.push(frame.unwrap().into_data().unwrap().len());
+            }
+            sizes
+        }
+    };
+    assert_eq!(frames(1000, 333).await, [1000]);
+    assert_eq!(frames(1332, 333).await, [1332]);
+    let big = frames(10_000, 333).await;
+    assert!(big[..big.len() - 1].iter().all(|&n| n == 333), "{big:?}");
+    assert_eq!(big.iter().sum::<usize>(), 10_000);
+
     let segments = multipart(&[0..=9, 5000..=9999], 10_000, "text/plain", "XYZ");
     let expected_len = super::body::length(&segments);
     let got = collect(FileBody::new(open(), segments, 1024)).await;
