@@ -533,9 +533,14 @@ impl Cluster {
         }
     }
 
-    fn grant(self: &Arc<Self>, bucket: Option<BucketId>, backend: Arc<Backend>) -> Grant {
+    /// Admits a request to `backend` at `admitted` (a time the caller already read).
+    fn grant(
+        self: &Arc<Self>,
+        bucket: Option<BucketId>,
+        backend: Arc<Backend>,
+        admitted: Instant,
+    ) -> Grant {
         self.load.incr();
-        let admitted = Instant::now();
         self.sessions.begin(admitted);
         Grant {
             cluster: self.clone(),
@@ -556,13 +561,14 @@ impl Cluster {
         bucket: BucketId,
         skip: &[Arc<Backend>],
         key: Option<u64>,
+        now: Instant,
     ) -> Result<Grant, ProxyError> {
         let queue = self.bucket(bucket);
         // Strict FIFO per bucket: only take a token directly when nobody of this bucket waits.
         if queue.queued.current() == 0 {
             if self.shaper.try_get(bucket) {
                 match self.pick(skip, key) {
-                    Ok(backend) => return Ok(self.grant(Some(bucket), backend)),
+                    Ok(backend) => return Ok(self.grant(Some(bucket), backend, now)),
                     Err(refusal) => {
                         self.shaper.put(bucket);
                         if refusal == Refusal::Unavailable && !self.settings.enqueue_on_unavailable
@@ -684,7 +690,7 @@ impl Cluster {
             queue.queued.decr();
             self.queued.decr();
             self.waiting.fetch_sub(1, Ordering::AcqRel);
-            let grant = self.grant(Some(bucket), backend);
+            let grant = self.grant(Some(bucket), backend, Instant::now());
             if let Err(mut grant) = waiter.grant.send(grant) {
                 // The waiter is gone; give the capacity back and keep going here.
                 grant.redispatch = false;
@@ -728,7 +734,13 @@ impl Cluster {
         let mut last: Option<ProxyError> = None;
         let mut attempts = 0u32;
         loop {
-            let mut grant = match self.admit(bucket, &failed, key).await {
+            // The first admission happens as the request arrives: no second clock read.
+            let now = if attempts == 0 {
+                arrived
+            } else {
+                Instant::now()
+            };
+            let mut grant = match self.admit(bucket, &failed, key, now).await {
                 Ok(grant) => {
                     // The previous backend's failure is now really tried elsewhere.
                     if let Some(left) = failed.last().filter(|_| attempts > 0) {
@@ -825,7 +837,7 @@ impl Cluster {
                 .with_backend(backend.name().clone())
                 .with_detail("the requested backend is not available"));
         }
-        let grant = self.grant(None, backend.clone());
+        let grant = self.grant(None, backend.clone(), Instant::now());
         match send(&backend, req).await {
             Ok((response, answered)) => Ok(self.finish(response, answered, grant, ROOT, tag)),
             Err(Failure::Unsent(err, _) | Failure::Failed(err)) => Err(err

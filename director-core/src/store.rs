@@ -373,6 +373,16 @@ impl Store {
                 return Ok(entry(&state, &self.registry.load(), cluster).expect("exists"));
             }
         }
+        self.update_member(cluster, backend, |b| b.enabled = enabled)
+    }
+
+    /// Changes backend `backend` of dynamic cluster `cluster` in its config (persisted).
+    fn update_member(
+        &self,
+        cluster: &str,
+        backend: &str,
+        change: impl FnOnce(&mut crate::config::BackendConfig),
+    ) -> Result<ClusterEntry, StoreError> {
         self.update(cluster, None, |c| {
             let b = c
                 .backends
@@ -381,7 +391,7 @@ impl Store {
                 .ok_or_else(|| {
                     StoreError::NotFound(format!("cluster {cluster:?} has no backend {backend:?}"))
                 })?;
-            b.enabled = enabled;
+            change(b);
             Ok(())
         })
     }
@@ -398,18 +408,8 @@ impl Store {
     ) -> Result<ClusterEntry, StoreError> {
         let (enabled, drain) = (state != AdminState::Maint, state == AdminState::Drain);
         if !self.lock().main.clusters.contains_key(cluster) {
-            return self.update(cluster, None, |c| {
-                let b = c
-                    .backends
-                    .iter_mut()
-                    .find(|b| b.name == backend)
-                    .ok_or_else(|| {
-                        StoreError::NotFound(format!(
-                            "cluster {cluster:?} has no backend {backend:?}"
-                        ))
-                    })?;
-                (b.enabled, b.drain) = (enabled, drain);
-                Ok(())
+            return self.update_member(cluster, backend, |b| {
+                (b.enabled, b.drain) = (enabled, drain)
             });
         }
         let entry = self.set_backend_enabled(cluster, backend, enabled)?;

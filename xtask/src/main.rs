@@ -270,16 +270,21 @@ fn release_director() -> Option<PathBuf> {
     Some(target.join("release/director"))
 }
 
-fn bench_sendfile() -> ExitCode {
-    let missing: Vec<&str> = ["wrk", "nginx", "curl"]
-        .into_iter()
-        .filter(|t| !which(t))
-        .collect();
+/// Whether every tool is on the PATH; if not, says which are missing and the Debian
+/// `packages` that bring them.
+fn have_tools(tools: &[&str], packages: &str) -> bool {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !which(t)).collect();
     if !missing.is_empty() {
         eprintln!(
-            "xtask bench: missing tools: {}\n  install them with: apt-get install -y wrk nginx curl",
+            "xtask bench: missing tools: {}\n  install them with: apt-get install -y {packages}",
             missing.join(", ")
         );
+    }
+    missing.is_empty()
+}
+
+fn bench_sendfile() -> ExitCode {
+    if !have_tools(&["wrk", "nginx", "curl"], "wrk nginx curl") {
         return ExitCode::FAILURE;
     }
     let Some(director) = release_director() else {
@@ -306,15 +311,10 @@ fn bench() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let missing: Vec<&str> = ["wrk", "haproxy", "nginx", "varnishd", "curl", "taskset"]
-        .into_iter()
-        .filter(|t| !which(t))
-        .collect();
-    if !missing.is_empty() {
-        eprintln!(
-            "xtask bench: missing tools: {}\n  install them with: apt-get install -y wrk haproxy nginx varnish curl util-linux iproute2",
-            missing.join(", ")
-        );
+    if !have_tools(
+        &["wrk", "haproxy", "nginx", "varnishd", "curl", "taskset"],
+        "wrk haproxy nginx varnish curl util-linux iproute2",
+    ) {
         return ExitCode::FAILURE;
     }
     let mut build = cargo();
