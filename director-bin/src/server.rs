@@ -426,8 +426,9 @@ async fn accept_loop<S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let limit = Arc::new(Semaphore::new(settings.max_connections));
-    stats.set_connection_limit(settings.max_connections as u64);
+    let max_connections = settings.max_connections.min(Semaphore::MAX_PERMITS);
+    let limit = Arc::new(Semaphore::new(max_connections));
+    stats.set_connection_limit(max_connections as u64);
     let timeouts = settings.timeouts();
     let mut last_limit_warning: Option<tokio::time::Instant> = None;
     let mut accept_errors = 0u32;
@@ -442,7 +443,7 @@ async fn accept_loop<S>(
                     last_limit_warning = Some(tokio::time::Instant::now());
                     tracing::warn!(
                         listener = %stats.name(),
-                        max_connections = settings.max_connections,
+                        max_connections,
                         "max-connections reached; accepting pauses until a connection ends"
                     );
                 }
