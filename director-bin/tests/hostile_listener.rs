@@ -292,3 +292,67 @@ async fn max_headers_sets_the_431_limit() {
         "the refused head never reaches the backend"
     );
 }
+
+/// Reads one HTTP/2 frame: (type, flags, payload).
+async fn read_frame(stream: &mut TcpStream) -> (u8, u8, Vec<u8>) {
+    let mut head = [0u8; 9];
+    stream.read_exact(&mut head).await.unwrap();
+    let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0; length];
+    stream.read_exact(&mut payload).await.unwrap();
+    (head[3], head[4], payload)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_peer_that_stops_answering_pings_is_closed_and_streams_are_capped() {
+    let backend = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let director = Director::start(&cluster_config(
+        &[backend.url()],
+        "h2-ping-interval = \"300ms\"\nh2-ping-timeout = \"300ms\"\nh2-max-concurrent-streams = 7",
+        "",
+    ));
+    let mut stream = TcpStream::connect(director.socket_addr()).await.unwrap();
+    let mut hello = H2_PREFACE.to_vec();
+    hello.extend_from_slice(EMPTY_SETTINGS);
+    // HEADERS on stream 1, END_STREAM | END_HEADERS: GET http://x/delay/30000 in HPACK
+    // (static-table :method GET, :scheme http; literal :path and :authority).
+    let path = b"/delay/30000";
+    let mut block = vec![0x82, 0x86, 0x44, path.len() as u8];
+    block.extend_from_slice(path);
+    block.extend_from_slice(&[0x41, 0x01, b'x']);
+    hello.extend_from_slice(&(block.len() as u32).to_be_bytes()[1..]);
+    hello.extend_from_slice(&[0x01, 0x05, 0, 0, 0, 1]);
+    hello.extend_from_slice(&block);
+    stream.write_all(&hello).await.unwrap();
+    // The server's first frame is its SETTINGS, with the stream cap.
+    let (kind, _, payload) = read_frame(&mut stream).await;
+    assert_eq!(kind, 4, "SETTINGS first");
+    let settings: Vec<(u16, u32)> = payload
+        .chunks(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect();
+    assert!(
+        settings.contains(&(0x3, 7)),
+        "SETTINGS_MAX_CONCURRENT_STREAMS = 7 in {settings:?}"
+    );
+    wait_until("the request reaches the backend", || {
+        backend.requests() == 1
+    })
+    .await;
+    // This peer reads but never answers a PING: the connection ends long before the backend's
+    // 30 s answer (with `h2-ping-interval = "0s"` it stays open: checked by hand).
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "a peer that never answers pings was not closed"
+    );
+}
