@@ -200,7 +200,7 @@ async fn idle_keep_alive_lasts_keep_alive_timeout_not_header_read_timeout() {
     let backend = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
     let director = Director::start(&cluster_config(
         &[backend.url()],
-        "header-read-timeout = \"200ms\"\nkeep-alive-timeout = \"1500ms\"",
+        "header-read-timeout = \"200ms\"\nkeep-alive-timeout = \"4s\"",
         "",
     ));
     let mut stream = TcpStream::connect(director.socket_addr()).await.unwrap();
