@@ -259,8 +259,7 @@ pub fn check(s: &HealthSettings) -> Result<(), (&'static str, String)> {
                 .into(),
         ));
     }
-    if s
-        .script_filename
+    if s.script_filename
         .as_ref()
         .is_some_and(|f| f.chars().any(char::is_control))
     {
@@ -514,7 +513,9 @@ mod tests {
     }
 
     fn ms(n: u64) -> Option<director_core::config::ConfigDuration> {
-        Some(director_core::config::ConfigDuration(Duration::from_millis(n)))
+        Some(director_core::config::ConfigDuration(
+            Duration::from_millis(n),
+        ))
     }
 
     #[test]
@@ -557,10 +558,7 @@ mod tests {
     fn timeouts_that_make_no_sense_are_refused() {
         assert_eq!(with(|s| s.timeout = ms(0)).unwrap_err().0, "timeout");
         assert_eq!(with(|s| s.timeout = ms(1)).unwrap_err().0, "timeout");
-        assert_eq!(
-            with(|s| s.timeout = ms(301_000)).unwrap_err().0,
-            "timeout"
-        );
+        assert_eq!(with(|s| s.timeout = ms(301_000)).unwrap_err().0, "timeout");
     }
 
     #[test]
@@ -575,16 +573,17 @@ mod tests {
             "health",
             "",
         ] {
-            assert_eq!(with(|s| s.path = bad.into()).unwrap_err().0, "path", "{bad:?}");
+            assert_eq!(
+                with(|s| s.path = bad.into()).unwrap_err().0,
+                "path",
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn a_host_or_script_filename_with_control_characters_is_refused() {
-        assert_eq!(
-            with(|s| s.host = "a\r\nb".into()).unwrap_err().0,
-            "host"
-        );
+        assert_eq!(with(|s| s.host = "a\r\nb".into()).unwrap_err().0, "host");
         assert_eq!(with(|s| s.host = String::new()).unwrap_err().0, "host");
         assert_eq!(
             with(|s| s.script_filename = Some("/x.php\n".into()))

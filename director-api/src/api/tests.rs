@@ -373,7 +373,12 @@ async fn names_that_are_not_safe_file_names_get_400_naming_the_field() {
         }
     }
     let a = f.form("PUT", &format!("/api/{long}"), "").await;
-    assert!(a.json["error"].as_str().unwrap().contains("at most 128 bytes"));
+    assert!(
+        a.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 128 bytes")
+    );
     // No file was written for any of them.
     let files: Vec<_> = std::fs::read_dir(f.dir.path())
         .unwrap()

@@ -297,7 +297,13 @@ fn names_that_are_not_safe_file_names_are_refused() {
     ] {
         assert!(check_name(bad, "cluster").is_err(), "{bad:?} accepted");
     }
-    for good in ["shop", "www.example.com", "a-b_c.d", "x", &"a".repeat(MAX_NAME_LEN)] {
+    for good in [
+        "shop",
+        "www.example.com",
+        "a-b_c.d",
+        "x",
+        &"a".repeat(MAX_NAME_LEN),
+    ] {
         assert_eq!(check_name(good, "cluster"), Ok(()), "{good:?} refused");
     }
     let e = check_name(&long, "cluster").unwrap_err();
