@@ -651,9 +651,8 @@ pub fn remove_temp_files(dir: &Path) -> Vec<PathBuf> {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if !(name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX))
-            || !entry.file_type().is_ok_and(|t| t.is_file())
-        {
+        let temp = name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX);
+        if !(temp && entry.file_type().is_ok_and(|t| t.is_file())) {
             continue;
         }
         let path = entry.path();
