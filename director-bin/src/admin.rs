@@ -232,13 +232,13 @@ impl<S> HostGuard<S> {
         let Some(local) = req.extensions().get::<ClientInfo>().and_then(|c| c.local) else {
             return Ok(());
         };
-        let header = req.headers().get(header::HOST);
+        let headers = req.headers().get_all(header::HOST);
         let authority = req.uri().authority().map(|a| a.as_str());
-        if header.is_none() && authority.is_none() {
+        if headers.iter().next().is_none() && authority.is_none() {
             return Err("the request names no host; the admin listener needs one".into());
         }
-        // Every name the request gives must be ours (an absolute-form URI and its Host alike).
-        if let Some(value) = header {
+        // Every name the request gives must be ours (an absolute-form URI and each Host alike).
+        for value in headers {
             let host = value.to_str().unwrap_or("");
             if !self.admits(host, local) {
                 return Err(format!(
@@ -400,5 +400,14 @@ mod tests {
         req.headers_mut()
             .insert(header::HOST, "127.0.0.1:8081".parse().unwrap());
         assert!(g.check(&req).is_err());
+        // A second, foreign Host behind ours.
+        *req.uri_mut() = "/api".parse().unwrap();
+        req.headers_mut()
+            .append(header::HOST, "evil.example:8081".parse().unwrap());
+        assert!(g.check(&req).is_err());
+        req.headers_mut().remove(header::HOST);
+        req.headers_mut()
+            .insert(header::HOST, "127.0.0.1:8081".parse().unwrap());
+        assert!(g.check(&req).is_ok());
     }
 }

@@ -174,6 +174,11 @@ fn import_x0(
         }
     };
     let name = name.unwrap_or(&imported.name);
+    // The name becomes a file name in the cluster directory, as through the API.
+    if let Err(message) = director_core::store::check_name(name, "cluster") {
+        eprintln!("director: cluster name {name:?}: {message} (give one with --name)");
+        return ExitCode::FAILURE;
+    }
     for note in &imported.notes {
         eprintln!("note: {note}");
     }
