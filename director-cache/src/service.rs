@@ -52,7 +52,7 @@ use crate::key::{KeyPattern, hash_key};
 use crate::object::{
     Delivery, Variant, X_CACHE, X_CACHE_HITS, X_CACHE_LOOKUP, merge_headers, storable_headers,
 };
-use crate::policy::{Action, RequestFacts, classify, storability};
+use crate::policy::{Action, NotStorable, RequestFacts, classify, storability};
 use crate::vary::{VaryKey, vary_names};
 
 /// Request extension: this client may `PURGE`. Set it (e.g. from an IP allow-list or on the
@@ -456,7 +456,7 @@ impl Fetch {
             hash,
             head: req.method() == Method::HEAD,
             request_headers: req.headers().clone(),
-            facts: RequestFacts::of(req.method(), req.headers(), directives),
+            facts: RequestFacts::of(req.method(), req.headers(), directives, config),
             default_ttl: req
                 .extensions()
                 .get::<DefaultTtl>()
@@ -579,12 +579,15 @@ impl Fetch {
         let freshness = match policy {
             Ok(f) if !too_large => f,
             other => {
-                tracing::debug!(key = %self.key, reason = ?other.err(), too_large, "response not stored");
+                let reason = other.err();
+                tracing::debug!(key = %self.key, ?reason, too_large, "response not stored");
                 self.shared.stats.uncacheable(1);
                 // A new representation that may not be stored replaces the old copy; a server
-                // error does not (the old copy may still serve as a shadow).
+                // error does not (the old copy may still serve as a shadow), nor does a
+                // response refused only because of who asked (a cookie, Authorization).
                 if let Some(stale) = &self.stale
                     && !parts.status.is_server_error()
+                    && reason.is_none_or(NotStorable::replaces_stored)
                 {
                     self.shared.drop_variant(self.hash, &stale.vary);
                 }
@@ -646,8 +649,11 @@ impl Fetch {
         );
         let has_validators = stale.has_validators();
         let (freshness, store) = match policy {
-            Ok(f) => (f, true),
-            Err(_) => (stale.freshness.clone(), false),
+            Ok(f) => (f, Some(true)),
+            // The 304 answered one user's private request: it may carry that user's headers,
+            // so it refreshes nothing, and it does not remove the copy everyone else gets.
+            Err(reason) if !reason.replaces_stored() => (stale.freshness.clone(), None),
+            Err(_) => (stale.freshness.clone(), Some(false)),
         };
         let retention =
             freshness.retention(self.config.shadow_ttl, self.config.keep, has_validators);
@@ -663,10 +669,10 @@ impl Fetch {
         let mut how = Delivery::hit(self.head, self.pre());
         how.x_cache = "REVALIDATED";
         let res = variant.deliver(received, &how);
-        if store {
-            self.shared.commit(self.hash, &self.key, variant);
-        } else {
-            self.shared.drop_variant(self.hash, &stale.vary);
+        match store {
+            Some(true) => self.shared.commit(self.hash, &self.key, variant),
+            Some(false) => self.shared.drop_variant(self.hash, &stale.vary),
+            None => {}
         }
         res
     }

@@ -297,6 +297,14 @@ pub struct CacheSettings {
     /// Client IPs allowed to `PURGE` (default none).
     #[serde(default)]
     pub purge_allow: Vec<std::net::IpAddr>,
+    /// A response to a request carrying a cookie is stored only when it says `public` or
+    /// `s-maxage` (default true); false: RFC 9111's rules alone, heuristics included.
+    #[serde(default = "yes")]
+    pub cookie_requests_private: bool,
+    /// Cookie names that do not make a request private; a trailing `*` matches a prefix
+    /// (default none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_cookies: Vec<String>,
 }
 
 fn default_strategy() -> String {
