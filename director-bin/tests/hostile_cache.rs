@@ -68,7 +68,11 @@ async fn a_cookie_requests_heuristic_response_is_not_served_to_others() {
     let (theirs, upstream) = private_then_anonymous(&director, &a, "c", HEURISTIC, ALICE).await;
     assert_eq!(theirs.header("x-cache"), Some("MISS"));
     assert_eq!(upstream, 2, "the backend answered both users");
-    assert!(theirs.text().starts_with("response 2 "), "{}", theirs.text());
+    assert!(
+        theirs.text().starts_with("response 2 "),
+        "{}",
+        theirs.text()
+    );
     // The anonymous response was stored: lookups are not restricted, so alice gets it too.
     let again = get(&director.url(&format!("/respond/c?{HEURISTIC}"))).await;
     assert_eq!(again.header("x-cache"), Some("HIT"));
@@ -102,7 +106,11 @@ async fn an_authorized_requests_response_is_shared_only_when_explicitly_public()
     assert_eq!((theirs.header("x-cache"), upstream), (Some("MISS"), 2));
     for (name, query) in [("p", PUBLIC), ("s", S_MAXAGE)] {
         let (theirs, upstream) = private_then_anonymous(&director, &a, name, query, BEARER).await;
-        assert_eq!((theirs.header("x-cache"), upstream), (Some("HIT"), 1), "{name}");
+        assert_eq!(
+            (theirs.header("x-cache"), upstream),
+            (Some("HIT"), 1),
+            "{name}"
+        );
     }
 }
 
@@ -133,7 +141,10 @@ async fn a_set_cookie_response_is_never_shared() {
     let query = format!("{PUBLIC}&set-cookie=session%3Dfor-whoever-asked");
     let path = format!("/respond/sc?{query}");
     let first = get(&director.url(&path)).await;
-    assert_eq!(first.header("set-cookie"), Some("session=for-whoever-asked"));
+    assert_eq!(
+        first.header("set-cookie"),
+        Some("session=for-whoever-asked")
+    );
     let second = get(&director.url(&path)).await;
     assert_eq!(second.header("x-cache"), Some("MISS"));
     assert_eq!(a.requests_to("/respond/sc"), 2);
