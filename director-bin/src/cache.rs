@@ -224,6 +224,7 @@ pub fn cache_config(s: &CacheSettings) -> Result<CacheConfig, String> {
         default_ttl: s.default_ttl.map_or(defaults.default_ttl, |d| d.0),
         shadow_ttl: s.shadow_ttl.map_or(defaults.shadow_ttl, |d| d.0),
         strategy,
+        lock_timeout: s.lock_timeout.map_or(defaults.lock_timeout, |d| d.0),
         budget: s.budget.unwrap_or(defaults.budget),
         max_object_size: s.max_object_size.unwrap_or(defaults.max_object_size),
         cookie_requests_private: s.cookie_requests_private,

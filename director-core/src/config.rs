@@ -288,6 +288,10 @@ pub struct CacheSettings {
     /// copy while one refresh runs).
     #[serde(default = "default_strategy")]
     pub strategy: String,
+    /// How long a request waits for another request's fetch of the same object before going
+    /// upstream itself, or serving a stale copy (default 10s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_timeout: Option<ConfigDuration>,
     /// Bytes the cache may hold, headers and bookkeeping included (default 64 MiB).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<usize>,
