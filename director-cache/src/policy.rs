@@ -82,6 +82,14 @@ pub(crate) struct RequestFacts {
     pub(crate) no_store: bool,
 }
 
+impl RequestFacts {
+    /// Whether a response to this request may be stored only if it is explicitly shared (or
+    /// not at all): it carries a cookie or `Authorization`, or asks for `no-store`.
+    pub(crate) fn private(&self) -> bool {
+        self.authorization || self.cookie || self.no_store
+    }
+}
+
 /// Status codes that are cacheable by default (RFC 9110 §15.1), minus 206 (no range support).
 pub(crate) fn heuristically_cacheable(status: StatusCode) -> bool {
     matches!(

@@ -7,7 +7,9 @@
 //! * **miss** or **stale beyond its update window**: the first request becomes the leader of
 //!   a fetch (conditional if the stale copy has validators), and its response streams to its
 //!   client while it is captured and stored; other requests for the same object wait for it
-//!   (both strategies coalesce misses), up to the lock timeout.
+//!   (both strategies coalesce misses), up to the lock timeout. When the leader's response was
+//!   for it alone (its cookie or `Authorization`), one waiter that could store fetches again
+//!   for the rest.
 //! * **stale within its update window** (`shadowed` strategy or `stale-while-revalidate`): the
 //!   stale copy is served at once and one background task refreshes it.
 //! * **upstream failure** (an error the config classifies as "unavailable", or a 502/503/504
@@ -43,7 +45,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::{CacheBody, Capture};
-use crate::collapse::{FlightGuard, Join, Waiter};
+use crate::collapse::{FlightGuard, Join, Outcome, Waiter};
 use crate::conditional::Preconditions;
 use crate::config::CacheConfig;
 use crate::directives::RequestDirectives;
@@ -314,7 +316,7 @@ where
             }
             Join::Follower(waiter) => {
                 stats.coalesced(1);
-                ResponseFuture::boxed(follow(waiter, req, self.inner.clone(), fetch))
+                ResponseFuture::boxed(follow(waiter, req, self.inner.clone(), fetch, true))
             }
         }
     }
@@ -345,21 +347,28 @@ fn purge<B, T>(
 }
 
 /// A request that found a fetch of its object running: wait for it, then look again.
+///
+/// `rejoin`: whether this request may lead or join one more fetch when the leader's response
+/// turned out to be for the leader alone (once, so waits never chain).
 async fn follow<S, ReqBody, ResBody>(
     waiter: Waiter,
     req: Request<ReqBody>,
     svc: S,
     mut fetch: Fetch,
+    rejoin: bool,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
 {
-    let (timed_out, leader_failed) =
+    let (timed_out, outcome) =
         match tokio::time::timeout(fetch.config.lock_timeout, waiter.done()).await {
-            Ok(failed) => (false, failed),
-            Err(_) => (true, false),
+            Ok(outcome) => (false, outcome),
+            Err(_) => (true, Outcome::Done),
         };
+    let leader_failed = outcome == Outcome::Failed;
     let now = Instant::now();
     let stats = &fetch.shared.stats;
     if let Some(v) = fetch.shared.lookup(fetch.hash, req.headers(), now) {
@@ -397,6 +406,22 @@ where
     // The leader just failed upstream: serve the shadow copy rather than all retrying it.
     if leader_failed && let Some(res) = fetch.shadow(Instant::now()) {
         return Ok(res);
+    }
+    // The leader's response was its own (a cookie, Authorization) and not stored. Without this,
+    // every waiter would go upstream at once; instead a waiter whose response may be stored
+    // leads one more fetch and the others wait for it. Private waiters go upstream directly:
+    // waiting behind each other would chain.
+    if rejoin && outcome == Outcome::Private && !fetch.facts.private() {
+        match fetch
+            .shared
+            .flights
+            .join(flight_id(fetch.hash, fetch.stale.as_deref()))
+        {
+            Join::Leader(guard) => fetch.guard = Some(guard),
+            Join::Follower(waiter) => {
+                return Box::pin(follow(waiter, req, svc, fetch, false)).await;
+            }
+        }
     }
     // Still nothing usable (uncacheable, too large, failed, or timed out): go upstream
     // ourselves, without joining another wait.
@@ -585,6 +610,11 @@ impl Fetch {
                 // A new representation that may not be stored replaces the old copy; a server
                 // error does not (the old copy may still serve as a shadow), nor does a
                 // response refused only because of who asked (a cookie, Authorization).
+                if let (Some(g), Some(r)) = (&self.guard, reason)
+                    && !r.replaces_stored()
+                {
+                    g.private();
+                }
                 if let Some(stale) = &self.stale
                     && !parts.status.is_server_error()
                     && reason.is_none_or(NotStorable::replaces_stored)
@@ -672,7 +702,11 @@ impl Fetch {
         match store {
             Some(true) => self.shared.commit(self.hash, &self.key, variant),
             Some(false) => self.shared.drop_variant(self.hash, &stale.vary),
-            None => {}
+            None => {
+                if let Some(g) = &self.guard {
+                    g.private();
+                }
+            }
         }
         res
     }

@@ -574,6 +574,49 @@ async fn locked_coalesces_100_cold_requests_into_one_upstream_request() {
     assert!(coalesced <= 99);
 }
 
+/// A leader with a cookie gets an answer for itself alone: its waiters do not all go upstream
+/// at once. One anonymous waiter fetches again for the others; waiters with cookies of their
+/// own go upstream directly (waiting behind each other would chain).
+#[tokio::test(start_paused = true)]
+async fn waiters_behind_a_private_leader_coalesce_again() {
+    let (svc, mut up, cache) = setup(CacheConfig::default());
+    let leader = spawn_send(&svc, request(Method::GET, "/hot", &[ALICE]));
+    let (_, tx) = up.next_request().await.unwrap();
+    let anonymous: Vec<_> = (0..20).map(|_| spawn_send(&svc, get("/hot"))).collect();
+    let bob = spawn_send(
+        &svc,
+        request(Method::GET, "/hot", &[(COOKIE, "session=bob")]),
+    );
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(upstream_idle(&mut up), "everyone waits for alice's fetch");
+    tx.send_response(response(200, &[FRESH_10], "alice's"));
+    assert_eq!(leader.await.unwrap().unwrap().body, "alice's");
+
+    // Two requests go upstream: bob's own, and one for the 20 anonymous ones.
+    let (first, tx1) = up.next_request().await.unwrap();
+    let (second, tx2) = up.next_request().await.unwrap();
+    let bob_first = first.headers().contains_key(COOKIE);
+    assert_ne!(bob_first, second.headers().contains_key(COOKIE));
+    let (tx_bob, tx_anon) = if bob_first { (tx1, tx2) } else { (tx2, tx1) };
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        upstream_idle(&mut up),
+        "the anonymous waiters wait for one fetch"
+    );
+    tx_bob.send_response(response(200, &[FRESH_10], "bob's"));
+    tx_anon.send_response(response(200, &[FRESH_10], "shared"));
+    assert_eq!(bob.await.unwrap().unwrap().body, "bob's");
+    for call in anonymous {
+        assert_eq!(call.await.unwrap().unwrap().body, "shared");
+    }
+    assert!(upstream_idle(&mut up));
+    assert_eq!(cache.stats().stores, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn shadowed_serves_100_stale_at_once_with_one_background_refresh() {
     let config = CacheConfig {
