@@ -885,20 +885,12 @@ fn pick_if_match(header: Option<String>, entry: &ClusterEntry) -> Option<String>
 }
 
 fn check_name(name: &str, what: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        let mut e = ApiError::field(
-            "name",
-            format!("a {what} name uses letters, digits, '-', '_' and '.' only"),
-        );
+    // The store's rule: names become file names and `Host` values.
+    director_core::store::check_name(name, what).map_err(|message| {
+        let mut e = ApiError::field("name", message);
         e.detail["value"] = json!(name);
-        Err(e)
-    }
+        e
+    })
 }
 
 /// An edit's refusal inside a store call (values were checked before, so this is rare: the

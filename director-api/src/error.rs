@@ -112,8 +112,14 @@ pub(crate) fn invalid(e: &ConfigError) -> ApiError {
             json!({ "field": e.path }),
         );
     }
-    let last = e.path.rsplit('.').next().unwrap_or(&e.path);
+    let mut parts = e.path.rsplit('.');
+    let last = parts.next().unwrap_or(&e.path);
     let field = last.split('[').next().unwrap_or(last);
+    // `clusters.app.health.path` is the API's `health-path`.
+    let field = match parts.next() {
+        Some("health") => format!("health-{field}"),
+        _ => field.to_owned(),
+    };
     ApiError::new(
         StatusCode::BAD_REQUEST,
         format!("bad parameter {field:?}: {}", e.message),
@@ -136,5 +142,7 @@ mod tests {
         assert_eq!(e.detail["path"], "clusters.app.buckets[1].rate");
         let e = invalid(&ConfigError::new("clusters.app.backends[0]", "x"));
         assert_eq!(e.detail["field"], "backends");
+        let e = invalid(&ConfigError::new("clusters.app.health.path", "x"));
+        assert_eq!(e.detail["field"], "health-path");
     }
 }

@@ -13,11 +13,21 @@
 //! Authentication (`admin-token`, `admin-read-token`) guards everything except the web UI's
 //! static files (`/`, `/ui/...`), which hold no data; `/ui/session` (the UI's token cookie) and
 //! `/history` are behind it (see `with_ui` in `lib.rs`).
+//!
+//! In front of everything, [`HostGuard`] answers 421 to a request whose `Host` (or h2
+//! `:authority`) is not the listener's own address, `localhost` on loopback, or one of
+//! `admin-hosts`: a DNS-rebinding page (a name of the attacker's that resolves to 127.0.0.1)
+//! reaches the socket but names its own host, so it never reaches the API, nor the UI pages that
+//! drive it.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{
+    convert::Infallible,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use bytes::Bytes;
-use director_core::{Body, body};
+use director_core::{Body, body, client_info::ClientInfo};
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use tower::{Service, util::BoxCloneSyncService};
@@ -111,4 +121,293 @@ pub fn json_error(status: StatusCode, error: &str, detail: &str) -> Response<Bod
         .header(header::CACHE_CONTROL, "no-cache")
         .body(body::boxed(Full::new(Bytes::from(text))))
         .expect("a valid response")
+}
+
+/// One `admin-hosts` entry: a host name or IP literal, with or without a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminHost {
+    // Lowercase, without a trailing dot; IPv6 without brackets.
+    name: String,
+    // `None`: any port.
+    port: Option<u16>,
+}
+
+impl AdminHost {
+    /// Parses `admin.example.com`, `admin.example.com:8081`, `192.0.2.7:8081`, `[2001:db8::7]`.
+    pub fn parse(text: &str) -> Result<AdminHost, String> {
+        let bad = || {
+            format!(
+                "{text:?} is not a host such as admin.example.com, admin.example.com:8081 or \
+                 [2001:db8::1]:8081"
+            )
+        };
+        let (name, port) = split_host(text).ok_or_else(bad)?;
+        let name_ok = !name.is_empty()
+            && (name.parse::<IpAddr>().is_ok()
+                || name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
+        if !name_ok {
+            return Err(bad());
+        }
+        Ok(AdminHost { name, port })
+    }
+}
+
+/// Splits a `Host` value into its lowercased name (IPv6 without brackets, no trailing dot)
+/// and port; `None` when it is malformed.
+fn split_host(text: &str) -> Option<(String, Option<u16>)> {
+    let (name, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        inside.parse::<std::net::Ipv6Addr>().ok()?;
+        match after {
+            "" => (inside, None),
+            _ => (inside, Some(after.strip_prefix(':')?)),
+        }
+    } else {
+        match text.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (text, None),
+        }
+    };
+    let port = match port {
+        // Digits only: `u16::from_str` would take a sign.
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.parse().ok()?),
+        Some(_) => return None,
+        None => None,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    Some((name, port))
+}
+
+/// Refuses (421, JSON error) requests on the admin listener whose `Host` names anything but
+/// the listener: the IP the connection reached (with its port), `localhost` and loopback IPs
+/// when that IP is loopback, or a configured [`AdminHost`]. UNIX sockets (no local address)
+/// answer any `Host`: a browser cannot reach them.
+#[derive(Clone, Debug)]
+pub struct HostGuard<S> {
+    inner: S,
+    hosts: Arc<[AdminHost]>,
+}
+
+impl<S> HostGuard<S> {
+    /// Guards `inner`, also admitting `hosts` (`admin-hosts`, checked at load).
+    pub fn new(inner: S, hosts: &[String]) -> Result<Self, String> {
+        let hosts = hosts
+            .iter()
+            .map(|h| AdminHost::parse(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(HostGuard {
+            inner,
+            hosts: hosts.into(),
+        })
+    }
+
+    /// Whether `host` (a `Host` value) names this listener, reached at `local`.
+    fn admits(&self, host: &str, local: SocketAddr) -> bool {
+        let Some((name, port)) = split_host(host) else {
+            return false;
+        };
+        // Plain HTTP: no port means 80.
+        let port = port.unwrap_or(80);
+        if self
+            .hosts
+            .iter()
+            .any(|h| h.name == name && h.port.is_none_or(|p| p == port))
+        {
+            return true;
+        }
+        if port != local.port() {
+            return false;
+        }
+        let local_ip = local.ip().to_canonical();
+        match name.parse::<IpAddr>() {
+            // A page can only name an IP literal it was loaded from, so no rebinding.
+            Ok(ip) => ip.to_canonical() == local_ip || (ip.is_loopback() && local_ip.is_loopback()),
+            Err(_) => name == "localhost" && local_ip.is_loopback(),
+        }
+    }
+
+    fn check<B>(&self, req: &Request<B>) -> Result<(), String> {
+        let Some(local) = req.extensions().get::<ClientInfo>().and_then(|c| c.local) else {
+            return Ok(());
+        };
+        let headers = req.headers().get_all(header::HOST);
+        let authority = req.uri().authority().map(|a| a.as_str());
+        if headers.iter().next().is_none() && authority.is_none() {
+            return Err("the request names no host; the admin listener needs one".into());
+        }
+        // Every name the request gives must be ours (an absolute-form URI and each Host alike).
+        for value in headers {
+            let host = value.to_str().unwrap_or("");
+            if !self.admits(host, local) {
+                return Err(format!(
+                    "this admin listener does not answer to Host {host:?}; use its address \
+                     ({local}) or add the name to `admin-hosts`"
+                ));
+            }
+        }
+        if let Some(host) = authority
+            && !self.admits(host, local)
+        {
+            return Err(format!(
+                "this admin listener does not answer to {host:?}; use its address ({local}) \
+                 or add the name to `admin-hosts`"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl<S> Service<Request<Body>> for HostGuard<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = futures_util::future::Either<
+        S::Future,
+        std::future::Ready<Result<Response<Body>, Infallible>>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        match self.check(&req) {
+            Ok(()) => futures_util::future::Either::Left(self.inner.call(req)),
+            Err(detail) => {
+                tracing::warn!(%detail, path = req.uri().path(), "admin request refused: foreign Host");
+                futures_util::future::Either::Right(std::future::ready(Ok(json_error(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "misdirected request",
+                    &detail,
+                ))))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guard(hosts: &[&str]) -> HostGuard<()> {
+        let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+        HostGuard::new((), &hosts).unwrap()
+    }
+
+    fn at(addr: &str) -> SocketAddr {
+        addr.parse().unwrap()
+    }
+
+    #[test]
+    fn the_listeners_own_names_are_admitted() {
+        let g = guard(&[]);
+        let local = at("127.0.0.1:8081");
+        for host in [
+            "127.0.0.1:8081",
+            "localhost:8081",
+            "LocalHost:8081",
+            "localhost.:8081",
+            "[::1]:8081",
+        ] {
+            assert!(g.admits(host, local), "{host}");
+        }
+        // A dual-stack listener sees IPv4 clients as mapped addresses.
+        assert!(g.admits("127.0.0.1:8081", at("[::ffff:127.0.0.1]:8081")));
+        // Beyond loopback: the address the connection reached, by IP only.
+        let public = at("192.0.2.7:8081");
+        assert!(g.admits("192.0.2.7:8081", public));
+        assert!(!g.admits("localhost:8081", public));
+    }
+
+    #[test]
+    fn foreign_names_and_ports_are_refused() {
+        let g = guard(&[]);
+        let local = at("127.0.0.1:8081");
+        for host in [
+            "evil.example:8081",
+            "127.0.0.1.nip.io:8081",
+            "localhost:8082",
+            "127.0.0.1",
+            "localhost",
+            "",
+            "localhost:",
+            "localhost:+8081",
+            "localhost:8081:1",
+            "[::1",
+            "[evil]:8081",
+            "192.0.2.7:8081",
+        ] {
+            assert!(!g.admits(host, local), "{host:?}");
+        }
+        // Port 80 is what a missing port means.
+        assert!(g.admits("localhost", at("127.0.0.1:80")));
+    }
+
+    #[test]
+    fn admin_hosts_are_admitted_on_any_port_or_the_one_given() {
+        let g = guard(&["Admin.Example.com", "ops.example.com:9000", "[2001:db8::7]"]);
+        let local = at("127.0.0.1:8081");
+        assert!(g.admits("admin.example.com:8081", local));
+        assert!(g.admits("admin.example.com", local));
+        assert!(g.admits("ops.example.com:9000", local));
+        assert!(!g.admits("ops.example.com:8081", local));
+        assert!(g.admits("[2001:db8::7]:443", local));
+        assert!(!g.admits("other.example.com:8081", local));
+    }
+
+    #[test]
+    fn bad_admin_hosts_are_refused() {
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "host:port",
+            "host:99999",
+            "[::1",
+            "x\r\ny",
+            ":8081",
+        ] {
+            assert!(AdminHost::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn requests_without_a_local_address_or_host() {
+        let g = guard(&[]);
+        // A UNIX socket: no local address, any Host.
+        let req = Request::get("/api")
+            .header("host", "evil.example")
+            .body(())
+            .unwrap();
+        assert!(g.check(&req).is_ok());
+        let mut req = Request::get("/api").body(()).unwrap();
+        req.extensions_mut().insert(ClientInfo::new(
+            Some(at("127.0.0.1:5000")),
+            Some(at("127.0.0.1:8081")),
+            false,
+        ));
+        assert!(g.check(&req).is_err());
+        // An absolute-form URI must name us too.
+        *req.uri_mut() = "http://evil.example:8081/api".parse().unwrap();
+        req.headers_mut()
+            .insert(header::HOST, "127.0.0.1:8081".parse().unwrap());
+        assert!(g.check(&req).is_err());
+        // A second, foreign Host behind ours.
+        *req.uri_mut() = "/api".parse().unwrap();
+        req.headers_mut()
+            .append(header::HOST, "evil.example:8081".parse().unwrap());
+        assert!(g.check(&req).is_err());
+        req.headers_mut().remove(header::HOST);
+        req.headers_mut()
+            .insert(header::HOST, "127.0.0.1:8081".parse().unwrap());
+        assert!(g.check(&req).is_ok());
+    }
 }

@@ -224,10 +224,32 @@ pub fn cache_config(s: &CacheSettings) -> Result<CacheConfig, String> {
         default_ttl: s.default_ttl.map_or(defaults.default_ttl, |d| d.0),
         shadow_ttl: s.shadow_ttl.map_or(defaults.shadow_ttl, |d| d.0),
         strategy,
+        lock_timeout: s.lock_timeout.map_or(defaults.lock_timeout, |d| d.0),
         budget: s.budget.unwrap_or(defaults.budget),
         max_object_size: s.max_object_size.unwrap_or(defaults.max_object_size),
+        cookie_requests_private: s.cookie_requests_private,
+        ignore_cookies: ignore_cookies(&s.ignore_cookies)?,
         ..defaults
     })
+}
+
+/// `ignore-cookies`: cookie names (RFC 6265 tokens), each optionally ending in `*`.
+fn ignore_cookies(names: &[String]) -> Result<Vec<String>, String> {
+    for name in names {
+        let stem = name.strip_suffix('*').unwrap_or(name);
+        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if stem.is_empty() && !name.is_empty() {
+            return Err("ignore-cookies: \"*\" would ignore every cookie; set \
+                        cookie-requests-private = false instead"
+                .into());
+        }
+        if stem.is_empty() || !stem.bytes().all(|b| token(b) && b != b'*') {
+            return Err(format!(
+                "ignore-cookies: {name:?} is not a cookie name (optionally ending in '*')"
+            ));
+        }
+    }
+    Ok(names.to_vec())
 }
 
 #[cfg(test)]

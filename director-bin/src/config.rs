@@ -91,6 +91,15 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// A bearer token that may only read (GET) through the admin listener.
     pub admin_read_token: Option<String>,
+    /// Extra `Host` values the admin listener answers to (`admin.example.com` on any port,
+    /// `admin.example.com:8081` on that one); beside these it answers only to its own address
+    /// (and `localhost` on loopback), so a DNS-rebinding web page cannot reach it.
+    #[serde(default)]
+    pub admin_hosts: Vec<String>,
+    /// Permission bits of the admin listener's UNIX sockets and of `stats-socket` (default
+    /// `0o600`: only the owner connects, whatever the umask).
+    #[serde(default = "default_admin_socket_mode")]
+    pub admin_socket_mode: u32,
     /// The directory of dynamic clusters (one `NAME.toml` each), relative to this file.
     pub cluster_dir: Option<PathBuf>,
     /// HAProxy's runtime API on this UNIX socket (`show stat`, `disable server`, …); none by
@@ -120,6 +129,8 @@ impl Default for ServerConfig {
             admin_listen: default_admin_listen(),
             admin_token: None,
             admin_read_token: None,
+            admin_hosts: Vec::new(),
+            admin_socket_mode: default_admin_socket_mode(),
             cluster_dir: None,
             stats_socket: None,
         }
@@ -174,6 +185,9 @@ fn default_shutdown_timeout() -> ConfigDuration {
 }
 fn default_admin_listen() -> Vec<String> {
     vec!["127.0.0.1:8081".into()]
+}
+fn default_admin_socket_mode() -> u32 {
+    director_haproxy::socket::DEFAULT_MODE
 }
 fn default_log_level() -> String {
     "info".into()
@@ -231,6 +245,59 @@ impl Config {
     }
 }
 
+/// Checks the admin settings of `server`: listener addresses (one reachable beyond loopback
+/// needs `admin-token`), token shapes, `admin-hosts` and `admin-socket-mode`. The error is the
+/// key below `server` (`admin-listen[0]`) and the message. The command line's `--admin` goes
+/// through this check too.
+pub fn check_admin(server: &ServerConfig) -> Result<(), (String, String)> {
+    for (i, listen) in server.admin_listen.iter().enumerate() {
+        let key = format!("admin-listen[{i}]");
+        match ListenAddr::parse(listen) {
+            Err(message) => return Err((key, message)),
+            Ok(ListenAddr::Tcp(addr))
+                if !addr.ip().is_loopback() && server.admin_token.is_none() =>
+            {
+                return Err((
+                    key,
+                    format!(
+                        "the admin listener on {addr} is reachable beyond loopback, so it \
+                         needs `admin-token` (and may have `admin-read-token`)"
+                    ),
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    for (key, token) in [
+        ("admin-token", &server.admin_token),
+        ("admin-read-token", &server.admin_read_token),
+    ] {
+        if let Some(token) = token
+            && (token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err((
+                key.to_owned(),
+                "a token is at least 16 printable characters without spaces".into(),
+            ));
+        }
+    }
+    for (i, host) in server.admin_hosts.iter().enumerate() {
+        if let Err(message) = crate::admin::AdminHost::parse(host) {
+            return Err((format!("admin-hosts[{i}]"), message));
+        }
+    }
+    if server.admin_socket_mode > 0o777 {
+        return Err((
+            "admin-socket-mode".into(),
+            format!(
+                "{:#o} is not a permission mode (0o000 to 0o777, such as 0o600 or 0o660)",
+                server.admin_socket_mode
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A config file Director refuses, located.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -274,7 +341,14 @@ pub struct Loaded {
 }
 
 /// Reads and checks the config file at `path`, and the cluster directory it names.
+///
+/// The path is made absolute first (against the working directory, symlinks kept), so hot
+/// reload watches the right directories whatever the working directory later is.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    let path = &std::path::absolute(path).map_err(|source| LoadError::Io {
+        file: path.to_owned(),
+        source,
+    })?;
     let source = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
         file: path.to_owned(),
         source,
@@ -282,6 +356,12 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     let mut loaded = parse(&source, path)?;
     loaded.file = Some(path.to_owned());
     Ok(loaded)
+}
+
+/// Whether `source` holds no key and no table at all (empty, whitespace, comments): what an
+/// editor leaves for a moment when it truncates a file to write it in place.
+pub fn is_blank(source: &str) -> bool {
+    source.parse::<toml::Table>().is_ok_and(|t| t.is_empty())
 }
 
 /// Reads every `NAME.toml` of the cluster directory `dir` (creating `dir` if it is missing):
@@ -305,6 +385,16 @@ pub fn load_cluster_dir(dir: &Path) -> Result<BTreeMap<String, ClusterConfig>, L
         // Temp files of an atomic write in progress start with a dot.
         if name.starts_with('.') || !path.is_file() {
             continue;
+        }
+        // The API never writes such a name; a hand-made file gets the same rule.
+        if let Err(message) = director_core::store::check_name(name, "cluster") {
+            return Err(LoadError::Invalid {
+                file: path.clone(),
+                line: 1,
+                column: 1,
+                key: "(file name)".into(),
+                message,
+            });
         }
         let source = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
             file: path.clone(),
@@ -408,41 +498,9 @@ pub fn parse_with(
             return Err(invalid(locate(source, &key), key, message));
         }
     }
-    for (i, listen) in config.server.admin_listen.iter().enumerate() {
-        let key = format!("server.admin-listen[{i}]");
-        match ListenAddr::parse(listen) {
-            Err(message) => return Err(invalid(locate(source, &key), key, message)),
-            Ok(ListenAddr::Tcp(addr))
-                if !addr.ip().is_loopback() && config.server.admin_token.is_none() =>
-            {
-                return Err(invalid(
-                    locate(source, &key),
-                    key,
-                    format!(
-                        "the admin listener on {addr} is reachable beyond loopback, so it \
-                         needs `admin-token` (and may have `admin-read-token`)"
-                    ),
-                ));
-            }
-            Ok(_) => {}
-        }
-    }
-    for key in ["admin-token", "admin-read-token"] {
-        let token = if key == "admin-token" {
-            &config.server.admin_token
-        } else {
-            &config.server.admin_read_token
-        };
-        if let Some(token) = token
-            && (token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()))
-        {
-            let key = format!("server.{key}");
-            return Err(invalid(
-                locate(source, &key),
-                key,
-                "a token is at least 16 printable characters without spaces".into(),
-            ));
-        }
+    if let Err((key, message)) = check_admin(&config.server) {
+        let key = format!("server.{key}");
+        return Err(invalid(locate(source, &key), key, message));
     }
     let cluster_dir = config.server.cluster_dir.as_ref().map(|d| {
         file.parent()

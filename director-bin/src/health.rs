@@ -181,12 +181,28 @@ pub fn check_cluster(cluster: &ClusterConfig) -> Result<(), (String, String)> {
             mode.parse::<Mode>()
                 .map_err(|_| (format!("backends[{i}].health-mode"), unknown_mode(mode)))?;
         }
-        if backend.health_interval.is_some_and(|d| d.0.is_zero()) {
-            return Err((
-                format!("backends[{i}].health-interval"),
-                "an interval is greater than zero".into(),
-            ));
+        if let Some(d) = backend.health_interval {
+            check_interval("health-interval", d.0)
+                .map_err(|(_, m)| (format!("backends[{i}].health-interval"), m))?;
         }
+    }
+    Ok(())
+}
+
+/// The shortest probe interval: a probe every 50 ms is 20 a second per backend, already more
+/// than any backend needs; below that health checks become load (1 ms was 650 probes a second).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
+/// The shortest probe timeout: below 10 ms even a loopback backend under load fails probes.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(10);
+/// The longest probe timeout: a probe that waits longer has found a hung backend.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn check_interval(key: &'static str, d: Duration) -> Result<(), (&'static str, String)> {
+    if d < MIN_INTERVAL {
+        return Err((
+            key,
+            format!("a health interval is at least {MIN_INTERVAL:?} (not {d:?})"),
+        ));
     }
     Ok(())
 }
@@ -201,11 +217,21 @@ pub fn check(s: &HealthSettings) -> Result<(), (&'static str, String)> {
     for (key, value) in [
         ("interval", s.interval),
         ("offline-interval", s.offline_interval),
-        ("timeout", s.timeout),
     ] {
-        if value.is_some_and(|d| d.0.is_zero()) {
-            return Err((key, format!("the {key} is greater than zero")));
+        if let Some(d) = value {
+            check_interval(key, d.0)?;
         }
+    }
+    if let Some(d) = s.timeout
+        && !(MIN_TIMEOUT..=MAX_TIMEOUT).contains(&d.0)
+    {
+        return Err((
+            "timeout",
+            format!(
+                "a probe timeout is between {MIN_TIMEOUT:?} and {MAX_TIMEOUT:?} (not {:?})",
+                d.0
+            ),
+        ));
     }
     if s.probe != "http" && s.probe != "tcp" {
         return Err((
@@ -216,8 +242,31 @@ pub fn check(s: &HealthSettings) -> Result<(), (&'static str, String)> {
     if s.method.parse::<http::Method>().is_err() {
         return Err(("method", format!("invalid method {:?}", s.method)));
     }
-    if !s.path.starts_with('/') {
-        return Err(("path", "the probe path starts with '/'".into()));
+    // The path and host go into the probe's request head: a CR/LF would inject headers, and
+    // a space or control byte makes the request line invalid.
+    if !s.path.starts_with('/') || !s.path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err((
+            "path",
+            "the probe path starts with '/' and has no spaces, control or non-ASCII characters \
+             (percent-encode them)"
+                .into(),
+        ));
+    }
+    if s.host.is_empty() || !s.host.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err((
+            "host",
+            "the probe's Host is not empty and has no spaces, control or non-ASCII characters"
+                .into(),
+        ));
+    }
+    if s.script_filename
+        .as_ref()
+        .is_some_and(|f| f.chars().any(char::is_control))
+    {
+        return Err((
+            "script-filename",
+            "the probe's script-filename has no control characters".into(),
+        ));
     }
     if s.rise == 0 || s.fall == 0 {
         return Err(("rise", "rise and fall are at least 1".into()));
@@ -450,5 +499,97 @@ fn check_status(
         (_, false, Some(ProbeFailure::Status(code))) => (CheckStatus::L7Status, Some(code)),
         (CheckLayer::L4, false, _) => (CheckStatus::L4Connect, None),
         (CheckLayer::L7, false, _) => (CheckStatus::L7Response, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(f: impl FnOnce(&mut HealthSettings)) -> Result<(), (&'static str, String)> {
+        let mut s = HealthSettings::default();
+        f(&mut s);
+        check(&s)
+    }
+
+    fn ms(n: u64) -> Option<director_core::config::ConfigDuration> {
+        Some(director_core::config::ConfigDuration(
+            Duration::from_millis(n),
+        ))
+    }
+
+    #[test]
+    fn defaults_and_sane_values_pass() {
+        assert_eq!(with(|_| {}), Ok(()));
+        assert_eq!(
+            with(|s| {
+                s.interval = ms(50);
+                s.offline_interval = ms(500);
+                s.timeout = ms(10);
+                s.path = "/health?full=1&x=%20".into();
+            }),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_interval_below_the_floor_is_refused() {
+        assert_eq!(with(|s| s.interval = ms(1)).unwrap_err().0, "interval");
+        assert_eq!(with(|s| s.interval = ms(49)).unwrap_err().0, "interval");
+        assert_eq!(with(|s| s.interval = ms(0)).unwrap_err().0, "interval");
+        assert_eq!(
+            with(|s| s.offline_interval = ms(1)).unwrap_err().0,
+            "offline-interval"
+        );
+    }
+
+    #[test]
+    fn a_backend_health_interval_below_the_floor_is_refused() {
+        let cluster: ClusterConfig = toml::from_str(
+            "backends = [{ name = \"a\", url = \"http://127.0.0.1:9\", health-interval = \"1ms\" }]",
+        )
+        .unwrap();
+        let (key, message) = check_cluster(&cluster).unwrap_err();
+        assert_eq!(key, "backends[0].health-interval");
+        assert!(message.contains("at least 50ms"), "{message}");
+    }
+
+    #[test]
+    fn timeouts_that_make_no_sense_are_refused() {
+        assert_eq!(with(|s| s.timeout = ms(0)).unwrap_err().0, "timeout");
+        assert_eq!(with(|s| s.timeout = ms(1)).unwrap_err().0, "timeout");
+        assert_eq!(with(|s| s.timeout = ms(301_000)).unwrap_err().0, "timeout");
+    }
+
+    #[test]
+    fn a_path_with_cr_lf_or_control_characters_is_refused() {
+        for bad in [
+            "/x\r\nX-Injected: 1",
+            "/x\n",
+            "/a\0b",
+            "/a b",
+            "/\u{7f}",
+            "/é",
+            "health",
+            "",
+        ] {
+            assert_eq!(
+                with(|s| s.path = bad.into()).unwrap_err().0,
+                "path",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_host_or_script_filename_with_control_characters_is_refused() {
+        assert_eq!(with(|s| s.host = "a\r\nb".into()).unwrap_err().0, "host");
+        assert_eq!(with(|s| s.host = String::new()).unwrap_err().0, "host");
+        assert_eq!(
+            with(|s| s.script_filename = Some("/x.php\n".into()))
+                .unwrap_err()
+                .0,
+            "script-filename"
+        );
     }
 }

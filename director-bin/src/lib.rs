@@ -71,6 +71,9 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         file,
         snapshot: _,
     } = loaded;
+    // Again here: the command line may have changed the admin settings after the load.
+    config::check_admin(&config.server)
+        .map_err(|(key, message)| anyhow::anyhow!("server.{key}: {message}"))?;
     let assembly = Arc::new(assembly::Assembly::default());
     // The store starts the health monitors (through the assembly) as it builds.
     let store = Arc::new(
@@ -97,7 +100,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     // Bound before the listeners are announced, so it is ready once they are.
     let stats_socket = match &config.server.stats_socket {
         Some(path) => Some(
-            director_haproxy::socket::bind(path)
+            director_haproxy::socket::bind_with_mode(path, config.server.admin_socket_mode)
                 .with_context(|| format!("cannot open the stats socket {}", path.display()))?,
         ),
         None => None,
@@ -111,8 +114,15 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
     let mut admin_listeners = Vec::new();
     for addr in &config.server.admin_listen {
         let addr = ListenAddr::parse(addr).map_err(anyhow::Error::msg)?;
-        let listener = Listener::bind(&addr)
-            .with_context(|| format!("cannot listen on {addr} (admin-listen)"))?;
+        let listener = match &addr {
+            // Created with `admin-socket-mode`, whatever the umask.
+            ListenAddr::Unix(path) => {
+                director_haproxy::socket::bind_with_mode(path, config.server.admin_socket_mode)
+                    .map(|l| Listener::Unix(l, path.clone()))
+            }
+            ListenAddr::Tcp(_) => Listener::bind(&addr),
+        }
+        .with_context(|| format!("cannot listen on {addr} (admin-listen)"))?;
         println!("director: admin on {}", listener.local_addr()?);
         admin_listeners.push(listener);
     }
@@ -140,6 +150,8 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             stopped(stop_rx.clone()),
         ));
     }
+    // Checked at load; a `Host` outside these gets 421 on every admin path.
+    let admin_hosts = config.server.admin_hosts.clone();
     let admin = (!admin_listeners.is_empty()).then(|| {
         let metrics = metrics::Metrics::new(registry.clone(), frontends.clone())
             .with_cache_fronts(assembly.cache().clone());
@@ -165,9 +177,11 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             config.server.admin_read_token.as_deref(),
         );
         let router = with_ui(protected, &auth, &store);
+        let guarded =
+            admin::HostGuard::new(router, &admin_hosts).expect("admin-hosts were checked above");
         tokio::spawn(server::serve(
             admin_listeners,
-            tower::util::BoxCloneSyncService::new(router),
+            tower::util::BoxCloneSyncService::new(guarded),
             conn.clone(),
             stopped(stop_rx.clone()),
         ))

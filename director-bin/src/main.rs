@@ -174,6 +174,11 @@ fn import_x0(
         }
     };
     let name = name.unwrap_or(&imported.name);
+    // The name becomes a file name in the cluster directory, as through the API.
+    if let Err(message) = director_core::store::check_name(name, "cluster") {
+        eprintln!("director: cluster name {name:?}: {message} (give one with --name)");
+        return ExitCode::FAILURE;
+    }
     for note in &imported.notes {
         eprintln!("note: {note}");
     }
@@ -250,9 +255,19 @@ fn quick_config(cli: &Cli) -> Result<Loaded, config::LoadError> {
     config::parse(&text, std::path::Path::new("(command line)"))
 }
 
-fn apply_overrides(cli: &Cli, loaded: &mut Loaded) {
+/// Applies the command line's overrides; the admin settings that result are checked as a
+/// config file's are, and a refusal names the option.
+fn apply_overrides(cli: &Cli, loaded: &mut Loaded) -> Result<(), String> {
     if let Some(admin) = &cli.admin {
         loaded.config.server.admin_listen = vec![admin.clone()];
+        config::check_admin(&loaded.config.server).map_err(|(key, message)| {
+            let key = if key.starts_with("admin-listen") {
+                format!("--admin {admin}")
+            } else {
+                format!("server.{key}")
+            };
+            format!("director: {key}: {message}")
+        })?;
     }
     if let Some(threads) = cli.threads {
         loaded.config.server.threads = Some(threads.max(1));
@@ -264,6 +279,7 @@ fn apply_overrides(cli: &Cli, loaded: &mut Loaded) {
             LogFormat::Off => AccessLogFormat::Off,
         };
     }
+    Ok(())
 }
 
 fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
@@ -282,7 +298,10 @@ fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn serve(cli: &Cli, mut loaded: Loaded) -> ExitCode {
-    apply_overrides(cli, &mut loaded);
+    if let Err(message) = apply_overrides(cli, &mut loaded) {
+        eprintln!("{message}");
+        return ExitCode::FAILURE;
+    }
     telemetry::init(
         loaded.config.server.access_log,
         &loaded.config.server.log_level,
@@ -316,7 +335,7 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
         let backends = demo::start_backends().await?;
         let text = demo::config_text(listen, &backends);
         let mut loaded = config::parse(&text, std::path::Path::new("(embedded demo config)"))?;
-        apply_overrides(cli, &mut loaded);
+        apply_overrides(cli, &mut loaded).map_err(anyhow::Error::msg)?;
         telemetry::init(
             loaded.config.server.access_log,
             &loaded.config.server.log_level,

@@ -108,11 +108,11 @@ pub fn spawn(store: Arc<Store>, sources: Sources) -> anyhow::Result<Reloader> {
 
 /// Reads everything again and hands it to the store; logs the outcome.
 pub fn reload(store: &Store, sources: &Sources, why: &str) -> bool {
-    let loaded = match config::load(&sources.file) {
+    let loaded = match read(&sources.file) {
         Ok(loaded) => loaded,
         Err(err) => {
             tracing::error!(reason = why, error = %err, "reload refused; the running config stays");
-            store.reload_failed(err.to_string());
+            store.reload_failed(err);
             return false;
         }
     };
@@ -146,6 +146,34 @@ pub fn reload(store: &Store, sources: &Sources, why: &str) -> bool {
             false
         }
     }
+}
+
+/// Reads and checks the main file for a reload. Refused: a file with nothing in it (empty,
+/// whitespace, comments: an editor that truncates and rewrites in place shows this for a
+/// moment, and it would drop every route), and a file that changed while it was read (the
+/// next change event reloads the finished file).
+fn read(file: &Path) -> Result<config::Loaded, String> {
+    let text =
+        |file: &Path| std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()));
+    let source = text(file)?;
+    if config::is_blank(&source) {
+        return Err(format!(
+            "{}: the file is empty (or only comments); reloading it would drop every cluster \
+             and route, so the running config stays (a file with only `[server]` serves nothing \
+             on purpose)",
+            file.display()
+        ));
+    }
+    let mut loaded = config::parse(&source, file).map_err(|e| e.to_string())?;
+    if text(file)? != source {
+        return Err(format!(
+            "{}: the file changed while it was read (still being written?); the next change \
+             reloads it",
+            file.display()
+        ));
+    }
+    loaded.file = Some(file.to_owned());
+    Ok(loaded)
 }
 
 /// Keeps the watcher and the reload tasks alive.

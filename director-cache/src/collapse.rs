@@ -3,7 +3,8 @@
 //! The first request to miss becomes the *leader* and holds a [`FlightGuard`]; later ones get
 //! a [`Waiter`] and wait until the guard is dropped: when the leader's response has been
 //! stored, when it turned out uncacheable, failed, or the client went away. Dropping is the only
-//! signal, so a cancelled leader can never strand its waiters. Only misses touch this map.
+//! wake-up, so a cancelled leader can never strand its waiters; before it, the leader may record
+//! an [`Outcome`] (failed upstream, or a response for itself alone). Only misses touch this map.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,20 @@ use tokio::sync::watch;
 const SHARDS: usize = 16;
 
 /// Fetch id → the receiver new waiters clone.
-type Shard = HashMap<u128, watch::Receiver<bool>>;
+type Shard = HashMap<u128, watch::Receiver<Outcome>>;
+
+/// How a leader's fetch ended, as far as its waiters need to know.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Stored, or not storable for anyone: look again, then go upstream if need be.
+    #[default]
+    Done,
+    /// The upstream failed: serve a shadow copy rather than all retrying it.
+    Failed,
+    /// The response answered the leader alone (its cookie or Authorization): a waiter whose own
+    /// response may be stored fetches again for the others.
+    Private,
+}
 
 /// The fetches in flight.
 #[derive(Debug)]
@@ -26,13 +40,13 @@ pub(crate) struct Flights {
 pub(crate) struct FlightGuard {
     flights: Arc<Flights>,
     id: u128,
-    /// `true` once the leader knows its fetch failed upstream.
-    done: watch::Sender<bool>,
+    /// What the leader knows of its fetch's outcome so far.
+    done: watch::Sender<Outcome>,
 }
 
 /// Held by a request waiting for the leader.
 #[derive(Debug)]
-pub(crate) struct Waiter(watch::Receiver<bool>);
+pub(crate) struct Waiter(watch::Receiver<Outcome>);
 
 /// The outcome of joining a flight.
 #[derive(Debug)]
@@ -63,7 +77,7 @@ impl Flights {
         if let Some(rx) = shard.get(&id) {
             return Join::Follower(Waiter(rx.clone()));
         }
-        let (tx, rx) = watch::channel(false);
+        let (tx, rx) = watch::channel(Outcome::Done);
         shard.insert(id, rx);
         Join::Leader(FlightGuard {
             flights: Arc::clone(self),
@@ -95,7 +109,12 @@ impl Flights {
 impl FlightGuard {
     /// Tells the waiters that the upstream failed, so they need not all try it again.
     pub(crate) fn failed(&self) {
-        self.done.send_replace(true);
+        self.done.send_replace(Outcome::Failed);
+    }
+
+    /// Tells the waiters that the response was for the leader alone and not stored.
+    pub(crate) fn private(&self) {
+        self.done.send_replace(Outcome::Private);
     }
 }
 
@@ -110,9 +129,8 @@ impl Drop for FlightGuard {
 // === impl Waiter ===
 
 impl Waiter {
-    /// Resolves when the leader is done, whatever the outcome; `true` if it reported that the
-    /// upstream failed.
-    pub(crate) async fn done(mut self) -> bool {
+    /// Resolves when the leader is done, with the outcome it reported.
+    pub(crate) async fn done(mut self) -> Outcome {
         while self.0.changed().await.is_ok() {}
         *self.0.borrow()
     }
@@ -138,7 +156,7 @@ mod tests {
         tokio_test::assert_pending!(wait.poll());
         drop(guard);
         assert!(wait.is_woken());
-        assert!(!tokio_test::assert_ready!(wait.poll()));
+        assert_eq!(tokio_test::assert_ready!(wait.poll()), Outcome::Done);
         assert_eq!(flights.len(), 0);
         let Join::Leader(guard) = flights.join(7) else {
             panic!("finished flights are gone")
@@ -151,9 +169,19 @@ mod tests {
         guard.failed();
         tokio_test::assert_pending!(wait.poll());
         drop(guard);
-        assert!(
+        assert_eq!(
             tokio_test::assert_ready!(wait.poll()),
+            Outcome::Failed,
             "the failure is reported"
         );
+        let Join::Leader(guard) = flights.join(7) else {
+            panic!("finished flights are gone")
+        };
+        let Join::Follower(w3) = flights.join(7) else {
+            panic!("second follows")
+        };
+        guard.private();
+        drop(guard);
+        assert_eq!(w3.done().await, Outcome::Private);
     }
 }

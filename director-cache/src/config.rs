@@ -57,6 +57,16 @@ pub struct CacheConfig {
     /// Upstream statuses that mean "no backend can answer" (shadow delivery, never stored).
     /// Every error of the inner service means it too.
     pub unavailable_statuses: Vec<StatusCode>,
+    /// A response to a request carrying a cookie is stored only when it is explicitly meant
+    /// for shared caches (`public` or `s-maxage`), as for `Authorization` (RFC 9111 §3.5).
+    /// Browsers send a site's cookies with every request, and a backend that personalises a
+    /// page often sends no cache headers at all: stored on heuristics, one user's page would be
+    /// served to everyone. Off: RFC 9111's rules alone (the cookie does not matter).
+    pub cookie_requests_private: bool,
+    /// Cookies that do not make a request private (e.g. analytics cookies the backend never
+    /// reads). An entry ending in `*` matches every name it is a prefix of. Names are
+    /// case-sensitive (RFC 6265).
+    pub ignore_cookies: Vec<String>,
 }
 
 impl Default for CacheConfig {
@@ -79,6 +89,8 @@ impl Default for CacheConfig {
                 StatusCode::SERVICE_UNAVAILABLE,
                 StatusCode::GATEWAY_TIMEOUT,
             ],
+            cookie_requests_private: true,
+            ignore_cookies: Vec::new(),
         }
     }
 }
@@ -99,6 +111,8 @@ impl fmt::Debug for CacheConfig {
             .field("max_variants", &self.max_variants)
             .field("key", &self.key)
             .field("unavailable_statuses", &self.unavailable_statuses)
+            .field("cookie_requests_private", &self.cookie_requests_private)
+            .field("ignore_cookies", &self.ignore_cookies)
             .finish_non_exhaustive()
     }
 }

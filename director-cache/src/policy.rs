@@ -7,10 +7,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::header::{AGE, AUTHORIZATION, DATE, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE};
+use http::header::{AGE, AUTHORIZATION, COOKIE, DATE, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE};
 use http::{HeaderMap, Method, StatusCode};
 
-use crate::config::UpdateStrategy;
+use crate::config::{CacheConfig, UpdateStrategy};
 use crate::directives::{RequestDirectives, ResponseDirectives};
 
 /// Why a response was not stored.
@@ -21,19 +21,37 @@ pub(crate) enum NotStorable {
     /// The status is not storable, or has no explicit freshness and is not heuristically
     /// cacheable (RFC 9110 §15.1).
     Status,
-    /// `Cache-Control: no-store` on the response or the request.
+    /// `Cache-Control: no-store` on the response.
     NoStore,
+    /// `Cache-Control: no-store` on the request.
+    RequestNoStore,
     /// `Cache-Control: private`.
     Private,
     /// The request had `Authorization` and the response no `public`, `s-maxage` or
     /// `must-revalidate` (RFC 9111 §3.5).
     Authorization,
+    /// The request carried a cookie and the response no `public` or `s-maxage`
+    /// ([`CacheConfig::cookie_requests_private`]).
+    Cookie,
     /// The response sets a cookie.
     SetCookie,
     /// `Vary: *`, or a `Vary` that does not parse.
     VaryStar,
     /// Nothing to serve later: no lifetime, no validator, no stale window.
     NoFreshness,
+}
+
+impl NotStorable {
+    /// Whether the refusal is about this response as a representation of the resource (so it
+    /// replaces a stored copy), rather than about who asked for it. A response to one user's
+    /// `Cookie`, `Authorization` or `no-store` request says nothing about the copy everyone
+    /// else gets; letting it drop that copy would let any client evict any object.
+    pub(crate) fn replaces_stored(self) -> bool {
+        !matches!(
+            self,
+            Self::Authorization | Self::Cookie | Self::RequestNoStore
+        )
+    }
 }
 
 /// Freshness facts of a stored response, fixed when it is stored.
@@ -59,7 +77,17 @@ pub(crate) struct Freshness {
 pub(crate) struct RequestFacts {
     pub(crate) is_get: bool,
     pub(crate) authorization: bool,
+    /// A cookie that makes the request private (see [`private_cookie`]).
+    pub(crate) cookie: bool,
     pub(crate) no_store: bool,
+}
+
+impl RequestFacts {
+    /// Whether a response to this request may be stored only if it is explicitly shared (or
+    /// not at all): it carries a cookie or `Authorization`, or asks for `no-store`.
+    pub(crate) fn private(&self) -> bool {
+        self.authorization || self.cookie || self.no_store
+    }
 }
 
 /// Status codes that are cacheable by default (RFC 9110 §15.1), minus 206 (no range support).
@@ -71,13 +99,44 @@ pub(crate) fn heuristically_cacheable(status: StatusCode) -> bool {
 }
 
 impl RequestFacts {
-    pub(crate) fn of(method: &Method, headers: &HeaderMap, directives: &RequestDirectives) -> Self {
+    pub(crate) fn of(
+        method: &Method,
+        headers: &HeaderMap,
+        directives: &RequestDirectives,
+        config: &CacheConfig,
+    ) -> Self {
         Self {
             is_get: method == Method::GET,
             authorization: headers.contains_key(AUTHORIZATION),
+            cookie: private_cookie(headers, config),
             no_store: directives.no_store,
         }
     }
+}
+
+/// Whether the request carries a cookie that makes it private: with
+/// [`CacheConfig::cookie_requests_private`], any `name=value` pair in any `Cookie` field whose
+/// name is not in [`CacheConfig::ignore_cookies`]. An empty `Cookie` field carries none.
+pub(crate) fn private_cookie(headers: &HeaderMap, config: &CacheConfig) -> bool {
+    if !config.cookie_requests_private {
+        return false;
+    }
+    headers.get_all(COOKIE).iter().any(|field| {
+        field.as_bytes().split(|&b| b == b';').any(|pair| {
+            let pair = pair.trim_ascii();
+            let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
+            !pair.is_empty() && !ignored_cookie(name.trim_ascii(), &config.ignore_cookies)
+        })
+    })
+}
+
+fn ignored_cookie(name: &[u8], ignore: &[String]) -> bool {
+    ignore
+        .iter()
+        .any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix.as_bytes()),
+            None => name == pattern.as_bytes(),
+        })
 }
 
 fn header_date(headers: &HeaderMap, name: http::header::HeaderName) -> Option<SystemTime> {
@@ -105,14 +164,23 @@ pub(crate) fn storability(
         return Err(NotStorable::Method);
     }
     let d = ResponseDirectives::parse(headers);
-    if d.no_store || req.no_store {
+    if d.no_store {
         return Err(NotStorable::NoStore);
+    }
+    if req.no_store {
+        return Err(NotStorable::RequestNoStore);
     }
     if d.private {
         return Err(NotStorable::Private);
     }
     if req.authorization && !(d.public || d.s_maxage.is_some() || d.must_revalidate) {
         return Err(NotStorable::Authorization);
+    }
+    // Not an RFC rule: Varnish's builtin VCL passes every request with a cookie. Stricter than
+    // the Authorization rule: `must-revalidate` does not mark a response as meant for others,
+    // and frameworks put plain `max-age` on personalised pages as readily as on assets.
+    if req.cookie && !(d.public || d.s_maxage.is_some()) {
+        return Err(NotStorable::Cookie);
     }
     if headers.contains_key(SET_COOKIE) {
         return Err(NotStorable::SetCookie);

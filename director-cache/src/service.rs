@@ -7,7 +7,9 @@
 //! * **miss** or **stale beyond its update window**: the first request becomes the leader of
 //!   a fetch (conditional if the stale copy has validators), and its response streams to its
 //!   client while it is captured and stored; other requests for the same object wait for it
-//!   (both strategies coalesce misses), up to the lock timeout.
+//!   (both strategies coalesce misses), up to the lock timeout. When the leader's response was
+//!   for it alone (its cookie or `Authorization`), one waiter that could store fetches again
+//!   for the rest.
 //! * **stale within its update window** (`shadowed` strategy or `stale-while-revalidate`): the
 //!   stale copy is served at once and one background task refreshes it.
 //! * **upstream failure** (an error the config classifies as "unavailable", or a 502/503/504
@@ -43,7 +45,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::{CacheBody, Capture};
-use crate::collapse::{FlightGuard, Join, Waiter};
+use crate::collapse::{FlightGuard, Join, Outcome, Waiter};
 use crate::conditional::Preconditions;
 use crate::config::CacheConfig;
 use crate::directives::RequestDirectives;
@@ -52,7 +54,7 @@ use crate::key::{KeyPattern, hash_key};
 use crate::object::{
     Delivery, Variant, X_CACHE, X_CACHE_HITS, X_CACHE_LOOKUP, merge_headers, storable_headers,
 };
-use crate::policy::{Action, RequestFacts, classify, storability};
+use crate::policy::{Action, NotStorable, RequestFacts, classify, storability};
 use crate::vary::{VaryKey, vary_names};
 
 /// Request extension: this client may `PURGE`. Set it (e.g. from an IP allow-list or on the
@@ -314,7 +316,7 @@ where
             }
             Join::Follower(waiter) => {
                 stats.coalesced(1);
-                ResponseFuture::boxed(follow(waiter, req, self.inner.clone(), fetch))
+                ResponseFuture::boxed(follow(waiter, req, self.inner.clone(), fetch, true))
             }
         }
     }
@@ -345,21 +347,28 @@ fn purge<B, T>(
 }
 
 /// A request that found a fetch of its object running: wait for it, then look again.
+///
+/// `rejoin`: whether this request may lead or join one more fetch when the leader's response
+/// turned out to be for the leader alone (once, so waits never chain).
 async fn follow<S, ReqBody, ResBody>(
     waiter: Waiter,
     req: Request<ReqBody>,
     svc: S,
     mut fetch: Fetch,
+    rejoin: bool,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
 {
-    let (timed_out, leader_failed) =
+    let (timed_out, outcome) =
         match tokio::time::timeout(fetch.config.lock_timeout, waiter.done()).await {
-            Ok(failed) => (false, failed),
-            Err(_) => (true, false),
+            Ok(outcome) => (false, outcome),
+            Err(_) => (true, Outcome::Done),
         };
+    let leader_failed = outcome == Outcome::Failed;
     let now = Instant::now();
     let stats = &fetch.shared.stats;
     if let Some(v) = fetch.shared.lookup(fetch.hash, req.headers(), now) {
@@ -397,6 +406,22 @@ where
     // The leader just failed upstream: serve the shadow copy rather than all retrying it.
     if leader_failed && let Some(res) = fetch.shadow(Instant::now()) {
         return Ok(res);
+    }
+    // The leader's response was its own (a cookie, Authorization) and not stored. Without this,
+    // every waiter would go upstream at once; instead a waiter whose response may be stored
+    // leads one more fetch and the others wait for it. Private waiters go upstream directly:
+    // waiting behind each other would chain.
+    if rejoin && outcome == Outcome::Private && !fetch.facts.private() {
+        match fetch
+            .shared
+            .flights
+            .join(flight_id(fetch.hash, fetch.stale.as_deref()))
+        {
+            Join::Leader(guard) => fetch.guard = Some(guard),
+            Join::Follower(waiter) => {
+                return Box::pin(follow(waiter, req, svc, fetch, false)).await;
+            }
+        }
     }
     // Still nothing usable (uncacheable, too large, failed, or timed out): go upstream
     // ourselves, without joining another wait.
@@ -456,7 +481,7 @@ impl Fetch {
             hash,
             head: req.method() == Method::HEAD,
             request_headers: req.headers().clone(),
-            facts: RequestFacts::of(req.method(), req.headers(), directives),
+            facts: RequestFacts::of(req.method(), req.headers(), directives, config),
             default_ttl: req
                 .extensions()
                 .get::<DefaultTtl>()
@@ -579,12 +604,20 @@ impl Fetch {
         let freshness = match policy {
             Ok(f) if !too_large => f,
             other => {
-                tracing::debug!(key = %self.key, reason = ?other.err(), too_large, "response not stored");
+                let reason = other.err();
+                tracing::debug!(key = %self.key, ?reason, too_large, "response not stored");
                 self.shared.stats.uncacheable(1);
                 // A new representation that may not be stored replaces the old copy; a server
-                // error does not (the old copy may still serve as a shadow).
+                // error does not (the old copy may still serve as a shadow), nor does a
+                // response refused only because of who asked (a cookie, Authorization).
+                if let (Some(g), Some(r)) = (&self.guard, reason)
+                    && !r.replaces_stored()
+                {
+                    g.private();
+                }
                 if let Some(stale) = &self.stale
                     && !parts.status.is_server_error()
+                    && reason.is_none_or(NotStorable::replaces_stored)
                 {
                     self.shared.drop_variant(self.hash, &stale.vary);
                 }
@@ -646,8 +679,11 @@ impl Fetch {
         );
         let has_validators = stale.has_validators();
         let (freshness, store) = match policy {
-            Ok(f) => (f, true),
-            Err(_) => (stale.freshness.clone(), false),
+            Ok(f) => (f, Some(true)),
+            // The 304 answered one user's private request: it may carry that user's headers,
+            // so it refreshes nothing, and it does not remove the copy everyone else gets.
+            Err(reason) if !reason.replaces_stored() => (stale.freshness.clone(), None),
+            Err(_) => (stale.freshness.clone(), Some(false)),
         };
         let retention =
             freshness.retention(self.config.shadow_ttl, self.config.keep, has_validators);
@@ -663,10 +699,14 @@ impl Fetch {
         let mut how = Delivery::hit(self.head, self.pre());
         how.x_cache = "REVALIDATED";
         let res = variant.deliver(received, &how);
-        if store {
-            self.shared.commit(self.hash, &self.key, variant);
-        } else {
-            self.shared.drop_variant(self.hash, &stale.vary);
+        match store {
+            Some(true) => self.shared.commit(self.hash, &self.key, variant),
+            Some(false) => self.shared.drop_variant(self.hash, &stale.vary),
+            None => {
+                if let Some(g) = &self.guard {
+                    g.private();
+                }
+            }
         }
         res
     }

@@ -10,7 +10,7 @@ use director_cache::{
 };
 use futures_util::stream;
 use http::header::{
-    ACCEPT_ENCODING, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, ETAG, IF_MODIFIED_SINCE,
+    ACCEPT_ENCODING, AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, COOKIE, ETAG, IF_MODIFIED_SINCE,
     IF_NONE_MATCH, LAST_MODIFIED, SET_COOKIE, VARY,
 };
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -98,7 +98,11 @@ fn spawn_send(svc: &Svc, req: Req) -> JoinHandle<Result<Out, BoxError>> {
 /// and what the client got.
 async fn through(svc: &Svc, upstream: &mut Upstream, req: Req, res: Res) -> (Req, Out) {
     let call = spawn_send(svc, req);
-    let (seen, tx) = upstream.next_request().await.expect("request upstream");
+    // Bounded: a request the cache answers itself fails here instead of hanging the test.
+    let (seen, tx) = tokio::time::timeout(Duration::from_secs(60), upstream.next_request())
+        .await
+        .expect("the request goes upstream")
+        .expect("request upstream");
     tx.send_response(res);
     (seen, call.await.unwrap().unwrap())
 }
@@ -291,6 +295,148 @@ async fn authorization_rules() {
     assert_eq!(out.header("x-cache"), "HIT");
 }
 
+const ALICE: (http::header::HeaderName, &str) = (COOKIE, "session=alice");
+
+#[tokio::test(start_paused = true)]
+async fn cookie_requests_store_only_public_or_s_maxage_but_may_hit() {
+    let (svc, mut up, cache) = setup(CacheConfig::default());
+    let lm = (LAST_MODIFIED, "Mon, 01 Jan 2024 00:00:00 GMT");
+    // Heuristically cacheable, and plain max-age: not stored from alice's request.
+    for (path, headers) in [("/h", &[lm][..]), ("/m", &[FRESH_10][..])] {
+        let req = request(Method::GET, path, &[ALICE]);
+        let (seen, out) = through(&svc, &mut up, req, response(200, headers, "alice's")).await;
+        assert_eq!(
+            seen.headers()[COOKIE],
+            "session=alice",
+            "the cookie still goes upstream"
+        );
+        assert_eq!(out.header("x-cache"), "MISS");
+        let (_, out) = through(&svc, &mut up, get(path), response(200, headers, "anon")).await;
+        assert_eq!(
+            (out.header("x-cache"), out.body.as_ref()),
+            ("MISS", &b"anon"[..])
+        );
+        // Lookups are not restricted: the copy stored from an anonymous request serves alice.
+        let hit = send(&svc, request(Method::GET, path, &[ALICE]))
+            .await
+            .unwrap();
+        assert_eq!(
+            (hit.header("x-cache"), hit.body.as_ref()),
+            ("HIT", &b"anon"[..])
+        );
+    }
+    for (path, cc) in [("/p", "public, max-age=10"), ("/s", "s-maxage=10")] {
+        let req = request(Method::GET, path, &[ALICE]);
+        through(
+            &svc,
+            &mut up,
+            req,
+            response(200, &[(CACHE_CONTROL, cc)], "shared"),
+        )
+        .await;
+        let hit = send(&svc, get(path)).await.unwrap();
+        assert_eq!(
+            (hit.header("x-cache"), hit.body.as_ref()),
+            ("HIT", &b"shared"[..])
+        );
+    }
+    assert!(upstream_idle(&mut up));
+    assert_eq!(cache.stats().stores, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ignored_cookies_and_the_switch_off() {
+    let config = CacheConfig {
+        ignore_cookies: vec!["_ga*".into()],
+        ..CacheConfig::default()
+    };
+    let (svc, mut up, _) = setup(config);
+    let req = request(Method::GET, "/a", &[(COOKIE, "_ga=1; _ga_X=2")]);
+    through(&svc, &mut up, req, response(200, &[FRESH_10], "a")).await;
+    assert_eq!(
+        send(&svc, get("/a")).await.unwrap().header("x-cache"),
+        "HIT"
+    );
+    let req = request(Method::GET, "/b", &[(COOKIE, "_ga=1; session=alice")]);
+    through(&svc, &mut up, req, response(200, &[FRESH_10], "b")).await;
+    let (_, out) = through(&svc, &mut up, get("/b"), response(200, &[FRESH_10], "b")).await;
+    assert_eq!(out.header("x-cache"), "MISS");
+
+    let off = CacheConfig {
+        cookie_requests_private: false,
+        ..CacheConfig::default()
+    };
+    let (svc, mut up, _) = setup(off);
+    let req = request(Method::GET, "/c", &[ALICE]);
+    through(&svc, &mut up, req, response(200, &[], "alice's")).await;
+    let hit = send(&svc, get("/c")).await.unwrap();
+    assert_eq!(
+        (hit.header("x-cache"), hit.body.as_ref()),
+        ("HIT", &b"alice's"[..])
+    );
+}
+
+/// A response refused because of who asked (a cookie, Authorization, a `no-store` request)
+/// says nothing about everyone else's copy: it neither evicts it nor refreshes it.
+#[tokio::test(start_paused = true)]
+async fn private_requests_neither_evict_nor_refresh_the_shared_copy() {
+    let (svc, mut up, cache) = setup(CacheConfig::default());
+    let v1 = || response(200, &[FRESH_10, (ETAG, "\"v1\"")], "one");
+    through(&svc, &mut up, get("/a"), v1()).await;
+    for private in [
+        [ALICE, (CACHE_CONTROL, "no-cache")],
+        [(AUTHORIZATION, "Bearer t"), (CACHE_CONTROL, "no-cache")],
+        [
+            (CACHE_CONTROL, "no-cache, no-store"),
+            (ACCEPT_ENCODING, "gzip"),
+        ],
+    ] {
+        let req = request(Method::GET, "/a", &private);
+        let (_, out) = through(&svc, &mut up, req, response(200, &[], "mine")).await;
+        assert_eq!(out.body, "mine");
+        let hit = send(&svc, get("/a")).await.unwrap();
+        assert_eq!(
+            (hit.header("x-cache"), hit.body.as_ref()),
+            ("HIT", &b"one"[..]),
+            "{private:?}"
+        );
+    }
+    // Stale: alice's conditional request gets a 304 carrying her own header. She is served
+    // the copy; the copy is not refreshed with her header.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    let mine = response(
+        304,
+        &[
+            FRESH_10,
+            (ETAG, "\"v1\""),
+            ("x-user".parse().unwrap(), "alice"),
+        ],
+        "",
+    );
+    let (seen, out) = through(&svc, &mut up, request(Method::GET, "/a", &[ALICE]), mine).await;
+    assert_eq!(seen.headers()[IF_NONE_MATCH], "\"v1\"");
+    assert_eq!(
+        (
+            out.header("x-cache"),
+            out.header("x-user"),
+            out.body.as_ref()
+        ),
+        ("REVALIDATED", "alice", &b"one"[..])
+    );
+    let plain = response(304, &[FRESH_10, (ETAG, "\"v1\"")], "");
+    let (seen, out) = through(&svc, &mut up, get("/a"), plain).await;
+    assert_eq!(
+        seen.headers()[IF_NONE_MATCH],
+        "\"v1\"",
+        "the stale copy is still there"
+    );
+    assert_eq!(
+        (out.header("x-cache"), out.header("x-user")),
+        ("REVALIDATED", "")
+    );
+    assert_eq!(cache.stats().objects, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn purge_needs_the_marker_then_the_next_request_misses() {
     let (svc, mut up, cache) = setup(CacheConfig::default());
@@ -426,6 +572,49 @@ async fn locked_coalesces_100_cold_requests_into_one_upstream_request() {
     assert_eq!(misses, 1);
     assert_eq!(hits, 99);
     assert!(coalesced <= 99);
+}
+
+/// A leader with a cookie gets an answer for itself alone: its waiters do not all go upstream
+/// at once. One anonymous waiter fetches again for the others; waiters with cookies of their
+/// own go upstream directly (waiting behind each other would chain).
+#[tokio::test(start_paused = true)]
+async fn waiters_behind_a_private_leader_coalesce_again() {
+    let (svc, mut up, cache) = setup(CacheConfig::default());
+    let leader = spawn_send(&svc, request(Method::GET, "/hot", &[ALICE]));
+    let (_, tx) = up.next_request().await.unwrap();
+    let anonymous: Vec<_> = (0..20).map(|_| spawn_send(&svc, get("/hot"))).collect();
+    let bob = spawn_send(
+        &svc,
+        request(Method::GET, "/hot", &[(COOKIE, "session=bob")]),
+    );
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(upstream_idle(&mut up), "everyone waits for alice's fetch");
+    tx.send_response(response(200, &[FRESH_10], "alice's"));
+    assert_eq!(leader.await.unwrap().unwrap().body, "alice's");
+
+    // Two requests go upstream: bob's own, and one for the 20 anonymous ones.
+    let (first, tx1) = up.next_request().await.unwrap();
+    let (second, tx2) = up.next_request().await.unwrap();
+    let bob_first = first.headers().contains_key(COOKIE);
+    assert_ne!(bob_first, second.headers().contains_key(COOKIE));
+    let (tx_bob, tx_anon) = if bob_first { (tx1, tx2) } else { (tx2, tx1) };
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        upstream_idle(&mut up),
+        "the anonymous waiters wait for one fetch"
+    );
+    tx_bob.send_response(response(200, &[FRESH_10], "bob's"));
+    tx_anon.send_response(response(200, &[FRESH_10], "shared"));
+    assert_eq!(bob.await.unwrap().unwrap().body, "bob's");
+    for call in anonymous {
+        assert_eq!(call.await.unwrap().unwrap().body, "shared");
+    }
+    assert!(upstream_idle(&mut up));
+    assert_eq!(cache.stats().stores, 1);
 }
 
 #[tokio::test(start_paused = true)]

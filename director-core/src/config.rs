@@ -288,6 +288,10 @@ pub struct CacheSettings {
     /// copy while one refresh runs).
     #[serde(default = "default_strategy")]
     pub strategy: String,
+    /// How long a request waits for another request's fetch of the same object before going
+    /// upstream itself, or serving a stale copy (default 10s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_timeout: Option<ConfigDuration>,
     /// Bytes the cache may hold, headers and bookkeeping included (default 64 MiB).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<usize>,
@@ -297,6 +301,14 @@ pub struct CacheSettings {
     /// Client IPs allowed to `PURGE` (default none).
     #[serde(default)]
     pub purge_allow: Vec<std::net::IpAddr>,
+    /// A response to a request carrying a cookie is stored only when it says `public` or
+    /// `s-maxage` (default true); false: RFC 9111's rules alone, heuristics included.
+    #[serde(default = "yes")]
+    pub cookie_requests_private: bool,
+    /// Cookie names that do not make a request private; a trailing `*` matches a prefix
+    /// (default none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_cookies: Vec<String>,
 }
 
 fn default_strategy() -> String {

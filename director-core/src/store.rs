@@ -182,6 +182,8 @@ pub fn merge(
     {
         let mut config = main.clone();
         for (name, cluster) in dynamic {
+            check_name(name, "cluster")
+                .map_err(|message| ConfigError::new(format!("clusters.{name}"), message))?;
             if config.clusters.contains_key(name) {
                 return Err(ConfigError::new(
                     format!("clusters.{name}"),
@@ -220,6 +222,10 @@ impl Store {
         stage.commit();
         let registry = Arc::new(Registry::new(prepared.into_snapshot()));
         assembly.swapped(&registry.load_full(), &config);
+        // Nothing writes yet: whatever temp file is there was left by an earlier process.
+        if let Some(dir) = &dir {
+            remove_temp_files(dir);
+        }
         Ok(Store {
             registry,
             dir,
@@ -269,6 +275,8 @@ impl Store {
                 "no cluster-dir is configured, so clusters cannot be created at runtime".into(),
             ));
         };
+        check_name(name, "cluster")
+            .map_err(|message| StoreError::Invalid(ConfigError::new("name", message)))?;
         if state.main.clusters.contains_key(name) || state.dynamic.contains_key(name) {
             return Err(StoreError::Conflict(format!(
                 "a cluster named {name:?} exists"
@@ -428,6 +436,10 @@ impl Store {
         dynamic: BTreeMap<String, ClusterConfig>,
     ) -> Result<(), ConfigError> {
         let mut state = self.lock();
+        // Under the lock no write of ours is in progress, so every temp file is a leftover.
+        if let Some(dir) = &self.dir {
+            remove_temp_files(dir);
+        }
         let unchanged = state.main == main && state.dynamic == dynamic;
         if unchanged {
             state.last_error = None;
@@ -589,6 +601,74 @@ pub fn etag(config: &ClusterConfig) -> String {
     format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
 }
 
+/// The longest cluster, backend or bucket name, in bytes. Cluster names become file names
+/// (`NAME.toml`, at most 255 bytes on common file systems) and `Host` values; 128 leaves room
+/// and is longer than any name a person types.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Checks a cluster, backend or bucket name (`what` says which, for the message): 1 to
+/// [`MAX_NAME_LEN`] bytes of ASCII letters, digits, `-`, `_` and `.`, not starting with `.` or
+/// `-`. A dynamic cluster's name is its file's name: a leading dot would hide the file from the
+/// cluster-dir loader (`.`, `..`, `.hidden`), a leading `-` reads as an option to shell tools,
+/// and `/`, NUL or control characters cannot be (or should not be) in a file name. The API, the
+/// store and the cluster-dir loader all use this one check.
+pub fn check_name(name: &str, what: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("a {what} name is not empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "a {what} name is at most {MAX_NAME_LEN} bytes (this one has {})",
+            name.len()
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(format!(
+            "a {what} name uses letters, digits, '-', '_' and '.' only"
+        ));
+    }
+    if name.starts_with(['.', '-']) {
+        return Err(format!("a {what} name does not start with '.' or '-'"));
+    }
+    Ok(())
+}
+
+/// The prefix and suffix of [`write_atomically`]'s temp files.
+const TEMP_PREFIX: &str = ".director-";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Removes the temp files an atomic write left in `dir` when the process died between creating
+/// and renaming them (they are never read, only in the way). Call only while no write to `dir`
+/// is in progress (the store does so under its lock). Returns the files removed.
+pub fn remove_temp_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let temp = name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX);
+        if !(temp && entry.file_type().is_ok_and(|t| t.is_file())) {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::warn!(file = %path.display(), "removed a temp file left by an interrupted write");
+                removed.push(path);
+            }
+            Err(err) => {
+                tracing::warn!(file = %path.display(), error = %err, "cannot remove a leftover temp file");
+            }
+        }
+    }
+    removed
+}
+
 /// The file of dynamic cluster `name` in `dir`.
 pub fn cluster_file(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.toml"))
@@ -617,8 +697,8 @@ fn write_cluster(file: &Path, name: &str, config: &ClusterConfig) -> Result<(), 
 pub fn write_atomically(file: &Path, contents: &[u8]) -> std::io::Result<()> {
     let dir = file.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
-        .prefix(".director-")
-        .suffix(".tmp")
+        .prefix(TEMP_PREFIX)
+        .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)?;
     tmp.write_all(contents)?;
     tmp.as_file().sync_all()?;

@@ -19,10 +19,21 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest command line read.
 const MAX_LINE: u64 = 64 * 1024;
 
-/// Binds the socket at `path`, replacing a stale socket file left by an earlier run, but never a
-/// socket another process still serves, nor a file that is not a socket.
+/// The permission bits of a socket created without a configured mode: only the owner (and
+/// root) may connect, whatever the umask.
+pub const DEFAULT_MODE: u32 = 0o600;
+
+/// Binds the socket at `path` with [`DEFAULT_MODE`] (see [`bind_with_mode`]).
 pub fn bind(path: &Path) -> io::Result<UnixListener> {
-    use std::os::unix::fs::FileTypeExt;
+    bind_with_mode(path, DEFAULT_MODE)
+}
+
+/// Binds the socket at `path` with permission bits `mode`, replacing a stale socket file left by
+/// an earlier run, but never a socket another process still serves, nor a file that is not a
+/// socket. The mode is set between bind and listen, so no connection is ever accepted under the
+/// umask's bits (until listen, a connect is refused). Call inside a Tokio runtime.
+pub fn bind_with_mode(path: &Path, mode: u32) -> io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
@@ -42,7 +53,16 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    UnixListener::bind(path)
+    let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
+    socket.bind(&socket2::SockAddr::unix(path)?)?;
+    let ready = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .and_then(|()| socket.listen(1024))
+        .and_then(|()| socket.set_nonblocking(true));
+    if let Err(err) = ready {
+        let _ = std::fs::remove_file(path);
+        return Err(err);
+    }
+    UnixListener::from_std(std::os::unix::net::UnixListener::from(socket))
 }
 
 /// Serves runtime commands on `listener` until `shutdown` resolves.
@@ -108,5 +128,29 @@ async fn session(stream: UnixStream, runtime: &Runtime) -> io::Result<()> {
         if quit || !interactive {
             return write.shutdown().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn a_socket_is_created_0600_unless_told_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stats.sock");
+        let listener = bind(&path).unwrap();
+        assert_eq!(mode_of(&path), 0o600);
+        drop(listener);
+        // The stale file of the first is replaced, with the mode asked for.
+        let _listener = bind_with_mode(&path, 0o660).unwrap();
+        assert_eq!(mode_of(&path), 0o660);
+        assert!(std::os::unix::net::UnixStream::connect(&path).is_ok());
     }
 }

@@ -352,6 +352,45 @@ async fn put_with_bad_names_or_values_creates_nothing() {
 }
 
 #[tokio::test]
+async fn names_that_are_not_safe_file_names_get_400_naming_the_field() {
+    let f = fixture();
+    let long = "n".repeat(300);
+    for bad in [".", "..", ".hidden", "-x", long.as_str()] {
+        let a = f.form("PUT", &format!("/api/{bad}"), "").await;
+        assert_eq!(a.status, 400, "cluster {bad:?}: {:?}", a.json);
+        assert_eq!(a.json["detail"]["field"], "name");
+        assert!(f.config(bad).is_none());
+        for member in ["backends", "buckets"] {
+            let a = f
+                .form(
+                    "PUT",
+                    &format!("/api/app/{member}/{bad}"),
+                    "url=http://127.0.0.1:9",
+                )
+                .await;
+            assert_eq!(a.status, 400, "{member} {bad:?}: {:?}", a.json);
+            assert_eq!(a.json["detail"]["field"], "name");
+        }
+    }
+    let a = f.form("PUT", &format!("/api/{long}"), "").await;
+    assert!(
+        a.json["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 128 bytes")
+    );
+    // No file was written for any of them.
+    let files: Vec<_> = std::fs::read_dir(f.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        files.iter().all(|n| n.to_str().unwrap() == "app.toml"),
+        "{files:?}"
+    );
+}
+
+#[tokio::test]
 async fn post_updates_202_from_form_json_and_query() {
     let f = fixture();
     let a = f

@@ -128,3 +128,35 @@ async fn a_removed_or_disabled_table_drops_the_cache() {
     assert!(build(&fronts, &source(None)));
     assert!(fronts.handle("app").is_none());
 }
+
+#[test]
+fn cookie_and_lock_keys_reach_the_cache_and_bad_names_are_refused() {
+    let fronts = CacheFronts::new();
+    assert!(build(&fronts, &source(Some(""))));
+    let config = fronts.handle("app").unwrap().config();
+    assert!(config.cookie_requests_private);
+    assert!(config.ignore_cookies.is_empty());
+    assert_eq!(config.lock_timeout, std::time::Duration::from_secs(10));
+    let keys = "cookie-requests-private = false\nignore-cookies = [\"_ga*\", \"_gid\"]\n\
+                lock-timeout = \"2s\"";
+    assert!(build(&fronts, &source(Some(keys))));
+    let config = fronts.handle("app").unwrap().config();
+    assert!(!config.cookie_requests_private);
+    assert_eq!(config.ignore_cookies, ["_ga*", "_gid"]);
+    assert_eq!(config.lock_timeout, std::time::Duration::from_secs(2));
+
+    for (bad, says) in [
+        ("\"*\"", "would ignore every cookie"),
+        ("\"\"", "is not a cookie name"),
+        ("\"a b\"", "is not a cookie name"),
+        ("\"a*b\"", "is not a cookie name"),
+        ("\"a=b\"", "is not a cookie name"),
+    ] {
+        let src = source(Some(&format!("ignore-cookies = [{bad}]")));
+        let err = parse_with(&src, Path::new("test.toml"), &CacheFronts::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clusters.app.cache"), "{err}");
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}

@@ -101,6 +101,86 @@ fn errors_display_file_line_and_key() {
 }
 
 #[test]
+fn admin_hosts_and_socket_mode_are_checked_by_key() {
+    let (line, _, key, _) = error("[server]\nadmin-hosts = [\"ok.example\", \"bad host\"]\n");
+    assert_eq!((line, key.as_str()), (2, "server.admin-hosts[1]"));
+    let (_, _, key, message) = error("[server]\nadmin-socket-mode = 0o1777\n");
+    assert_eq!(key, "server.admin-socket-mode");
+    assert!(message.contains("0o1777"), "{message}");
+    let loaded = parse(
+        "[server]\nadmin-hosts = [\"admin.example.com:8081\"]\nadmin-socket-mode = 0o660\n",
+        Path::new("t.toml"),
+    )
+    .unwrap();
+    assert_eq!(loaded.config.server.admin_socket_mode, 0o660);
+    assert_eq!(ServerConfig::default().admin_socket_mode, 0o600);
+}
+
+#[test]
+fn check_admin_refuses_a_tokenless_admin_beyond_loopback() {
+    let mut server = ServerConfig {
+        admin_listen: vec!["0.0.0.0:8081".into()],
+        ..ServerConfig::default()
+    };
+    let (key, message) = check_admin(&server).unwrap_err();
+    assert_eq!(key, "admin-listen[0]");
+    assert!(message.contains("admin-token"), "{message}");
+    server.admin_token = Some("0123456789abcdef".into());
+    assert_eq!(check_admin(&server), Ok(()));
+    server.admin_listen = vec!["[::]:8081".into()];
+    server.admin_token = None;
+    assert!(check_admin(&server).is_err());
+    server.admin_listen = vec!["[::1]:8081".into(), "unix:/run/director.sock".into()];
+    assert_eq!(check_admin(&server), Ok(()));
+}
+
+#[test]
+fn blank_files_are_recognised() {
+    for blank in ["", " \n\t\n", "# only a comment\n\n# another\n"] {
+        assert!(is_blank(blank), "{blank:?}");
+    }
+    for full in [
+        "[server]\n",
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n",
+        "x = 1",
+        "[oops",
+    ] {
+        assert!(!is_blank(full), "{full:?}");
+    }
+}
+
+#[test]
+fn a_cluster_file_with_an_unsafe_name_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("-rf.toml"), "").unwrap();
+    // Dot files are not cluster files (an editor's, or a write in progress).
+    std::fs::write(dir.path().join(".hidden.toml"), "").unwrap();
+    match load_cluster_dir(dir.path()).unwrap_err() {
+        LoadError::Invalid { file, key, .. } => {
+            assert_eq!(file, dir.path().join("-rf.toml"));
+            assert_eq!(key, "(file name)");
+        }
+        other => panic!("{other}"),
+    }
+    std::fs::remove_file(dir.path().join("-rf.toml")).unwrap();
+    assert!(load_cluster_dir(dir.path()).unwrap().is_empty());
+}
+
+#[test]
+fn load_makes_a_relative_path_absolute() {
+    // The test binary runs in the crate's directory; any relative file there will do.
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let path = dir.path().join("d.toml");
+    std::fs::write(&path, "[server]\ncluster-dir = \"clusters\"\n").unwrap();
+    let relative = path
+        .strip_prefix(std::env::current_dir().unwrap())
+        .unwrap_or(&path);
+    assert!(relative.is_relative(), "{}", relative.display());
+    let loaded = load(relative).unwrap();
+    assert!(loaded.file.as_deref().unwrap().is_absolute());
+    assert_eq!(
+        loaded.cluster_dir.unwrap(),
+        dir.path().canonicalize().unwrap().join("clusters")
 fn zero_connection_limits_name_line_and_key() {
     for (setting, key) in [
         ("max-connections = 0", "server.max-connections"),

@@ -1,6 +1,8 @@
 use std::time::{Duration, SystemTime};
 
-use http::header::{AGE, CACHE_CONTROL, DATE, ETAG, EXPIRES, SET_COOKIE, VARY};
+use http::header::{
+    AGE, CACHE_CONTROL, COOKIE, DATE, ETAG, EXPIRES, LAST_MODIFIED, SET_COOKIE, VARY,
+};
 use http::{HeaderMap, StatusCode};
 use proptest::prelude::*;
 
@@ -9,6 +11,7 @@ use super::*;
 const GET: RequestFacts = RequestFacts {
     is_get: true,
     authorization: false,
+    cookie: false,
     no_store: false,
 };
 const TTL: Duration = Duration::from_secs(20);
@@ -112,12 +115,15 @@ fn not_storable_reasons() {
     };
     assert_eq!(
         storability(nostore, StatusCode::OK, &h, TTL, now, Duration::ZERO),
-        Err(NotStorable::NoStore)
+        Err(NotStorable::RequestNoStore)
     );
 }
 
+/// RFC 9111 §3.5: a shared cache MUST NOT store a response to a request with `Authorization`
+/// unless the response has `public`, `s-maxage` or `must-revalidate`. Heuristics, `max-age` and
+/// `Expires` do not count.
 #[test]
-fn authorization_needs_public_s_maxage_or_must_revalidate() {
+fn rfc9111_3_5_authorization_needs_public_s_maxage_or_must_revalidate() {
     let auth = RequestFacts {
         authorization: true,
         ..GET
@@ -137,6 +143,161 @@ fn authorization_needs_public_s_maxage_or_must_revalidate() {
     assert!(try_cc("public, max-age=60").is_ok());
     assert!(try_cc("s-maxage=60").is_ok());
     assert!(try_cc("must-revalidate, max-age=60").is_ok());
+    // No cache headers at all: heuristically cacheable, but not for an authenticated request.
+    let lm = httpdate::fmt_http_date(now - secs(3600));
+    for h in [
+        hdrs(&[]),
+        hdrs(&[(LAST_MODIFIED, &lm)]),
+        hdrs(&[(EXPIRES, &httpdate::fmt_http_date(now + secs(60)))]),
+    ] {
+        assert_eq!(
+            storability(auth, StatusCode::OK, &h, TTL, now, Duration::ZERO),
+            Err(NotStorable::Authorization),
+            "{h:?}"
+        );
+    }
+    // `public` alone lets the heuristic apply (§4.2.2).
+    let public = hdrs(&[(CACHE_CONTROL, "public")]);
+    let f = storability(auth, StatusCode::OK, &public, TTL, now, Duration::ZERO).unwrap();
+    assert_eq!(f.lifetime, TTL);
+    // `private` still wins over everything.
+    assert_eq!(try_cc("private, s-maxage=60"), Err(NotStorable::Private));
+}
+
+/// A request with a cookie: stored only with `public` or `s-maxage` (not an RFC rule; what
+/// Varnish's builtin VCL protects against). Plain `max-age`, `Expires`, `must-revalidate` and
+/// heuristics are not enough.
+#[test]
+fn cookie_requests_need_public_or_s_maxage() {
+    let cookie = RequestFacts {
+        cookie: true,
+        ..GET
+    };
+    let now = SystemTime::UNIX_EPOCH + secs(1_000_000);
+    let lm = httpdate::fmt_http_date(now - secs(3600));
+    let exp = httpdate::fmt_http_date(now + secs(60));
+    let try_h = |pairs: &[(http::header::HeaderName, &str)]| {
+        storability(
+            cookie,
+            StatusCode::OK,
+            &hdrs(pairs),
+            TTL,
+            now,
+            Duration::ZERO,
+        )
+    };
+    for refused in [
+        &[][..],
+        &[(LAST_MODIFIED, lm.as_str())],
+        &[(CACHE_CONTROL, "max-age=60")],
+        &[(EXPIRES, exp.as_str())],
+        &[(CACHE_CONTROL, "must-revalidate, max-age=60")],
+    ] {
+        assert_eq!(try_h(refused), Err(NotStorable::Cookie), "{refused:?}");
+    }
+    assert_eq!(
+        try_h(&[(CACHE_CONTROL, "public, max-age=60")])
+            .unwrap()
+            .lifetime,
+        secs(60)
+    );
+    assert_eq!(
+        try_h(&[(CACHE_CONTROL, "s-maxage=30")]).unwrap().lifetime,
+        secs(30)
+    );
+    assert_eq!(try_h(&[(CACHE_CONTROL, "public")]).unwrap().lifetime, TTL);
+    // The other refusals keep their reasons.
+    assert_eq!(
+        try_h(&[(CACHE_CONTROL, "public, max-age=60"), (SET_COOKIE, "a=b")]),
+        Err(NotStorable::SetCookie)
+    );
+    assert_eq!(
+        try_h(&[(CACHE_CONTROL, "private, s-maxage=60")]),
+        Err(NotStorable::Private)
+    );
+    // Without the cookie the same heuristic response is stored.
+    assert_eq!(store(200, &[(LAST_MODIFIED, &lm)]).unwrap().lifetime, TTL);
+}
+
+#[test]
+fn refusals_about_the_requester_keep_the_stored_copy() {
+    for r in [
+        NotStorable::Authorization,
+        NotStorable::Cookie,
+        NotStorable::RequestNoStore,
+    ] {
+        assert!(!r.replaces_stored(), "{r:?}");
+    }
+    for r in [
+        NotStorable::Method,
+        NotStorable::Status,
+        NotStorable::NoStore,
+        NotStorable::Private,
+        NotStorable::SetCookie,
+        NotStorable::VaryStar,
+        NotStorable::NoFreshness,
+    ] {
+        assert!(r.replaces_stored(), "{r:?}");
+    }
+}
+
+fn cookie_headers(fields: &[&str]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for f in fields {
+        h.append(COOKIE, f.parse().unwrap());
+    }
+    h
+}
+
+#[test]
+fn which_cookies_make_a_request_private() {
+    let default = CacheConfig::default();
+    let private = |fields: &[&str], c: &CacheConfig| private_cookie(&cookie_headers(fields), c);
+    assert!(!private(&[], &default));
+    assert!(
+        !private(&[""], &default),
+        "an empty field carries no cookie"
+    );
+    assert!(!private(&[" ; ;"], &default));
+    assert!(private(&["session=alice"], &default));
+    assert!(
+        private(&["flag"], &default),
+        "a pair without '=' is still a cookie"
+    );
+    assert!(
+        private(&["a=1", "b=2"], &default),
+        "h2 splits cookies into fields"
+    );
+
+    let ignoring = CacheConfig {
+        ignore_cookies: vec!["_gid".into(), "_ga*".into()],
+        ..CacheConfig::default()
+    };
+    assert!(!private(&["_ga=1; _gid=2"], &ignoring));
+    assert!(!private(&["_ga_ABC123=1", " _gid = 2 "], &ignoring));
+    assert!(private(&["_ga=1; session=alice"], &ignoring));
+    assert!(private(&["_ga=1", "session=alice"], &ignoring));
+    assert!(
+        private(&["_gidx=1"], &ignoring),
+        "without '*' the name is exact"
+    );
+    assert!(
+        private(&["_GID=1"], &ignoring),
+        "cookie names are case-sensitive"
+    );
+
+    let off = CacheConfig {
+        cookie_requests_private: false,
+        ..CacheConfig::default()
+    };
+    assert!(!private(&["session=alice"], &off));
+    let facts = RequestFacts::of(
+        &http::Method::GET,
+        &cookie_headers(&["session=alice"]),
+        &RequestDirectives::default(),
+        &default,
+    );
+    assert!(facts.cookie && facts.is_get && !facts.authorization);
 }
 
 #[test]

@@ -288,3 +288,71 @@ fn operator_states_persist_for_dynamic_clusters_and_switch_static_ones() {
     );
     assert!(file_text(dir.path(), "fixed").is_none(), "a runtime switch");
 }
+
+#[test]
+fn names_that_are_not_safe_file_names_are_refused() {
+    let long = "a".repeat(MAX_NAME_LEN + 1);
+    for bad in [
+        "", ".", "..", ".hidden", "-rf", "a/b", "a\0b", "a\nb", "a b", "é", &long,
+    ] {
+        assert!(check_name(bad, "cluster").is_err(), "{bad:?} accepted");
+    }
+    for good in [
+        "shop",
+        "www.example.com",
+        "a-b_c.d",
+        "x",
+        &"a".repeat(MAX_NAME_LEN),
+    ] {
+        assert_eq!(check_name(good, "cluster"), Ok(()), "{good:?} refused");
+    }
+    let e = check_name(&long, "cluster").unwrap_err();
+    assert!(e.contains("at most 128 bytes"), "{e}");
+}
+
+#[test]
+fn create_refuses_an_unsafe_name_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    for bad in [".", "..", ".hidden", &"n".repeat(300)] {
+        match store.create(bad, cluster(TWO)) {
+            Err(StoreError::Invalid(e)) => assert_eq!(e.path, "name"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    assert!(store.get(".hidden").is_none());
+}
+
+#[test]
+fn a_dynamic_cluster_with_an_unsafe_name_is_a_config_error() {
+    let mut dynamic = BTreeMap::new();
+    dynamic.insert(".hidden".to_owned(), cluster(TWO));
+    let e = merge(&ProxyConfig::default(), &dynamic).unwrap_err();
+    assert_eq!(e.path, "clusters..hidden");
+}
+
+#[test]
+fn leftover_temp_files_are_removed_at_start_and_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join(".director-abc123.tmp");
+    std::fs::write(&stale, "half a file").unwrap();
+    // Neither a cluster file nor someone else's dot file is touched.
+    std::fs::write(dir.path().join(".keep"), "").unwrap();
+    let store = store(dir.path());
+    assert!(!stale.exists());
+    assert!(dir.path().join(".keep").exists());
+    store.create("shop", cluster(TWO)).unwrap();
+    std::fs::write(&stale, "again").unwrap();
+    let mut main = ProxyConfig::default();
+    main.clusters.insert("fixed".into(), cluster(TWO));
+    let dynamic = store
+        .list()
+        .into_iter()
+        .filter(|e| e.dynamic)
+        .map(|e| (e.name, e.config))
+        .collect();
+    store.reload(main, dynamic).unwrap();
+    assert!(!stale.exists());
+    assert!(file_text(dir.path(), "shop").is_some());
+}
