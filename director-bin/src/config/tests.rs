@@ -181,6 +181,10 @@ fn load_makes_a_relative_path_absolute() {
     assert_eq!(
         loaded.cluster_dir.unwrap(),
         dir.path().canonicalize().unwrap().join("clusters")
+    );
+}
+
+#[test]
 fn zero_connection_limits_name_line_and_key() {
     for (setting, key) in [
         ("max-connections = 0", "server.max-connections"),
