@@ -29,6 +29,7 @@ fn health_config(backend: &TestBackend, server: &str, backend_extra: &str) -> St
 /// A backend's counters from the HAProxy CSV page, by column name.
 async fn csv_counters(
     director: &Director,
+    cluster: &str,
     backend: &str,
 ) -> std::collections::HashMap<String, u64> {
     let reply = get(&format!("{}/haproxy?stats;csv", director.admin())).await;
@@ -43,7 +44,7 @@ async fn csv_counters(
         .collect();
     for line in lines {
         let fields: Vec<&str> = line.split(',').collect();
-        if fields.first() == Some(&"app") && fields.get(1) == Some(&backend) {
+        if fields.first() == Some(&cluster) && fields.get(1) == Some(&backend) {
             return header
                 .iter()
                 .zip(fields)
@@ -51,7 +52,7 @@ async fn csv_counters(
                 .collect();
         }
     }
-    panic!("no row for app/{backend} in\n{text}");
+    panic!("no row for {cluster}/{backend} in\n{text}");
 }
 
 /// Waits (bounded) until the failed exchange has been counted somewhere: as the client's
@@ -59,7 +60,7 @@ async fn csv_counters(
 async fn wait_for_outcome(director: &Director) -> std::collections::HashMap<String, u64> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let c = csv_counters(director, "b0").await;
+        let c = csv_counters(director, "app", "b0").await;
         if c["cli_abrt"] + c["eresp"] + c["econ"] > 0 {
             return c;
         }
@@ -208,7 +209,7 @@ async fn a_stalled_upload_is_cut_at_client_body_timeout_and_frees_its_slot() {
         let reply = get(&director.url("/")).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
     }
-    let c = csv_counters(&director, "b0").await;
+    let c = csv_counters(&director, "app", "b0").await;
     assert_eq!(c["eresp"], 0, "{c:?}");
     assert_eq!(health_state(&director, "app", "b0").await, "online");
 }
@@ -355,4 +356,44 @@ async fn an_idle_tunnel_is_closed_at_tunnel_idle_timeout() {
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_to_fastcgi_gets_408_the_same_way() {
+    use director_fastcgi::{
+        FastCgiAddr,
+        test_util::{FakeResponder, Script},
+    };
+    let app = FakeResponder::tcp(Script::respond("Status: 200 OK\r\n\r\nok"))
+        .await
+        .unwrap();
+    let FastCgiAddr::Tcp(addr) = app.addr() else {
+        unreachable!("a TCP responder")
+    };
+    let director = Director::start(&format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\naccess-log = \"off\"\nclient-body-timeout = \"1s\"\n\n\
+         [clusters.php]\nread-timeout = \"30s\"\n\n[clusters.php.fastcgi]\ndocument-root = \"/srv/www\"\n\n\
+         [[clusters.php.backends]]\nname = \"b0\"\nurl = \"fastcgi://{addr}\"\n\n\
+         [[routes]]\ncluster = \"php\"\n"
+    ));
+    let mut client = TcpStream::connect(director.socket_addr()).await.unwrap();
+    client
+        .write_all(
+            b"POST /index.php HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
+    let head = read_head(&mut client).await;
+    assert!(head.starts_with("HTTP/1.1 408 "), "{head}");
+    assert!(
+        closed_by_peer(&mut client).await,
+        "the connection is closed"
+    );
+    let c = csv_counters(&director, "php", "b0").await;
+    assert_eq!(
+        (c["eresp"], c["econ"]),
+        (0, 0),
+        "not the backend's failure: {c:?}"
+    );
+    assert_eq!(c["cli_abrt"], 1, "the client's abort: {c:?}");
 }
