@@ -497,14 +497,28 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, _open: O
             return;
         }
     };
+    match copy_until_idle(TokioIo::new(client), TokioIo::new(upstream), idle).await {
+        Some(Ok(_)) => {}
+        Some(Err(err)) => tracing::debug!(error = %err, "tunnel ended with an error"),
+        None => tracing::info!(idle_secs = idle.as_secs(), "closing an idle tunnel"),
+    }
+}
+
+/// Copies bytes both ways until either side closes (the byte counts) or neither sends anything
+/// for `idle` (`None`); both are dropped, so closed, on return.
+async fn copy_until_idle<A, B>(a: A, b: B, idle: Duration) -> Option<std::io::Result<(u64, u64)>>
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let activity = Arc::new(AtomicUsize::new(0));
-    let mut client = Active::new(TokioIo::new(client), activity.clone());
-    let mut upstream = Active::new(TokioIo::new(upstream), activity.clone());
-    let mut copy = pin!(tokio::io::copy_bidirectional(&mut client, &mut upstream));
+    let mut a = Active::new(a, activity.clone());
+    let mut b = Active::new(b, activity.clone());
+    let mut copy = pin!(tokio::io::copy_bidirectional(&mut a, &mut b));
     let mut timer = pin!(tokio::time::sleep(idle));
     let mut seen = 0;
     // The timer is re-armed once per wake-up that saw bytes, not once per read.
-    let copied = poll_fn(|cx| {
+    poll_fn(|cx| {
         if let Poll::Ready(copied) = copy.as_mut().poll(cx) {
             return Poll::Ready(Some(copied));
         }
@@ -518,12 +532,7 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, _open: O
             Poll::Pending => Poll::Pending,
         }
     })
-    .await;
-    match copied {
-        Some(Ok(_)) => {}
-        Some(Err(err)) => tracing::debug!(error = %err, "tunnel ended with an error"),
-        None => tracing::info!(idle_secs = idle.as_secs(), "closing an idle tunnel"),
-    }
+    .await
 }
 
 #[cfg(test)]

@@ -297,3 +297,30 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tunnel_closes_after_idle_time_without_bytes_either_way() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let idle = Duration::from_secs(10);
+    let (mut client, client_side) = tokio::io::duplex(64);
+    let (backend_side, mut backend) = tokio::io::duplex(64);
+    let started = tokio::time::Instant::now();
+    let tunnel = tokio::spawn(copy_until_idle(client_side, backend_side, idle));
+    // Traffic every 6 s, one way and then the other, keeps it open past the idle time.
+    let mut buf = [0u8; 4];
+    for i in 0..4 {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        if i % 2 == 0 {
+            client.write_all(b"ping").await.unwrap();
+            backend.read_exact(&mut buf).await.unwrap();
+        } else {
+            backend.write_all(b"pong").await.unwrap();
+            client.read_exact(&mut buf).await.unwrap();
+        }
+    }
+    // Then silence: closed `idle` after the last bytes, on both sides.
+    assert!(tunnel.await.unwrap().is_none(), "ended as idle");
+    assert_eq!(started.elapsed(), Duration::from_secs(4 * 6) + idle);
+    assert_eq!(client.read(&mut buf).await.unwrap(), 0);
+    assert_eq!(backend.read(&mut buf).await.unwrap(), 0);
+}
