@@ -131,6 +131,10 @@ fn proxy_error(err: director_fastcgi::Error) -> ProxyError {
         F::Overloaded => ErrorKind::Overloaded,
         F::RequestBody => ErrorKind::BadRequest,
     };
+    // The client's broken body is the client's, as in every transport.
+    if director_core::body::client_body_error(&err).is_some() {
+        return ProxyError::client_body(err);
+    }
     let sent = err.request_sent();
     let err = ProxyError::new(kind).with_source(err);
     if sent { err.sent() } else { err }

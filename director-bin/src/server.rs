@@ -15,9 +15,11 @@ use std::{
     time::Duration,
 };
 
-use director_core::{Body, client_info::ClientInfo, stats::FrontendStats};
+use director_core::{
+    Body, body::ClientBody, client_info::ClientInfo, stats::FrontendStats,
+    transport::TunnelIdleTimeout,
+};
 use http::{Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -96,6 +98,10 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
 pub struct ConnSettings {
     /// How long a client may take to send a request head.
     pub header_read_timeout: Duration,
+    /// How long a client may send no request body bytes while they are awaited.
+    pub client_body_timeout: Duration,
+    /// How long an upgraded connection may carry nothing either way.
+    pub tunnel_idle_timeout: Duration,
     /// The largest request head, in bytes.
     pub max_header_size: usize,
     /// How long in-flight requests may take to finish at shutdown.
@@ -107,19 +113,25 @@ impl ConnSettings {
     pub fn from_server(server: &ServerConfig) -> Self {
         ConnSettings {
             header_read_timeout: server.header_read_timeout.0,
+            client_body_timeout: server.client_body_timeout.0,
+            tunnel_idle_timeout: server.tunnel_idle_timeout.0,
             max_header_size: server.max_header_size,
             shutdown_timeout: server.shutdown_timeout.0,
         }
     }
 }
 
-/// Adapts the stack to hyper: boxes the body, attaches the connection's [`ClientInfo`], and
-/// counts requests and response classes for the listener's FRONTEND row.
+/// Adapts the stack to hyper: boxes the body (as a [`ClientBody`]: its failures are the
+/// client's, and it times out after `client-body-timeout` without bytes), attaches the
+/// connection's [`ClientInfo`] (and to upgrade requests the tunnel idle timeout), and counts
+/// requests and response classes for the listener's FRONTEND row.
 #[derive(Clone, Debug)]
 struct WithClientInfo<S> {
     inner: S,
     info: ClientInfo,
     stats: Arc<FrontendStats>,
+    client_body_timeout: Duration,
+    tunnel_idle_timeout: Duration,
 }
 
 impl<S> Service<Request<Incoming>> for WithClientInfo<S>
@@ -135,8 +147,12 @@ where
     }
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let mut req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+        let mut req = req.map(|b| ClientBody::wrap(b, self.client_body_timeout));
         req.extensions_mut().insert(self.info.clone());
+        if req.headers().contains_key(http::header::UPGRADE) {
+            req.extensions_mut()
+                .insert(TunnelIdleTimeout(self.tunnel_idle_timeout));
+        }
         self.stats.request();
         Counted {
             inner: self.inner.call(req),
@@ -295,6 +311,8 @@ pub async fn serve_counted<S>(
     let graceful = std::sync::Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
+    let (client_body_timeout, tunnel_idle_timeout) =
+        (settings.client_body_timeout, settings.tunnel_idle_timeout);
     let mut accept_tasks = tokio::task::JoinSet::new();
     for (listener, stats) in listeners {
         let (builder, stack, graceful, mut stop) = (
@@ -326,6 +344,8 @@ pub async fn serve_counted<S>(
                     inner: stack.clone(),
                     info,
                     stats: stats.clone(),
+                    client_body_timeout,
+                    tunnel_idle_timeout,
                 });
                 let conn = builder
                     .serve_connection_with_upgrades(io, service)
