@@ -72,7 +72,7 @@ mod service;
 pub mod test_util;
 
 pub use body::ResponseBody;
-pub use cgi::{CgiConfig, CgiContext, LocalRedirect, ScriptMapping};
+pub use cgi::{CgiConfig, CgiContext, LocalRedirect, RefusedRequest, ScriptMapping};
 pub use config::{ClientAbort, FastCgiConfig};
 pub use conn::FastCgiAddr;
 pub use error::{BoxError, Error, ErrorKind};
