@@ -167,7 +167,11 @@ fn expire(idle: &Idle, idle_timeout: Duration) -> (Vec<Conn>, Option<Instant>) {
         }
     }
     // Oldest first, so the first one left is the next to expire.
-    let next = idle.conns.first().map(|(_, since)| *since + idle_timeout);
+    // An idle timeout too large for the clock never expires.
+    let next = idle
+        .conns
+        .first()
+        .and_then(|(_, since)| since.checked_add(idle_timeout));
     idle.reaper_parked = next.is_none();
     (closed, next)
 }
