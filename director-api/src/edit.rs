@@ -118,15 +118,8 @@ fn cache(c: &mut ClusterConfig) -> &mut CacheSettings {
 
 fn fastcgi(c: &mut ClusterConfig) -> &mut FastCgiSettings {
     // The document root has no default; building refuses an empty one, naming the key.
-    c.fastcgi.get_or_insert_with(|| FastCgiSettings {
-        document_root: String::new(),
-        index: "index.php".into(),
-        script_extensions: None,
-        front_controller: None,
-        params: Default::default(),
-        keep_connections: true,
-        max_idle_connections: 4,
-    })
+    c.fastcgi
+        .get_or_insert_with(|| FastCgiSettings::new(String::new()))
 }
 
 /// Applies cluster settings. Setting any health key turns health checking on (a cluster without
