@@ -14,7 +14,7 @@ use std::{
 use director_core::{
     Body, ErrorKind, ProxyError,
     addr::BackendAddr,
-    body::{ClientBodyError, client_body_error},
+    body::client_body_error,
     client_info::ClientInfo,
     config::{ClientAbort, FastCgiSettings},
     registry::TransportFactory,
@@ -177,19 +177,16 @@ fn refusal(err: ProxyError) -> Response<Body> {
 /// The proxy's view of a FastCGI failure: which status, and whether anything was sent.
 ///
 /// The client's own faults are marked sent, whatever reached the application: retrying them
-/// on another backend would fail the same way. They map to [`ErrorKind::BadRequest`], which
-/// passive health ignores, with the client's status: 400 for a bad path or a broken body, and
-/// for a body failure the status of the [`ClientBodyError`] in its source chain (408 for a
-/// body timeout, 413 for a body over its limit).
+/// on another backend would fail the same way. A broken, stalled or oversized body is
+/// [`ErrorKind::ClientBody`] with the status of the [`ClientBodyError`](director_core::body::ClientBodyError) in its source chain
+/// (400, 408, 413), as in the HTTP transport; a bad path is [`ErrorKind::BadRequest`] (400).
+/// Passive health ignores both.
 fn proxy_error(err: director_fastcgi::Error) -> ProxyError {
     use director_fastcgi::ErrorKind as F;
-    if let Some(body) = client_body_error(&err) {
-        let (status, detail) = (body.status(), client_body_detail(body));
-        return ProxyError::new(ErrorKind::BadRequest)
-            .with_status(status)
-            .with_detail(detail)
-            .with_source(err)
-            .sent();
+    // The client's broken body is the client's, as in every transport: no passive-health
+    // report, no backend error counted, no retry.
+    if client_body_error(&err).is_some() {
+        return ProxyError::client_body(err);
     }
     let kind = match err.kind() {
         F::Connect => ErrorKind::ConnectFailed,
@@ -197,12 +194,7 @@ fn proxy_error(err: director_fastcgi::Error) -> ProxyError {
         F::ReadTimeout | F::WriteTimeout => ErrorKind::Timeout,
         F::Protocol | F::ClosedEarly => ErrorKind::UpstreamBroken,
         F::Overloaded => ErrorKind::Overloaded,
-        F::RequestBody => {
-            return ProxyError::new(ErrorKind::BadRequest)
-                .with_detail("the request body failed")
-                .with_source(err)
-                .sent();
-        }
+        F::RequestBody => return ProxyError::client_body(err),
         F::BadRequest => {
             return ProxyError::new(ErrorKind::BadRequest)
                 .with_detail("the request path contains a control character")
@@ -217,21 +209,9 @@ fn proxy_error(err: director_fastcgi::Error) -> ProxyError {
                 .sent();
         }
     };
-    // The client's broken body is the client's, as in every transport.
-    if director_core::body::client_body_error(&err).is_some() {
-        return ProxyError::client_body(err);
-    }
     let sent = err.request_sent();
     let err = ProxyError::new(kind).with_source(err);
     if sent { err.sent() } else { err }
-}
-
-fn client_body_detail(err: &ClientBodyError) -> &'static str {
-    match err {
-        ClientBodyError::Read(_) => "the request body failed",
-        ClientBodyError::Timeout(_) => "the request body timed out",
-        ClientBodyError::TooLarge(_) => "the request body is too large",
-    }
 }
 
 #[cfg(test)]
@@ -239,6 +219,7 @@ mod tests {
     use std::pin::Pin;
 
     use bytes::Bytes;
+    use director_core::body::ClientBodyError;
     use director_fastcgi::test_util::{FakeResponder, Script};
     use http_body::Frame;
     use http_body_util::BodyExt;
@@ -293,8 +274,8 @@ mod tests {
             assert_eq!(err.status(), status);
             assert_eq!(
                 err.kind(),
-                ErrorKind::BadRequest,
-                "passive health ignores it"
+                ErrorKind::ClientBody,
+                "the client's: passive health and backend counters ignore it"
             );
             assert!(err.was_sent(), "never retried on another backend");
         }
