@@ -565,8 +565,15 @@ impl Cluster {
     ) -> Result<Grant, ProxyError> {
         let queue = self.bucket(bucket);
         // Strict FIFO per bucket: only take a token directly when nobody of this bucket waits.
+        // While others wait, borrowing goes through the queues (the shaper's order: buckets
+        // below their assured share first).
         if queue.queued.current() == 0 {
-            if self.shaper.try_get(bucket) {
+            let taken = if self.waiting.load(Ordering::Acquire) == 0 {
+                self.shaper.try_get(bucket)
+            } else {
+                self.shaper.try_get_assured(bucket)
+            };
+            if taken {
                 match self.pick(skip, key) {
                     Ok(backend) => return Ok(self.grant(Some(bucket), backend, now)),
                     Err(refusal) => {
