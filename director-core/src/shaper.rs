@@ -810,9 +810,11 @@ impl Shaper {
     fn pick_assured<F: Fn(BucketId) -> bool>(&self, waiting: &F) -> Option<BucketId> {
         // (bucket, own tokens, own assured share); only when requests wait, so a Vec is fine.
         let mut below: Vec<(BucketId, u64, u64)> = self
-            .buckets()
-            .filter_map(|id| {
-                let node = self.node(id);
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(id, node)| {
+                let node = node.as_ref()?;
                 let own = u64::from(node.own.load(Ordering::Acquire));
                 let assured = u64::from(node.own_assured());
                 (own < assured && waiting(id)).then_some((id, own, assured))
