@@ -24,6 +24,7 @@ use crate::{
 pub(crate) const CLUSTER_KEYS: &[&str] = &[
     "enabled",
     "scheduler",
+    "shaper",
     "queue-limit",
     "queue-timeout",
     "retry-after",
@@ -135,6 +136,10 @@ fn apply_cluster_key(p: Param<'_>, c: &mut ClusterConfig) -> Result<(), ApiError
     match p.key {
         "enabled" => c.enabled = p.bool()?,
         "scheduler" => c.scheduler = scheduler(p)?,
+        "shaper" => {
+            c.shaper = serde_json::from_value(json!(p.choice(&["htb", "x0"])?))
+                .expect("the choices are the variants")
+        }
         "queue-limit" => c.queue_limit = p.uint()?,
         "queue-timeout" => c.queue_timeout = p.opt_duration()?,
         "retry-after" => c.retry_after = p.whole_secs()?,

@@ -8,8 +8,8 @@
 //! Admission is synchronised without a lock on the common path: tokens and backend slots are
 //! atomics taken with compare-and-swap; a bucket's queue (a mutex over a `VecDeque`) is touched
 //! only when requests actually wait. Queued requests are served oldest first within a bucket, and
-//! across buckets in the shaper's round-robin order; a new request never overtakes requests
-//! already waiting in its bucket.
+//! across buckets in the shaper's order (see [`Shaper::pick`]); a new request never overtakes
+//! requests already waiting in its bucket.
 //!
 //! Failures: when a backend cannot be reached the request goes to the next one; a request that
 //! reached a backend is sent again only if it was kept for replay (see [`crate::replay`]), its
@@ -567,8 +567,15 @@ impl Cluster {
     ) -> Result<Grant, ProxyError> {
         let queue = self.bucket(bucket);
         // Strict FIFO per bucket: only take a token directly when nobody of this bucket waits.
+        // While others wait, borrowing goes through the queues (the shaper's order: buckets
+        // below their assured share first).
         if queue.queued.current() == 0 {
-            if self.shaper.try_get(bucket) {
+            let taken = if self.waiting.load(Ordering::Acquire) == 0 {
+                self.shaper.try_get(bucket)
+            } else {
+                self.shaper.try_get_assured(bucket)
+            };
+            if taken {
                 match self.pick(skip, key) {
                     Ok(backend) => return Ok(self.grant(Some(bucket), backend, now)),
                     Err(refusal) => {

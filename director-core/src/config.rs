@@ -10,6 +10,7 @@ use std::{collections::BTreeMap, fmt, time::Duration};
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 use crate::schedule::SchedulerKind;
+use crate::shaper::ShaperMode;
 
 /// A duration in the config: a number of seconds (`10`, `0.25`) or a string with a unit
 /// (`"250ms"`, `"10s"`, `"2m"`, `"1h"`).
@@ -186,6 +187,10 @@ pub struct ClusterConfig {
     /// Send `X-Director-Backend` and `X-Director-Bucket` response headers (default true).
     #[serde(default = "yes")]
     pub response_headers: bool,
+    /// How buckets share the capacity: `htb` (default: rates assured, idle tokens borrowed up
+    /// to the ceil) or `x0` (x0's arithmetic: borrowing only from unreserved tokens).
+    #[serde(default, skip_serializing_if = "ShaperMode::is_htb")]
+    pub shaper: ShaperMode,
     /// Buckets partitioning the cluster's capacity: `[[clusters.NAME.buckets]]`.
     #[serde(default)]
     pub buckets: Vec<BucketConfig>,
