@@ -52,6 +52,13 @@ pub struct ServerConfig {
     /// How long a client may take to send a request head.
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: ConfigDuration,
+    /// How long a client may send no request body bytes while Director waits for them (408).
+    #[serde(default = "default_client_body_timeout")]
+    pub client_body_timeout: ConfigDuration,
+    /// How long an upgraded connection (WebSocket…) may carry nothing either way before both
+    /// sides are closed.
+    #[serde(default = "default_tunnel_idle_timeout")]
+    pub tunnel_idle_timeout: ConfigDuration,
     /// The largest request head accepted, in bytes (larger ones get 431).
     #[serde(default = "default_max_header_size")]
     pub max_header_size: usize,
@@ -116,6 +123,8 @@ impl Default for ServerConfig {
             pseudonym: default_pseudonym(),
             trust_forwarded_headers: false,
             header_read_timeout: default_header_read_timeout(),
+            client_body_timeout: default_client_body_timeout(),
+            tunnel_idle_timeout: default_tunnel_idle_timeout(),
             max_header_size: default_max_header_size(),
             max_headers: default_max_headers(),
             keep_alive_timeout: default_keep_alive_timeout(),
@@ -179,6 +188,12 @@ fn default_h2_ping_interval() -> ConfigDuration {
 }
 fn default_h2_ping_timeout() -> ConfigDuration {
     ConfigDuration(std::time::Duration::from_secs(20))
+}
+fn default_client_body_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(60))
+}
+fn default_tunnel_idle_timeout() -> ConfigDuration {
+    ConfigDuration(director_core::transport::TunnelIdleTimeout::DEFAULT)
 }
 fn default_shutdown_timeout() -> ConfigDuration {
     ConfigDuration(std::time::Duration::from_secs(30))
@@ -483,6 +498,19 @@ pub fn parse_with(
     if let Err((key, message)) = check_connection_limits(&config.server) {
         let key = format!("server.{key}");
         return Err(invalid(locate(source, &key), key, message));
+    }
+    for (key, value) in [
+        ("client-body-timeout", config.server.client_body_timeout),
+        ("tunnel-idle-timeout", config.server.tunnel_idle_timeout),
+    ] {
+        if value.0.is_zero() {
+            let key = format!("server.{key}");
+            return Err(invalid(
+                locate(source, &key),
+                key,
+                "a timeout must be greater than zero".into(),
+            ));
+        }
     }
     if config.server.threads == Some(0) {
         let key = "server.threads".to_owned();

@@ -15,7 +15,8 @@
 //!   response head (histogram).
 //! - `director_backend_in_flight`, `_requests_total`, `_bytes_in_total`, `_bytes_out_total`,
 //!   `_connect_errors_total`, `_response_errors_total`, `_retries_total`, `_redispatches_total`,
-//!   `_client_aborts_total`, `_server_aborts_total` `{cluster,backend}`.
+//!   `_client_aborts_total`, `_server_aborts_total` `{cluster,backend}`;
+//!   `director_backend_tunnels_open{cluster,backend}` (upgraded connections open now).
 //! - `director_backend_up{cluster,backend}` (takes new requests), `director_backend_health{…,state}`
 //!   (`online`, `offline`, `undefined`), `director_backend_admin_state{…,state}` (`ready`,
 //!   `drain`, `maint`), `director_backend_weight`, `director_backend_downs_total`,
@@ -132,6 +133,7 @@ impl Metrics {
                 let s = backend.stats().snapshot();
                 let load = backend.load();
                 gauge!("director_backend_in_flight", &labels).set(f64::from(backend.in_flight()));
+                gauge!("director_backend_tunnels_open", &labels).set(backend.open_tunnels() as f64);
                 counter!("director_backend_requests_total", &labels).absolute(load.total);
                 for (class, n) in CLASSES.iter().zip(s.responses) {
                     let mut with_class = labels.to_vec();
@@ -424,6 +426,11 @@ fn describe() {
         describe_counter!(*name, *unit, *help);
     }
     let gauges: &[(&str, Unit, &str)] = &[
+        (
+            "director_backend_tunnels_open",
+            Unit::Count,
+            "Upgraded connections (WebSockets and other tunnels) to the backend open now.",
+        ),
         (
             "director_cluster_in_flight",
             Unit::Count,

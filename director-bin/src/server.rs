@@ -23,7 +23,10 @@ use std::{
     time::Duration,
 };
 
-use director_core::{Body, client_info::ClientInfo, stats::FrontendStats};
+use director_core::{
+    Body, body::ClientBody, client_info::ClientInfo, stats::FrontendStats,
+    transport::TunnelIdleTimeout,
+};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -112,6 +115,10 @@ pub struct ConnSettings {
     pub header_read_timeout: Duration,
     /// How long a connection may stay idle between requests.
     pub keep_alive_timeout: Duration,
+    /// How long a client may send no request body bytes while they are awaited.
+    pub client_body_timeout: Duration,
+    /// How long an upgraded connection may carry nothing either way.
+    pub tunnel_idle_timeout: Duration,
     /// The largest request head, in bytes.
     pub max_header_size: usize,
     /// The most header fields in an HTTP/1 request head.
@@ -134,6 +141,8 @@ impl ConnSettings {
         ConnSettings {
             header_read_timeout: server.header_read_timeout.0,
             keep_alive_timeout: server.keep_alive_timeout.0,
+            client_body_timeout: server.client_body_timeout.0,
+            tunnel_idle_timeout: server.tunnel_idle_timeout.0,
             max_header_size: server.max_header_size,
             max_headers: server.max_headers,
             max_connections: server.max_connections,
@@ -152,7 +161,9 @@ impl ConnSettings {
     }
 }
 
-/// Adapts the stack to hyper: boxes the body, attaches the connection's [`ClientInfo`], counts
+/// Adapts the stack to hyper: boxes the body (as a [`ClientBody`]: its failures are the
+/// client's, and it times out after `client-body-timeout` without bytes), attaches the
+/// connection's [`ClientInfo`] (and to upgrade requests the tunnel idle timeout), counts
 /// requests and response classes for the listener's FRONTEND row, and tells the connection's
 /// [`Activity`] when a request starts and its response ends.
 #[derive(Clone, Debug)]
@@ -161,6 +172,8 @@ struct WithClientInfo<S> {
     info: ClientInfo,
     stats: Arc<FrontendStats>,
     activity: Arc<Activity>,
+    client_body_timeout: Duration,
+    tunnel_idle_timeout: Duration,
 }
 
 impl<S> Service<Request<Incoming>> for WithClientInfo<S>
@@ -179,8 +192,12 @@ where
         self.activity
             .request_started(req.version() == http::Version::HTTP_2);
         let in_flight = InFlight(self.activity.clone());
-        let mut req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+        let mut req = req.map(|b| ClientBody::wrap(b, self.client_body_timeout));
         req.extensions_mut().insert(self.info.clone());
+        if req.headers().contains_key(http::header::UPGRADE) {
+            req.extensions_mut()
+                .insert(TunnelIdleTimeout(self.tunnel_idle_timeout));
+        }
         self.stats.request();
         Counted {
             inner: self.inner.call(req),
@@ -490,6 +507,8 @@ async fn accept_loop<S>(
             info,
             stats: stats.clone(),
             activity: activity.clone(),
+            client_body_timeout: settings.client_body_timeout,
+            tunnel_idle_timeout: settings.tunnel_idle_timeout,
         });
         let conn = builder
             .serve_connection_with_upgrades(io, service)

@@ -19,7 +19,7 @@ use crate::{
     directors::{Healthy, ShardParams},
     key::HashKey,
     route::{Classify, HostPattern, Route, RouteTable, Target},
-    shaper::{ROOT, Shaper},
+    shaper::{ROOT, Shaper, ShaperMode},
     transport::{Transport, TransportOptions},
 };
 
@@ -508,7 +508,7 @@ fn build_cluster(
         b.set_soft_drain(backend.drain);
         backends.push(Arc::new(b));
     }
-    let shaper = build_shaper(&cluster.buckets, &at)?;
+    let shaper = build_shaper(&cluster.buckets, cluster.shaper, &at)?;
     let queue_timeout = match cluster.queue_timeout {
         Some(d) if d.0.is_zero() => {
             return Err(ConfigError::new(
@@ -669,8 +669,12 @@ fn apply_backend(live: &Backend, was: &BackendConfig, now: &BackendConfig) {
 }
 
 /// The shaper of a cluster with `buckets` (created in order; a parent must come first).
-fn build_shaper(buckets: &[BucketConfig], at: &str) -> Result<Shaper, ConfigError> {
-    let mut shaper = Shaper::new(0);
+fn build_shaper(
+    buckets: &[BucketConfig],
+    mode: ShaperMode,
+    at: &str,
+) -> Result<Shaper, ConfigError> {
+    let mut shaper = Shaper::with_mode(0, mode);
     for (i, bucket) in buckets.iter().enumerate() {
         let at = format!("{at}.buckets[{i}]");
         let parent = match &bucket.parent {
@@ -854,6 +858,7 @@ mod tests {
             max_retry_count: 3,
             replay_body_limit: 65536,
             response_headers: true,
+            shaper: Default::default(),
             buckets: vec![],
             hash_key: None,
             ring_replicas: 67,

@@ -185,6 +185,29 @@ fn load_makes_a_relative_path_absolute() {
 }
 
 #[test]
+fn client_timeouts_default_and_refuse_zero() {
+    let loaded = parse(GOOD, Path::new("good.toml")).unwrap();
+    let server = &loaded.config.server;
+    assert_eq!(
+        server.client_body_timeout.0,
+        std::time::Duration::from_secs(60)
+    );
+    assert_eq!(
+        server.tunnel_idle_timeout.0,
+        std::time::Duration::from_secs(600)
+    );
+    for key in ["client-body-timeout", "tunnel-idle-timeout"] {
+        let source = GOOD.replace(
+            "listen = [\"127.0.0.1:0\"]",
+            &format!("listen = [\"127.0.0.1:0\"]\n{key} = \"0s\""),
+        );
+        let (line, _, at, message) = error(&source);
+        assert_eq!((line, at.as_str()), (4, format!("server.{key}").as_str()));
+        assert!(message.contains("greater than zero"), "{message}");
+    }
+}
+
+#[test]
 fn zero_connection_limits_name_line_and_key() {
     for (setting, key) in [
         ("max-connections = 0", "server.max-connections"),
