@@ -62,6 +62,25 @@ pub struct ServerConfig {
     /// The largest request head accepted, in bytes (larger ones get 431).
     #[serde(default = "default_max_header_size")]
     pub max_header_size: usize,
+    /// The most header fields in an HTTP/1 request head (more get 431).
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// How long a connection may stay idle between requests (HTTP/1 keep-alive, or HTTP/2 with
+    /// no open stream, then closed with GOAWAY).
+    #[serde(default = "default_keep_alive_timeout")]
+    pub keep_alive_timeout: ConfigDuration,
+    /// The most connections each listener holds at once; accepting pauses at this many.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// The most concurrent streams a client may open on one HTTP/2 connection.
+    #[serde(default = "default_h2_max_concurrent_streams")]
+    pub h2_max_concurrent_streams: u32,
+    /// How often an HTTP/2 connection is pinged to find a dead peer; `"0s"` sends no pings.
+    #[serde(default = "default_h2_ping_interval")]
+    pub h2_ping_interval: ConfigDuration,
+    /// How long a ping may go unanswered before the HTTP/2 connection is closed.
+    #[serde(default = "default_h2_ping_timeout")]
+    pub h2_ping_timeout: ConfigDuration,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: ConfigDuration,
@@ -107,6 +126,12 @@ impl Default for ServerConfig {
             client_body_timeout: default_client_body_timeout(),
             tunnel_idle_timeout: default_tunnel_idle_timeout(),
             max_header_size: default_max_header_size(),
+            max_headers: default_max_headers(),
+            keep_alive_timeout: default_keep_alive_timeout(),
+            max_connections: default_max_connections(),
+            h2_max_concurrent_streams: default_h2_max_concurrent_streams(),
+            h2_ping_interval: default_h2_ping_interval(),
+            h2_ping_timeout: default_h2_ping_timeout(),
             shutdown_timeout: default_shutdown_timeout(),
             access_log: AccessLogFormat::default(),
             log_level: default_log_level(),
@@ -145,6 +170,24 @@ fn default_header_read_timeout() -> ConfigDuration {
 }
 fn default_max_header_size() -> usize {
     64 * 1024
+}
+fn default_max_headers() -> usize {
+    100
+}
+fn default_keep_alive_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(60))
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_h2_max_concurrent_streams() -> u32 {
+    100
+}
+fn default_h2_ping_interval() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(30))
+}
+fn default_h2_ping_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(20))
 }
 fn default_client_body_timeout() -> ConfigDuration {
     ConfigDuration(std::time::Duration::from_secs(60))
@@ -452,6 +495,10 @@ pub fn parse_with(
         let key = "server.pseudonym".to_owned();
         return Err(invalid(locate(source, &key), key, err.to_string()));
     }
+    if let Err((key, message)) = check_connection_limits(&config.server) {
+        let key = format!("server.{key}");
+        return Err(invalid(locate(source, &key), key, message));
+    }
     for (key, value) in [
         ("client-body-timeout", config.server.client_body_timeout),
         ("tunnel-idle-timeout", config.server.tunnel_idle_timeout),
@@ -529,6 +576,35 @@ pub fn parse_with(
 }
 
 /// 1-based line and column of byte `offset`.
+/// The client-facing limits of `[server]` that must be positive: a zero timeout would close
+/// every connection at once, a zero limit would serve nobody.
+fn check_connection_limits(server: &ServerConfig) -> Result<(), (&'static str, String)> {
+    let durations = [
+        ("header-read-timeout", server.header_read_timeout),
+        ("keep-alive-timeout", server.keep_alive_timeout),
+        ("h2-ping-timeout", server.h2_ping_timeout),
+    ];
+    for (key, value) in durations {
+        if value.0.is_zero() {
+            return Err((key, format!("{key} must be longer than 0s")));
+        }
+    }
+    let counts = [
+        ("max-connections", server.max_connections),
+        ("max-headers", server.max_headers),
+        (
+            "h2-max-concurrent-streams",
+            server.h2_max_concurrent_streams as usize,
+        ),
+    ];
+    for (key, value) in counts {
+        if value == 0 {
+            return Err((key, format!("{key} must be at least 1")));
+        }
+    }
+    Ok(())
+}
+
 fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;

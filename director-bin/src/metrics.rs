@@ -195,6 +195,11 @@ impl Metrics {
             let s = frontend.snapshot();
             let labels = [("listener", s.name.to_string())];
             gauge!("director_listener_connections", &labels).set(s.connections.current as f64);
+            gauge!("director_listener_connections_max", &labels).set(s.connections.max as f64);
+            gauge!("director_listener_connections_limit", &labels).set(s.connection_limit as f64);
+            counter!("director_listener_connection_limit_waits_total", &labels)
+                .absolute(s.limit_waits);
+            counter!("director_listener_timeouts_total", &labels).absolute(s.timeouts);
             counter!("director_listener_connections_total", &labels).absolute(s.connections.total);
             counter!("director_listener_requests_total", &labels).absolute(s.requests);
             counter!("director_listener_bytes_in_total", &labels).absolute(s.bytes_in);
@@ -367,6 +372,16 @@ fn describe() {
             "Responses sent by status class.",
         ),
         (
+            "director_listener_connection_limit_waits_total",
+            Unit::Count,
+            "Times accepting paused because the listener held max-connections connections.",
+        ),
+        (
+            "director_listener_timeouts_total",
+            Unit::Count,
+            "Client connections closed for sending no request head in time or idling too long.",
+        ),
+        (
             "director_cache_hits_total",
             Unit::Count,
             "Fresh deliveries from the cache.",
@@ -475,6 +490,16 @@ fn describe() {
             "director_listener_connections",
             Unit::Count,
             "Client connections open now.",
+        ),
+        (
+            "director_listener_connections_max",
+            Unit::Count,
+            "The most client connections open at once so far.",
+        ),
+        (
+            "director_listener_connections_limit",
+            Unit::Count,
+            "max-connections: accepting pauses at this many open connections.",
         ),
         (
             "director_cache_bytes",

@@ -206,3 +206,27 @@ fn client_timeouts_default_and_refuse_zero() {
         assert!(message.contains("greater than zero"), "{message}");
     }
 }
+
+#[test]
+fn zero_connection_limits_name_line_and_key() {
+    for (setting, key) in [
+        ("max-connections = 0", "server.max-connections"),
+        ("max-headers = 0", "server.max-headers"),
+        (
+            "h2-max-concurrent-streams = 0",
+            "server.h2-max-concurrent-streams",
+        ),
+        ("header-read-timeout = \"0s\"", "server.header-read-timeout"),
+        ("keep-alive-timeout = \"0ms\"", "server.keep-alive-timeout"),
+    ] {
+        let source = GOOD.replace("[server]\n", &format!("[server]\n{setting}\n"));
+        let (line, _, found, message) = error(&source);
+        assert_eq!((line, found.as_str()), (3, key), "{setting}: {message}");
+    }
+    let source = GOOD.replace("[server]\n", "[server]\nh2-ping-interval = \"0s\"\n");
+    let loaded = parse(&source, Path::new("test.toml")).unwrap();
+    assert!(
+        loaded.config.server.h2_ping_interval.0.is_zero(),
+        "0s turns pings off"
+    );
+}
