@@ -254,7 +254,35 @@ impl Snapshot {
                     "a path prefix starts with '/'",
                 ));
             }
+            // Requests are matched by their normalised path: a prefix in any other spelling
+            // would never match (or match only with `normalize-path = false`).
+            match crate::normalize::normalize_path(&path) {
+                Ok(normal) if normal == path => {}
+                Ok(normal) => {
+                    return Err(ConfigError::new(
+                        format!("{at}.path"),
+                        format!("write the path prefix in its normal form: {normal:?}"),
+                    ));
+                }
+                Err(err) => {
+                    return Err(ConfigError::new(format!("{at}.path"), err.describe()));
+                }
+            }
             let target = match (&route.cluster, &route.backend) {
+                _ if route.deny => {
+                    let routed = route.cluster.is_some()
+                        || route.backend.is_some()
+                        || route.fastcgi.is_some()
+                        || route.sendfile.is_some();
+                    if routed {
+                        return Err(ConfigError::new(
+                            at,
+                            "a `deny` route sends nothing anywhere: it takes no `cluster`, \
+                             `backend`, `fastcgi` or `sendfile`",
+                        ));
+                    }
+                    Target::Deny
+                }
                 (Some(name), None) => {
                     if route.sendfile.is_some() {
                         return Err(ConfigError::new(
@@ -312,7 +340,8 @@ impl Snapshot {
                 _ => {
                     return Err(ConfigError::new(
                         at,
-                        "a route names either a `cluster` or a `backend`, exactly one of them",
+                        "a route names either a `cluster` or a `backend` (or sets `deny`), \
+                         exactly one of them",
                     ));
                 }
             };
@@ -348,6 +377,7 @@ impl Snapshot {
                 path,
                 target,
                 classify,
+                max_request_body: route.max_request_body,
             });
         }
         let retired = previous
