@@ -42,8 +42,7 @@ pub fn check_length(headers: &HeaderMap, body: &Body, limit: u64) -> Result<(), 
 /// and within the limit (checked by [`check_length`] first), else counted by [`LimitedBody`].
 pub fn limit(body: Body, limit: u64) -> Body {
     use http_body::Body as _;
-    if limit == 0 || body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= limit)
-    {
+    if limit == 0 || body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= limit) {
         return body;
     }
     crate::body::boxed(LimitedBody::new(body, limit))

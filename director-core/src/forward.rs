@@ -175,7 +175,9 @@ fn normalize_uri(parts: &mut http::request::Parts) -> Result<(), PathError> {
 /// The answer to `CONNECT`: Director is a reverse proxy and opens no tunnels on request
 /// (RFC 9110 §9.3.6; 405 names what it does allow).
 fn refuse_connect(policy: &HeaderPolicy) -> Response<Body> {
-    let mut r = Response::new(body::full("405 Method Not Allowed: CONNECT is not served\n"));
+    let mut r = Response::new(body::full(
+        "405 Method Not Allowed: CONNECT is not served\n",
+    ));
     *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     let headers = r.headers_mut();
     headers.insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
@@ -203,10 +205,8 @@ fn answer_locally(parts: &http::request::Parts, policy: &HeaderPolicy) -> Respon
         r
     } else {
         let mut r = Response::new(body::empty());
-        r.headers_mut().insert(
-            header::ALLOW,
-            HeaderValue::from_static(ALLOWED),
-        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
         r.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         r

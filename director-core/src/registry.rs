@@ -981,4 +981,46 @@ mod tests {
         let err = build(vec![("app", c)], vec![]).unwrap_err();
         assert_eq!(err.path, "clusters.app.read-timeout");
     }
+
+    #[test]
+    fn deny_routes_take_no_target() {
+        let deny = RouteConfig {
+            path: Some("/inc/".into()),
+            deny: true,
+            ..RouteConfig::default()
+        };
+        let s = build(vec![], vec![deny.clone()]).unwrap();
+        assert!(matches!(s.routes().routes()[0].target, Target::Deny));
+
+        let err = build(
+            vec![],
+            vec![RouteConfig {
+                backend: Some("http://127.0.0.1:1".into()),
+                ..deny
+            }],
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "routes[0]");
+        assert!(err.message.contains("deny"), "{}", err.message);
+    }
+
+    #[test]
+    fn route_paths_are_written_in_normal_form() {
+        let at = |path: &str| {
+            build(
+                vec![],
+                vec![RouteConfig {
+                    path: Some(path.into()),
+                    deny: true,
+                    ..RouteConfig::default()
+                }],
+            )
+        };
+        assert!(at("/inc/").is_ok());
+        let err = at("/%69nc//").unwrap_err();
+        assert_eq!(err.path, "routes[0].path");
+        assert!(err.message.contains("\"/inc/\""), "{}", err.message);
+        let err = at("/a%2Fb").unwrap_err();
+        assert_eq!(err.path, "routes[0].path");
+    }
 }
