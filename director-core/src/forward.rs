@@ -275,3 +275,39 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str) -> http::request::Parts {
+        Request::get(uri).body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn the_uri_gets_the_normal_path_and_keeps_its_query_and_authority() {
+        let mut p = parts("http://a.example:81//x/../%7ey?q=/../%2f&r");
+        normalize_uri(&mut p).unwrap();
+        assert_eq!(p.uri, "http://a.example:81/~y?q=/../%2f&r");
+        let mut p = parts("/a/./b");
+        normalize_uri(&mut p).unwrap();
+        assert_eq!(p.uri, "/a/b");
+    }
+
+    #[test]
+    fn options_asterisk_is_left_alone_and_other_targets_must_be_paths() {
+        let mut p = Request::options("*").body(()).unwrap().into_parts().0;
+        assert_eq!(normalize_uri(&mut p), Ok(()));
+        assert_eq!(p.uri, "*");
+        let mut p = parts("*");
+        assert_eq!(normalize_uri(&mut p), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn connect_is_answered_405_with_allow() {
+        let r = refuse_connect(&HeaderPolicy::default());
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[header::ALLOW], ALLOWED);
+        assert_eq!(r.headers()[header::VIA], "1.1 director");
+    }
+}

@@ -5,7 +5,9 @@
 //! every field it names, `Keep-Alive`, `TE`, `Transfer-Encoding`, `Upgrade` unless tunnelling,
 //! `Proxy-*`) never cross the proxy; `Via` gets Director's entry appended; `X-Forwarded-For` gets
 //! the client's address appended. `X-Forwarded-Proto` and `X-Forwarded-Host` are set by Director;
-//! what the client sent is kept only when the client is trusted.
+//! what the client sent is kept only when the client is trusted. A request carries exactly one
+//! valid `Host`, and an absolute-form target's authority replaces it ([`settle_host`]); an
+//! `h2c` upgrade is never tunnelled.
 
 use std::sync::Arc;
 
