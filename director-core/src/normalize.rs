@@ -74,28 +74,25 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-/// Whether `path` is already normal: one cheap pass, so that the common request allocates
-/// nothing.
+/// Whether `path` is already normal: simple whole-slice scans the compiler vectorises, so that
+/// the common request allocates nothing and pays a few nanoseconds.
 fn is_normal(path: &[u8]) -> Result<bool, PathError> {
+    if path.iter().any(|&b| is_control(b)) {
+        return Err(PathError::ControlByte);
+    }
+    if path.contains(&b'%') {
+        return Ok(false);
+    }
+    // Empty and dot segments begin with "//" or "/."; a "/." may start a name (`/.well-known`).
     let mut normal = true;
-    for (i, &b) in path.iter().enumerate() {
-        if is_control(b) {
-            return Err(PathError::ControlByte);
-        }
-        match b {
-            b'%' => normal = false,
-            b'/' => {
-                let rest = &path[i + 1..];
-                if rest.starts_with(b"/")
-                    || rest == b"."
-                    || rest == b".."
-                    || rest.starts_with(b"./")
-                    || rest.starts_with(b"../")
-                {
-                    normal = false;
-                }
+    for (i, pair) in path.windows(2).enumerate() {
+        if pair[0] == b'/' && (pair[1] == b'/' || pair[1] == b'.') {
+            let rest = &path[i + 1..];
+            let segment = rest.split(|&b| b == b'/').next().unwrap_or(rest);
+            if segment.is_empty() || segment == b"." || segment == b".." {
+                normal = false;
+                break;
             }
-            _ => {}
         }
     }
     Ok(normal)
