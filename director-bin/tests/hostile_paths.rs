@@ -7,6 +7,10 @@ mod support;
 use std::time::Duration;
 
 use director_core::testing::TestBackend;
+use director_fastcgi::{
+    FastCgiAddr,
+    test_util::{FakeResponder, Script},
+};
 use support::*;
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -73,6 +77,40 @@ async fn the_backend_receives_the_normalised_path_and_the_query_as_sent() {
     let seen = backend.last_request().expect("the backend saw the request");
     assert_eq!(seen.uri.path(), "/api/v1/~user%3F");
     assert_eq!(seen.uri.query(), Some("q=/../%2e&r=%2F"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fastcgi_backend_gets_the_path_the_routes_saw() {
+    let app = FakeResponder::tcp(Script::respond("Content-Type: text/plain\r\n\r\nphp"))
+        .await
+        .unwrap();
+    let url = match app.addr() {
+        FastCgiAddr::Tcp(sa) => format!("fastcgi://{sa}"),
+        FastCgiAddr::Unix(path) => format!("fastcgi+unix:{}", path.display()),
+    };
+    let director = Director::start(&format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\naccess-log = \"off\"\n\n\
+         [clusters.php]\n[clusters.php.fastcgi]\ndocument-root = \"/srv/www\"\n\
+         [[clusters.php.backends]]\nname = \"f0\"\nurl = \"{url}\"\n\n\
+         [[routes]]\ncluster = \"php\"\n\n[[routes]]\npath = \"/inc/\"\ndeny = true\n"
+    ));
+    for path in [
+        "/%69nc/init.php",
+        "/doku.php/../inc/init.php",
+        "//inc/init.php",
+    ] {
+        let (status, reply) = get_path(&director, path).await;
+        assert_eq!(status, 403, "{path}: {reply}");
+    }
+    assert!(app.requests().is_empty(), "no denied path reached PHP");
+
+    let (status, reply) = get_path(&director, "/%62log//index.php/posts/%2e%2e/7?x=%2e").await;
+    assert_eq!(status, 200, "{reply}");
+    let seen = &app.requests()[0];
+    assert_eq!(seen.param("REQUEST_URI"), Some("/blog/index.php/7?x=%2e"));
+    assert_eq!(seen.param("SCRIPT_NAME"), Some("/blog/index.php"));
+    assert_eq!(seen.param("PATH_INFO"), Some("/7"));
+    assert_eq!(seen.param("QUERY_STRING"), Some("x=%2e"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
