@@ -81,6 +81,14 @@ pub struct ServerConfig {
     /// How long a ping may go unanswered before the HTTP/2 connection is closed.
     #[serde(default = "default_h2_ping_timeout")]
     pub h2_ping_timeout: ConfigDuration,
+    /// The largest request body accepted, in bytes (larger ones get 413; 0: no limit); a
+    /// route's own `max-request-body` overrides it.
+    #[serde(default = "default_max_request_body")]
+    pub max_request_body: u64,
+    /// Normalise request paths before routing and forwarding (percent-encoding, slashes, dot
+    /// segments; refusing `%2F`, `%00`, control bytes and paths above the root).
+    #[serde(default = "yes")]
+    pub normalize_path: bool,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: ConfigDuration,
@@ -132,6 +140,8 @@ impl Default for ServerConfig {
             h2_max_concurrent_streams: default_h2_max_concurrent_streams(),
             h2_ping_interval: default_h2_ping_interval(),
             h2_ping_timeout: default_h2_ping_timeout(),
+            max_request_body: default_max_request_body(),
+            normalize_path: true,
             shutdown_timeout: default_shutdown_timeout(),
             access_log: AccessLogFormat::default(),
             log_level: default_log_level(),
@@ -194,6 +204,15 @@ fn default_client_body_timeout() -> ConfigDuration {
 }
 fn default_tunnel_idle_timeout() -> ConfigDuration {
     ConfigDuration(director_core::transport::TunnelIdleTimeout::DEFAULT)
+}
+/// 100 MiB: far above what PHP takes by default (`post_max_size = 8M`) and what ordinary
+/// uploads need, so it rarely surprises an operator (nginx's 1 MiB does), yet an anonymous client
+/// cannot stream an unbounded body into a backend (php-fpm spools it to disk).
+fn default_max_request_body() -> u64 {
+    100 << 20
+}
+fn yes() -> bool {
+    true
 }
 fn default_shutdown_timeout() -> ConfigDuration {
     ConfigDuration(std::time::Duration::from_secs(30))

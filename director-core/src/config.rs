@@ -641,9 +641,16 @@ pub struct RouteConfig {
     /// Balance over this cluster...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
-    /// ...or send straight to this backend URL (road warrior).
+    /// ...or send straight to this backend URL (road warrior)...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backend: Option<String>,
+    /// ...or answer 403 for every request it matches (no `cluster` or `backend`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deny: bool,
+    /// The largest request body this route takes, in bytes, over `[server]`'s
+    /// `max-request-body` (0: no limit). Larger ones get 413.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_request_body: Option<u64>,
     /// FastCGI settings when `backend` is a FastCGI URL: `[routes.fastcgi]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fastcgi: Option<FastCgiSettings>,
