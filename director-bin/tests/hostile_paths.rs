@@ -274,3 +274,28 @@ async fn an_h2c_upgrade_is_served_as_plain_http_11() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_own_proxy_fields_never_reach_the_backend() {
+    let backend = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let director = Director::start(&config(&backend, "", ""));
+    let head = "GET /x HTTP/1.1\r\nHost: site.example\r\nForwarded: host=evil.example;proto=https\r\n\
+                X-Forwarded-Prefix: /evil\r\nX-Forwarded-Port: 443\r\nX-Real-IP: 6.6.6.6\r\n\
+                X-Original-URL: /admin\r\nX-Forwarded-Host: evil.example\r\nConnection: close\r\n\r\n";
+    let (status, reply) = exchange(&director, head, b"").await;
+    assert_eq!(status, 200, "{reply}");
+    let seen = backend.last_request().expect("served");
+    for gone in [
+        "forwarded",
+        "x-forwarded-prefix",
+        "x-forwarded-port",
+        "x-real-ip",
+        "x-original-url",
+    ] {
+        assert!(
+            !seen.headers.contains_key(gone),
+            "{gone} reached the backend"
+        );
+    }
+    assert_eq!(seen.headers["x-forwarded-host"], "site.example");
+}

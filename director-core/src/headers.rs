@@ -117,6 +117,7 @@ struct Present {
     expect: bool,
     sendfile: bool,
     forwarded_for: bool,
+    proxy_claims: bool,
 }
 
 fn scan(headers: &HeaderMap) -> Present {
@@ -136,11 +137,35 @@ fn scan(headers: &HeaderMap) -> Present {
             "expect" => p.expect = true,
             "x-sendfile" | "x-accel-redirect" => p.sendfile = true,
             "x-forwarded-for" => p.forwarded_for = true,
+            name if PROXY_CLAIMS.contains(&name) => p.proxy_claims = true,
             _ => {}
         }
     }
     p
 }
+
+/// Fields in which a proxy tells an application about the client or the original request, that
+/// frameworks trust once the peer is a trusted proxy (Symfony's and Laravel's trusted proxies,
+/// Spring's forwarded-header filter, nginx's realip): `Forwarded` (RFC 7239), the
+/// `X-Forwarded-*` fields other than the three Director sets itself, the client-address fields,
+/// and the original-URL fields. Director speaks none of them, so a client's own would reach the
+/// backend as if Director had said it (links built for `X-Forwarded-Prefix: /evil`, cached for
+/// everyone). They are removed unless `trust-forwarded-headers` says every client is a proxy.
+const PROXY_CLAIMS: [&str; 13] = [
+    "forwarded",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-url-scheme",
+    "front-end-https",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+];
 
 /// The hop-by-hop fields of RFC 9110 §7.6.1, plus the legacy `Proxy-Connection` and h2c's
 /// `HTTP2-Settings` (RFC 7540 §3.2: it belongs to the connection it would upgrade).
@@ -309,6 +334,11 @@ pub fn prepare_request(
         };
         if let Some(value) = value {
             headers.insert(&X_FORWARDED_FOR, value);
+        }
+    }
+    if present.proxy_claims && !policy.trust_forwarded {
+        for name in PROXY_CLAIMS {
+            headers.remove(name);
         }
     }
     if !(policy.trust_forwarded && headers.contains_key(&X_FORWARDED_PROTO)) {

@@ -443,3 +443,30 @@ fn an_h2c_upgrade_is_not_tunnelled() {
     prepare_request(&mut parts, &client(), &HeaderPolicy::default());
     assert!(!parts.headers.contains_key("http2-settings"));
 }
+
+#[test]
+fn other_proxy_claims_are_removed_unless_trusted() {
+    let build = || {
+        let mut b = Request::get("/").header("host", "shop.example");
+        for name in PROXY_CLAIMS {
+            b = b.header(name, "claimed");
+        }
+        request(b.header("x-custom", "kept"))
+    };
+    let mut parts = build();
+    prepare_request(&mut parts, &client(), &HeaderPolicy::default());
+    for name in PROXY_CLAIMS {
+        assert!(
+            !parts.headers.contains_key(name),
+            "{name} reached the backend"
+        );
+    }
+    assert_eq!(values(&parts.headers, "x-custom"), ["kept"]);
+
+    let trusting = HeaderPolicy::new(Some("director"), true).unwrap();
+    let mut parts = build();
+    prepare_request(&mut parts, &client(), &trusting);
+    for name in PROXY_CLAIMS {
+        assert_eq!(values(&parts.headers, name), ["claimed"], "{name}");
+    }
+}
