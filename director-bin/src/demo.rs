@@ -25,6 +25,13 @@ stats-socket = "{stats_socket}"
 # Dynamic clusters, one file each, changed through the admin API (127.0.0.1:8081) and kept
 # there; the demo starts with "shop", reachable as `Host: shop`.
 cluster-dir = "{cluster_dir}"
+# Hostile clients (docs/security.md): a client gets 10 s for a request head, 30 s between body
+# bytes, at most 10 MiB of body (413 beyond), and each listener holds at most 1000 connections
+# (accept pauses at the limit instead of running out of file descriptors).
+header-read-timeout = "10s"
+client-body-timeout = "30s"
+max-request-body = 10485760
+max-connections = 1000
 
 # One cluster, three backends: over IPv4, IPv6 and a UNIX socket. alpha and beta take 4
 # requests at once each; gamma is a backup, used only while neither is available.
@@ -41,8 +48,9 @@ interval = "2s"
 rise = 2
 fall = 1
 
-# Buckets split the cluster's capacity between request classes (x0's HTB shaper):
-# vip is assured 25% and may borrow up to 50%; bulk is assured 25% and capped at 50%.
+# Buckets split the cluster's capacity between request classes (HTB): vip is assured 25% and
+# may borrow up to 50% from what the others leave idle; bulk likewise; unclassified requests
+# share the remaining 50% and may borrow the rest.
 [[clusters.demo.buckets]]
 name = "vip"
 rate = 0.25
@@ -75,6 +83,9 @@ read-timeout = "10s"
 
 [clusters.app.fastcgi]
 document-root = "/srv/demo"
+# The demo's application runs in-process with no files on disk; with a real document root on
+# this machine Director checks that the script exists before asking the application.
+check-script = false
 
 # FastCGI backends get a FastCGI probe.
 [clusters.app.health]
@@ -88,6 +99,12 @@ url = "{fcgi}"
 [[routes]]
 path = "/app"
 cluster = "app"
+
+# Deny a prefix: 403 for every spelling of it (/app/%69nc/, /app//inc/, /app/x/../inc/), since
+# paths are normalised once before routing and backends get the same normal path.
+[[routes]]
+path = "/app/inc/"
+deny = true
 
 # Sticky sessions: consistent hashing of the `session` cookie over alpha and beta.
 [clusters.sticky]

@@ -357,6 +357,7 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
         println!("  curl -i http://{listen}/cached      # object cache: X-Cache: MISS, then HIT");
         println!("  curl -i -X PURGE http://{listen}/cached   # purge (allowed from loopback)");
         println!("  curl -i 'http://{listen}/app/index.php/hello?x=1'   # FastCGI");
+        println!("  curl -i http://{listen}/app/%69nc/config.php   # 403: a denied prefix, in any spelling");
         println!("  curl -i http://{listen}/files/hello.txt   # X-Sendfile: the backend names it, Director sends it");
         println!("  curl -i -r 0-4 http://{listen}/download/hello.txt   # X-Accel-Redirect, a range");
         if let Some(socket) = &loaded.config.server.stats_socket {

@@ -112,6 +112,9 @@ async fn the_demo_shows_balancing_backups_buckets_pinning_and_fastcgi() {
     );
     let fcgi = get(&director.url("/app/index.php/hi?x=1")).await;
     assert!(fcgi.text().contains("PATH_INFO=/hi"), "{}", fcgi.text());
+    // The denied prefix, in another spelling.
+    let denied = get(&director.url("/app/%69nc/config.php")).await;
+    assert_eq!(denied.status, 403, "{}", denied.text());
     let file = get(&director.url("/files/hello.txt")).await;
     assert!(
         file.text().starts_with("Hello from a file"),

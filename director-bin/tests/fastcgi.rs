@@ -21,7 +21,7 @@ fn url(addr: FastCgiAddr) -> String {
 fn config(backends: &[String], extra_routes: &str) -> String {
     let mut c = String::from(
         "[server]\nlisten = [\"127.0.0.1:0\"]\naccess-log = \"off\"\n\n\
-         [clusters.php]\nread-timeout = \"2s\"\n\n[clusters.php.fastcgi]\ndocument-root = \"/srv/www\"\n\
+         [clusters.php]\nread-timeout = \"2s\"\n\n[clusters.php.fastcgi]\ndocument-root = \"/srv/www\"\ncheck-script = false\n\
          params = { APP_ENV = \"test\" }\n\n",
     );
     for (i, b) in backends.iter().enumerate() {
@@ -88,7 +88,7 @@ async fn a_road_warrior_route_over_a_unix_socket() {
     .await
     .unwrap();
     let routes = format!(
-        "[[routes]]\npath = \"/legacy\"\nbackend = \"{}\"\n[routes.fastcgi]\ndocument-root = \"/srv/legacy\"\nfront-controller = \"/app.php\"\n\n",
+        "[[routes]]\npath = \"/legacy\"\nbackend = \"{}\"\n[routes.fastcgi]\ndocument-root = \"/srv/legacy\"\ncheck-script = false\nfront-controller = \"/app.php\"\n\n",
         url(app.addr())
     );
     let http = director_core::testing::TestBackend::tcp("h", "127.0.0.1:0")
