@@ -179,9 +179,16 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         let router = with_ui(protected, &auth, &store);
         let guarded =
             admin::HostGuard::new(router, &admin_hosts).expect("admin-hosts were checked above");
+        // Outside load balancers ask the monitor page with neither token nor our Host.
+        let monitor = tower::util::BoxCloneSyncService::new(director_haproxy::StatsService::new(
+            source.clone(),
+        ));
         tokio::spawn(server::serve(
             admin_listeners,
-            tower::util::BoxCloneSyncService::new(guarded),
+            tower::util::BoxCloneSyncService::new(admin::PublicMonitor::new(
+                monitor,
+                tower::util::BoxCloneSyncService::new(guarded),
+            )),
             conn.clone(),
             stopped(stop_rx.clone()),
         ))
