@@ -126,3 +126,126 @@ async fn the_fastcgi_probe_names_cluster_and_backend_as_x0_did() {
     assert_eq!(probe.param("SCRIPT_NAME"), Some("/ping.php"));
     drop(director);
 }
+
+/// `director` with warnings logged to a file.
+struct Logged {
+    child: std::process::Child,
+    base: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Logged {
+    fn start(config: &str) -> Logged {
+        use std::io::BufRead as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("director.toml");
+        std::fs::write(&path, with_admin(config)).unwrap();
+        let log = dir.path().join("stderr.log");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_director"))
+            .args(["--config", path.to_str().unwrap()])
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("director: listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("director listens");
+        Logged {
+            child,
+            base,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accel_redirect_to_no_location_is_a_logged_404() {
+    use director_core::testing::TestBackend;
+    let files = tempfile::tempdir().unwrap();
+    std::fs::create_dir(files.path().join("protected")).unwrap();
+    std::fs::write(files.path().join("protected/a.txt"), "from disk").unwrap();
+    let root = files.path().display();
+    let backend = TestBackend::tcp("b0", "127.0.0.1:0").await.unwrap();
+    // `plain` serves X-Sendfile but maps no X-Accel-Redirect location; `mapped` maps
+    // /protected/ (host mapped.test).
+    let director = Logged::start(&format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\naccess-log = \"off\"\n\n\
+         [clusters.plain]\n[clusters.plain.sendfile]\nroots = [\"{root}\"]\n\
+         [[clusters.plain.backends]]\nname = \"p0\"\nurl = \"{url}\"\n\n\
+         [clusters.mapped]\n[clusters.mapped.sendfile]\nroots = [\"{root}\"]\n\
+         accel-redirect = {{ \"/protected/\" = \"{root}/protected\" }}\n\
+         [[clusters.mapped.backends]]\nname = \"m0\"\nurl = \"{url}\"\n\n\
+         [[routes]]\nhost = \"mapped.test\"\ncluster = \"mapped\"\n\n\
+         [[routes]]\ncluster = \"plain\"\n",
+        url = backend.url()
+    ));
+    let accel = |uri: &str, host: &str| {
+        Request::get(director.url(&format!("/accel?uri={uri}")))
+            .header("host", host)
+            .body(Full::default())
+            .unwrap()
+    };
+    // Mapped: the file.
+    let reply = send(accel("/protected/a.txt", "mapped.test")).await;
+    assert_eq!(
+        (reply.status.as_u16(), reply.text().as_str()),
+        (200, "from disk")
+    );
+    // No location at all, and a location that does not match: 404, not the backend's body.
+    for (uri, host) in [
+        ("/protected/a.txt", "plain.test"),
+        ("/elsewhere/a.txt", "mapped.test"),
+    ] {
+        let reply = send(accel(uri, host)).await;
+        assert_eq!(reply.status, 404, "{uri} via {host}");
+        assert!(!reply.text().contains("backend's own body"), "{uri}");
+        assert!(reply.header("x-accel-redirect").is_none());
+    }
+    wait_until("both warnings are logged", || {
+        director
+            .log()
+            .matches("maps to no accel-redirect location")
+            .count()
+            >= 2
+    })
+    .await;
+    let log = director.log();
+    let warned = |cluster: &str, uri: &str| {
+        log.lines().any(|l| {
+            l.contains("X-Accel-Redirect")
+                && l.contains(&format!("cluster={cluster}"))
+                && l.contains(uri)
+                && l.contains("WARN")
+        })
+    };
+    assert!(warned("plain", "/protected/a.txt"), "{log}");
+    assert!(warned("mapped", "/elsewhere/a.txt"), "{log}");
+}
