@@ -68,6 +68,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         config,
         dynamic,
         cluster_dir,
+        cluster_files,
         file,
         snapshot: _,
     } = loaded;
@@ -83,7 +84,8 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             cluster_dir.clone(),
             assembly.clone(),
         )
-        .map_err(|e| anyhow::anyhow!("{}: {}", e.path, e.message))?,
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.path, e.message))?
+        .with_cluster_files(cluster_files.clone())?,
     );
     let _reloader = match file {
         Some(file) => Some(reload::spawn(
@@ -91,6 +93,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             reload::Sources {
                 file,
                 cluster_dir: cluster_dir.clone(),
+                cluster_files,
                 server: config.server.clone(),
             },
         )?),

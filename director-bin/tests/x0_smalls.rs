@@ -249,3 +249,170 @@ async fn an_accel_redirect_to_no_location_is_a_logged_404() {
     assert!(warned("plain", "/protected/a.txt"), "{log}");
     assert!(warned("mapped", "/elsewhere/a.txt"), "{log}");
 }
+
+async fn admin_call(method: &str, url: &str, form: &str) -> Reply {
+    send(
+        Request::builder()
+            .method(method)
+            .uri(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(form.to_owned())))
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_file_anywhere_is_created_changed_through_the_api_and_reloaded() {
+    use director_core::testing::TestBackend;
+    let backend = TestBackend::tcp("b0", "127.0.0.1:0").await.unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let own = elsewhere.path().join("shop.db.toml");
+    // x0's director.load("shop" => "/etc/x0/shop.db"): the file does not exist yet.
+    let director = Director::start(&format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\naccess-log = \"off\"\n\
+         cluster-files = {{ shop = \"{}\" }}\n",
+        own.display()
+    ));
+    let api = format!("{}/api", director.admin());
+    assert!(own.exists(), "created when missing");
+    let reply = get(&format!("{api}/shop")).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // Changed through the API: written to its own file, atomically (nothing else beside it).
+    let reply = admin_call(
+        "PUT",
+        &format!("{api}/shop/backends/b0"),
+        &format!("url={}&capacity=3", backend.url()),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let text = std::fs::read_to_string(&own).unwrap();
+    assert!(
+        text.contains(&backend.url()) && text.contains("capacity = 3"),
+        "{text}"
+    );
+    let names: Vec<_> = std::fs::read_dir(elsewhere.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["shop.db.toml"]);
+    // Served by its name as host, as every dynamic cluster.
+    let reply = send(
+        Request::get(director.url("/"))
+            .header("host", "shop")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // Edited on disk (an editor's write and rename): reloaded.
+    let edited = text.replace("capacity = 3", "capacity = 5");
+    let tmp = elsewhere.path().join("shop.db.toml.swp");
+    std::fs::write(&tmp, &edited).unwrap();
+    std::fs::rename(&tmp, &own).unwrap();
+    let capacity = || async {
+        let reply = get(&format!("{api}/shop/backends/b0")).await;
+        let doc: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        doc["capacity"].as_u64()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while capacity().await != Some(5) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the edit was never reloaded"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    // It cannot be deleted at runtime: the config names it.
+    let reply = admin_call("DELETE", &format!("{api}/shop"), "").await;
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    assert!(own.exists());
+
+    // A file removed by hand does not empty the cluster: the reload is refused.
+    std::fs::remove_file(&own).unwrap();
+    director.signal("HUP");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = get(&format!("{api}/_status")).await;
+        if reply.text().contains("is gone") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reload error: {}",
+            reply.text()
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(capacity().await, Some(5));
+}
+
+#[test]
+fn bad_cluster_files_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let clusters = dir.path().join("clusters");
+    std::fs::create_dir(&clusters).unwrap();
+    std::fs::write(clusters.join("shop.toml"), "").unwrap();
+    let cases = [
+        // the directory is not made up
+        (
+            format!(
+                "cluster-files = {{ shop = \"{}/nope/shop.toml\" }}",
+                dir.path().display()
+            ),
+            "cannot be used",
+        ),
+        // a name the cluster directory has
+        (
+            "cluster-dir = \"clusters\"\ncluster-files = { shop = \"shop-own.toml\" }".to_owned(),
+            "cluster directory has a cluster \"shop\" too",
+        ),
+        // a file in the cluster directory
+        (
+            "cluster-dir = \"clusters\"\ncluster-files = { blog = \"clusters/blog.toml\" }"
+                .to_owned(),
+            "is in the cluster directory",
+        ),
+        // two clusters, one file
+        (
+            "cluster-files = { a = \"same.toml\", b = \"./same.toml\" }".to_owned(),
+            "is the file of cluster \"a\" already",
+        ),
+        // an unsafe name
+        (
+            "cluster-files = { \"-rf\" = \"x.toml\" }".to_owned(),
+            "does not start",
+        ),
+    ];
+    for (server, message) in cases {
+        let path = dir.path().join("director.toml");
+        std::fs::write(&path, format!("[server]\n{server}\n")).unwrap();
+        let (ok, text) = check(&path);
+        assert!(!ok, "{server}");
+        // File, line (the cluster-files line) and key.
+        let line = 2 + server
+            .lines()
+            .position(|l| l.starts_with("cluster-files"))
+            .unwrap();
+        assert!(
+            text.contains(&format!("director.toml:{line}:"))
+                && text.contains("server.cluster-files."),
+            "{server}: {text}"
+        );
+        assert!(text.contains(message), "{server}: {text}");
+    }
+    // `check` accepts a missing file (an empty cluster) and writes nothing.
+    let path = dir.path().join("director.toml");
+    std::fs::write(
+        &path,
+        "[server]\ncluster-files = { shop = \"shop.toml\" }\n",
+    )
+    .unwrap();
+    let (ok, text) = check(&path);
+    assert!(ok, "{text}");
+    assert!(!dir.path().join("shop.toml").exists());
+    assert!(!dir.path().join("same.toml").exists());
+}

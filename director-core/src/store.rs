@@ -256,14 +256,32 @@ impl Store {
     /// Binds dynamic clusters to files of their own (`name → file`, absolute paths): changes to
     /// such a cluster are written to its file rather than to the cluster directory, and it cannot
     /// be deleted at runtime. Each name must be one of the dynamic clusters the store was built
-    /// with (the loader reads, or creates, the files). Temp files an interrupted write left beside
-    /// them are removed.
-    pub fn with_cluster_files(mut self, files: BTreeMap<String, PathBuf>) -> Store {
+    /// with. A file that does not exist yet is written now (x0's `director.load` created it), so
+    /// it is there to edit; temp files an interrupted write left beside them are removed.
+    pub fn with_cluster_files(
+        mut self,
+        files: BTreeMap<String, PathBuf>,
+    ) -> Result<Store, StoreError> {
         for dir in file_dirs(&files) {
             remove_temp_files(dir);
         }
+        {
+            let state = self.lock();
+            for (name, file) in &files {
+                let Some(config) = state.dynamic.get(name) else {
+                    return Err(StoreError::NotFound(format!(
+                        "cluster {name:?} of {} was not loaded",
+                        file.display()
+                    )));
+                };
+                if !file.exists() {
+                    write_cluster(file, name, config)?;
+                    tracing::info!(cluster = %name, file = %file.display(), "created the cluster's file");
+                }
+            }
+        }
         self.files = files;
-        self
+        Ok(self)
     }
 
     /// The file a dynamic cluster named `name` is (or would be) written to: its own from
@@ -482,7 +500,12 @@ impl Store {
     ) -> Result<(), ConfigError> {
         let mut state = self.lock();
         // Under the lock no write of ours is in progress, so every temp file is a leftover.
-        for dir in self.dir.iter().map(PathBuf::as_path).chain(file_dirs(&self.files)) {
+        for dir in self
+            .dir
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(file_dirs(&self.files))
+        {
             remove_temp_files(dir);
         }
         let unchanged = state.main == main && state.dynamic == dynamic;

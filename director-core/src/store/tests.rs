@@ -369,10 +369,17 @@ fn a_file_bound_cluster_is_written_to_its_own_file_and_not_deleted() {
     let dynamic = [("shop".to_owned(), cluster(TWO))].into();
     let store = Store::new(main, dynamic, Some(dir.path().into()), Arc::new(Plain))
         .unwrap()
-        .with_cluster_files([("shop".to_owned(), own.clone())].into());
+        .with_cluster_files([("shop".to_owned(), own.clone())].into())
+        .unwrap();
     assert!(!stale.exists(), "leftover temp files beside it are removed");
+    // A missing file is written at once.
+    let read: ClusterConfig = toml::from_str(&std::fs::read_to_string(&own).unwrap()).unwrap();
+    assert_eq!(read, cluster(TWO));
     assert_eq!(store.file_of("shop"), Some(own.clone()));
-    assert_eq!(store.file_of("other"), Some(cluster_file(dir.path(), "other")));
+    assert_eq!(
+        store.file_of("other"),
+        Some(cluster_file(dir.path(), "other"))
+    );
 
     let changed = store
         .update("shop", None, |c| {
@@ -383,7 +390,10 @@ fn a_file_bound_cluster_is_written_to_its_own_file_and_not_deleted() {
     assert!(changed.dynamic);
     let read: ClusterConfig = toml::from_str(&std::fs::read_to_string(&own).unwrap()).unwrap();
     assert_eq!(read.backends[0].capacity, 9);
-    assert!(file_text(dir.path(), "shop").is_none(), "not in the cluster dir");
+    assert!(
+        file_text(dir.path(), "shop").is_none(),
+        "not in the cluster dir"
+    );
     // Atomic: nothing but the file itself is left beside it.
     let names: Vec<_> = std::fs::read_dir(elsewhere.path())
         .unwrap()
@@ -410,7 +420,8 @@ fn a_file_bound_cluster_needs_no_cluster_dir() {
     let dynamic = [("shop".to_owned(), cluster(TWO))].into();
     let store = Store::new(ProxyConfig::default(), dynamic, None, Arc::new(Plain))
         .unwrap()
-        .with_cluster_files([("shop".to_owned(), own.clone())].into());
+        .with_cluster_files([("shop".to_owned(), own.clone())].into())
+        .unwrap();
     store.set_backend_enabled("shop", "a", false).unwrap();
     let read: ClusterConfig = toml::from_str(&std::fs::read_to_string(&own).unwrap()).unwrap();
     assert!(!read.backends[0].enabled);
