@@ -24,6 +24,7 @@ use crate::{
 pub(crate) const CLUSTER_KEYS: &[&str] = &[
     "enabled",
     "scheduler",
+    "shaper",
     "queue-limit",
     "queue-timeout",
     "retry-after",
@@ -118,15 +119,8 @@ fn cache(c: &mut ClusterConfig) -> &mut CacheSettings {
 
 fn fastcgi(c: &mut ClusterConfig) -> &mut FastCgiSettings {
     // The document root has no default; building refuses an empty one, naming the key.
-    c.fastcgi.get_or_insert_with(|| FastCgiSettings {
-        document_root: String::new(),
-        index: "index.php".into(),
-        script_extensions: None,
-        front_controller: None,
-        params: Default::default(),
-        keep_connections: true,
-        max_idle_connections: 4,
-    })
+    c.fastcgi
+        .get_or_insert_with(|| FastCgiSettings::new(String::new()))
 }
 
 /// Applies cluster settings. Setting any health key turns health checking on (a cluster without
@@ -142,6 +136,10 @@ fn apply_cluster_key(p: Param<'_>, c: &mut ClusterConfig) -> Result<(), ApiError
     match p.key {
         "enabled" => c.enabled = p.bool()?,
         "scheduler" => c.scheduler = scheduler(p)?,
+        "shaper" => {
+            c.shaper = serde_json::from_value(json!(p.choice(&["htb", "x0"])?))
+                .expect("the choices are the variants")
+        }
         "queue-limit" => c.queue_limit = p.uint()?,
         "queue-timeout" => c.queue_timeout = p.opt_duration()?,
         "retry-after" => c.retry_after = p.whole_secs()?,

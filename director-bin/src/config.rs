@@ -52,9 +52,43 @@ pub struct ServerConfig {
     /// How long a client may take to send a request head.
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: ConfigDuration,
+    /// How long a client may send no request body bytes while Director waits for them (408).
+    #[serde(default = "default_client_body_timeout")]
+    pub client_body_timeout: ConfigDuration,
+    /// How long an upgraded connection (WebSocket…) may carry nothing either way before both
+    /// sides are closed.
+    #[serde(default = "default_tunnel_idle_timeout")]
+    pub tunnel_idle_timeout: ConfigDuration,
     /// The largest request head accepted, in bytes (larger ones get 431).
     #[serde(default = "default_max_header_size")]
     pub max_header_size: usize,
+    /// The most header fields in an HTTP/1 request head (more get 431).
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// How long a connection may stay idle between requests (HTTP/1 keep-alive, or HTTP/2 with
+    /// no open stream, then closed with GOAWAY).
+    #[serde(default = "default_keep_alive_timeout")]
+    pub keep_alive_timeout: ConfigDuration,
+    /// The most connections each listener holds at once; accepting pauses at this many.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// The most concurrent streams a client may open on one HTTP/2 connection.
+    #[serde(default = "default_h2_max_concurrent_streams")]
+    pub h2_max_concurrent_streams: u32,
+    /// How often an HTTP/2 connection is pinged to find a dead peer; `"0s"` sends no pings.
+    #[serde(default = "default_h2_ping_interval")]
+    pub h2_ping_interval: ConfigDuration,
+    /// How long a ping may go unanswered before the HTTP/2 connection is closed.
+    #[serde(default = "default_h2_ping_timeout")]
+    pub h2_ping_timeout: ConfigDuration,
+    /// The largest request body accepted, in bytes (larger ones get 413; 0: no limit); a
+    /// route's own `max-request-body` overrides it.
+    #[serde(default = "default_max_request_body")]
+    pub max_request_body: u64,
+    /// Normalise request paths before routing and forwarding (percent-encoding, slashes, dot
+    /// segments; refusing `%2F`, `%00`, control bytes and paths above the root).
+    #[serde(default = "yes")]
+    pub normalize_path: bool,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[serde(default = "default_shutdown_timeout")]
     pub shutdown_timeout: ConfigDuration,
@@ -102,7 +136,17 @@ impl Default for ServerConfig {
             pseudonym: default_pseudonym(),
             trust_forwarded_headers: false,
             header_read_timeout: default_header_read_timeout(),
+            client_body_timeout: default_client_body_timeout(),
+            tunnel_idle_timeout: default_tunnel_idle_timeout(),
             max_header_size: default_max_header_size(),
+            max_headers: default_max_headers(),
+            keep_alive_timeout: default_keep_alive_timeout(),
+            max_connections: default_max_connections(),
+            h2_max_concurrent_streams: default_h2_max_concurrent_streams(),
+            h2_ping_interval: default_h2_ping_interval(),
+            h2_ping_timeout: default_h2_ping_timeout(),
+            max_request_body: default_max_request_body(),
+            normalize_path: true,
             shutdown_timeout: default_shutdown_timeout(),
             access_log: AccessLogFormat::default(),
             log_level: default_log_level(),
@@ -142,6 +186,39 @@ fn default_header_read_timeout() -> ConfigDuration {
 }
 fn default_max_header_size() -> usize {
     64 * 1024
+}
+fn default_max_headers() -> usize {
+    100
+}
+fn default_keep_alive_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(60))
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_h2_max_concurrent_streams() -> u32 {
+    100
+}
+fn default_h2_ping_interval() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(30))
+}
+fn default_h2_ping_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(20))
+}
+fn default_client_body_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(60))
+}
+fn default_tunnel_idle_timeout() -> ConfigDuration {
+    ConfigDuration(director_core::transport::TunnelIdleTimeout::DEFAULT)
+}
+/// 100 MiB: far above what PHP takes by default (`post_max_size = 8M`) and what ordinary
+/// uploads need, so it rarely surprises an operator (nginx's 1 MiB does), yet an anonymous client
+/// cannot stream an unbounded body into a backend (php-fpm spools it to disk).
+fn default_max_request_body() -> u64 {
+    100 << 20
+}
+fn yes() -> bool {
+    true
 }
 fn default_shutdown_timeout() -> ConfigDuration {
     ConfigDuration(std::time::Duration::from_secs(30))
@@ -533,6 +610,23 @@ pub fn parse_with(
         let key = "server.pseudonym".to_owned();
         return Err(invalid(locate(source, &key), key, err.to_string()));
     }
+    if let Err((key, message)) = check_connection_limits(&config.server) {
+        let key = format!("server.{key}");
+        return Err(invalid(locate(source, &key), key, message));
+    }
+    for (key, value) in [
+        ("client-body-timeout", config.server.client_body_timeout),
+        ("tunnel-idle-timeout", config.server.tunnel_idle_timeout),
+    ] {
+        if value.0.is_zero() {
+            let key = format!("server.{key}");
+            return Err(invalid(
+                locate(source, &key),
+                key,
+                "a timeout must be greater than zero".into(),
+            ));
+        }
+    }
     if config.server.threads == Some(0) {
         let key = "server.threads".to_owned();
         return Err(invalid(
@@ -615,6 +709,35 @@ pub fn parse_with(
 }
 
 /// 1-based line and column of byte `offset`.
+/// The client-facing limits of `[server]` that must be positive: a zero timeout would close
+/// every connection at once, a zero limit would serve nobody.
+fn check_connection_limits(server: &ServerConfig) -> Result<(), (&'static str, String)> {
+    let durations = [
+        ("header-read-timeout", server.header_read_timeout),
+        ("keep-alive-timeout", server.keep_alive_timeout),
+        ("h2-ping-timeout", server.h2_ping_timeout),
+    ];
+    for (key, value) in durations {
+        if value.0.is_zero() {
+            return Err((key, format!("{key} must be longer than 0s")));
+        }
+    }
+    let counts = [
+        ("max-connections", server.max_connections),
+        ("max-headers", server.max_headers),
+        (
+            "h2-max-concurrent-streams",
+            server.h2_max_concurrent_streams as usize,
+        ),
+    ];
+    for (key, value) in counts {
+        if value == 0 {
+            return Err((key, format!("{key} must be at least 1")));
+        }
+    }
+    Ok(())
+}
+
 fn line_col(source: &str, offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.matches('\n').count() + 1;

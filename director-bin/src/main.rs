@@ -306,6 +306,7 @@ fn serve(cli: &Cli, mut loaded: Loaded) -> ExitCode {
         loaded.config.server.access_log,
         &loaded.config.server.log_level,
     );
+    director_bin::server::check_fd_limit(&loaded.config.server);
     let rt = match runtime(loaded.config.server.threads) {
         Ok(rt) => rt,
         Err(err) => {

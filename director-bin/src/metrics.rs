@@ -15,7 +15,8 @@
 //!   response head (histogram).
 //! - `director_backend_in_flight`, `_requests_total`, `_bytes_in_total`, `_bytes_out_total`,
 //!   `_connect_errors_total`, `_response_errors_total`, `_retries_total`, `_redispatches_total`,
-//!   `_client_aborts_total`, `_server_aborts_total` `{cluster,backend}`.
+//!   `_client_aborts_total`, `_server_aborts_total` `{cluster,backend}`;
+//!   `director_backend_tunnels_open{cluster,backend}` (upgraded connections open now).
 //! - `director_backend_up{cluster,backend}` (takes new requests), `director_backend_health{…,state}`
 //!   (`online`, `offline`, `undefined`), `director_backend_admin_state{…,state}` (`ready`,
 //!   `drain`, `maint`), `director_backend_weight`, `director_backend_downs_total`,
@@ -132,6 +133,7 @@ impl Metrics {
                 let s = backend.stats().snapshot();
                 let load = backend.load();
                 gauge!("director_backend_in_flight", &labels).set(f64::from(backend.in_flight()));
+                gauge!("director_backend_tunnels_open", &labels).set(backend.open_tunnels() as f64);
                 counter!("director_backend_requests_total", &labels).absolute(load.total);
                 for (class, n) in CLASSES.iter().zip(s.responses) {
                     let mut with_class = labels.to_vec();
@@ -193,6 +195,11 @@ impl Metrics {
             let s = frontend.snapshot();
             let labels = [("listener", s.name.to_string())];
             gauge!("director_listener_connections", &labels).set(s.connections.current as f64);
+            gauge!("director_listener_connections_max", &labels).set(s.connections.max as f64);
+            gauge!("director_listener_connections_limit", &labels).set(s.connection_limit as f64);
+            counter!("director_listener_connection_limit_waits_total", &labels)
+                .absolute(s.limit_waits);
+            counter!("director_listener_timeouts_total", &labels).absolute(s.timeouts);
             counter!("director_listener_connections_total", &labels).absolute(s.connections.total);
             counter!("director_listener_requests_total", &labels).absolute(s.requests);
             counter!("director_listener_bytes_in_total", &labels).absolute(s.bytes_in);
@@ -365,6 +372,16 @@ fn describe() {
             "Responses sent by status class.",
         ),
         (
+            "director_listener_connection_limit_waits_total",
+            Unit::Count,
+            "Times accepting paused because the listener held max-connections connections.",
+        ),
+        (
+            "director_listener_timeouts_total",
+            Unit::Count,
+            "Client connections closed for sending no request head in time or idling too long.",
+        ),
+        (
             "director_cache_hits_total",
             Unit::Count,
             "Fresh deliveries from the cache.",
@@ -409,6 +426,11 @@ fn describe() {
         describe_counter!(*name, *unit, *help);
     }
     let gauges: &[(&str, Unit, &str)] = &[
+        (
+            "director_backend_tunnels_open",
+            Unit::Count,
+            "Upgraded connections (WebSockets and other tunnels) to the backend open now.",
+        ),
         (
             "director_cluster_in_flight",
             Unit::Count,
@@ -468,6 +490,16 @@ fn describe() {
             "director_listener_connections",
             Unit::Count,
             "Client connections open now.",
+        ),
+        (
+            "director_listener_connections_max",
+            Unit::Count,
+            "The most client connections open at once so far.",
+        ),
+        (
+            "director_listener_connections_limit",
+            Unit::Count,
+            "max-connections: accepting pauses at this many open connections.",
         ),
         (
             "director_cache_bytes",

@@ -3,9 +3,12 @@
 //! ```text
 //! CatchPanic       a panicking request gets a 500; the connection and other requests live on
 //! AccessLog        one line per request, written at the end of its response body (optional)
-//! ErrorResponse    the ONE place errors become 404/502/503/504, with Retry-After and Via
-//! Forward          hop-by-hop fields, X-Forwarded-*, Via, TRACE/OPTIONS Max-Forwards
-//! Router           host + path → cluster (balanced) or backend (road warrior)
+//! ErrorResponse    the ONE place errors become 400/403/404/413/502/503/504, with Retry-After, Via
+//! Forward          CONNECT → 405; one valid Host (absolute-form authority wins); the path
+//!                  normalised ONCE, so routes and every backend see the same path; hop-by-hop
+//!                  fields, X-Forwarded-*, Via, TRACE/OPTIONS Max-Forwards
+//! Router           host + path → cluster (balanced), backend (road warrior) or deny (403);
+//!                  max-request-body (413, or a counted body) once the route is known
 //! ```
 
 use std::{convert::Infallible, sync::Arc};
@@ -34,6 +37,10 @@ pub struct StackSettings {
     pub headers: HeaderPolicy,
     /// Whether to write access log lines.
     pub access_log: bool,
+    /// Whether request paths are normalised before routing (`normalize-path`).
+    pub normalize_path: bool,
+    /// The listener's `max-request-body` (0: no limit).
+    pub max_request_body: u64,
 }
 
 impl StackSettings {
@@ -42,6 +49,8 @@ impl StackSettings {
         StackSettings {
             headers: header_policy(server).expect("validated when the config was loaded"),
             access_log: server.access_log != AccessLogFormat::Off,
+            normalize_path: server.normalize_path,
+            max_request_body: server.max_request_body,
         }
     }
 }
@@ -69,7 +78,12 @@ pub fn build(
         .layer(ErrorResponseLayer::new(
             settings.headers.pseudonym().cloned(),
         ))
-        .layer(ForwardLayer::new(settings.headers.clone()))
+        // Above the router: routes must match the path and host the backend will see.
+        .layer(ForwardLayer::new(settings.headers.clone()).normalize_path(settings.normalize_path))
         // Tag responses with their cluster and backend only when the access log reads them.
-        .service(Router::new(registry).tag_responses(settings.access_log))
+        .service(
+            Router::new(registry)
+                .tag_responses(settings.access_log)
+                .max_request_body(settings.max_request_body),
+        )
 }

@@ -218,6 +218,14 @@ impl Backend {
         &self.transport
     }
 
+    /// Upgraded connections (WebSockets…) to it that are open now; 0 for other transports.
+    pub fn open_tunnels(&self) -> usize {
+        match &self.transport {
+            BackendTransport::Http(transport) => transport.open_tunnels(),
+            BackendTransport::Custom(_) => 0,
+        }
+    }
+
     /// Whether the operator allows it to take requests.
     pub fn is_enabled(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)

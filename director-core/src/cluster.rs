@@ -8,14 +8,16 @@
 //! Admission is synchronised without a lock on the common path: tokens and backend slots are
 //! atomics taken with compare-and-swap; a bucket's queue (a mutex over a `VecDeque`) is touched
 //! only when requests actually wait. Queued requests are served oldest first within a bucket, and
-//! across buckets in the shaper's round-robin order; a new request never overtakes requests
-//! already waiting in its bucket.
+//! across buckets in the shaper's order (see [`Shaper::pick`]); a new request never overtakes
+//! requests already waiting in its bucket.
 //!
 //! Failures: when a backend cannot be reached the request goes to the next one; a request that
 //! reached a backend is sent again only if it was kept for replay (see [`crate::replay`]), its
 //! method is idempotent, and the backend broke the exchange before answering. Timeouts are not
 //! retried (a slow backend would only be asked again). After `max-retry-count + 1` attempts the
-//! client gets 503.
+//! client gets 503. A failure of the client's own request body ([`ErrorKind::ClientBody`]) is
+//! the client's: it goes back to the client as it is, is never retried, never reported to
+//! passive health and never counted as a backend error (it counts as a client abort).
 
 use std::{
     collections::VecDeque,
@@ -565,8 +567,15 @@ impl Cluster {
     ) -> Result<Grant, ProxyError> {
         let queue = self.bucket(bucket);
         // Strict FIFO per bucket: only take a token directly when nobody of this bucket waits.
+        // While others wait, borrowing goes through the queues (the shaper's order: buckets
+        // below their assured share first).
         if queue.queued.current() == 0 {
-            if self.shaper.try_get(bucket) {
+            let taken = if self.waiting.load(Ordering::Acquire) == 0 {
+                self.shaper.try_get(bucket)
+            } else {
+                self.shaper.try_get_assured(bucket)
+            };
+            if taken {
                 match self.pick(skip, key) {
                     Ok(backend) => return Ok(self.grant(Some(bucket), backend, now)),
                     Err(refusal) => {
@@ -766,10 +775,12 @@ impl Cluster {
             grant.arrived = arrived;
             let backend = grant.backend.clone();
             let result = send(&backend, req).await;
-            backend.report(match &result {
-                Ok((response, _)) => Ok(response.status()),
-                Err(Failure::Unsent(e, _) | Failure::Failed(e)) => Err(e.kind()),
-            });
+            match &result {
+                Ok((response, _)) => backend.report(Ok(response.status())),
+                // The client's broken body says nothing about the backend.
+                Err(Failure::Failed(e)) if e.is_client_body() => {}
+                Err(Failure::Unsent(e, _) | Failure::Failed(e)) => backend.report(Err(e.kind())),
+            }
             let err = match result {
                 Ok((response, answered)) => {
                     return Ok(self.finish(response, answered, grant, bucket, how.tag));
@@ -779,10 +790,11 @@ impl Cluster {
                     err
                 }
                 Err(Failure::Failed(err)) => {
-                    let again = template.as_ref().is_some_and(|t| {
-                        !err.was_sent()
-                            || (t.is_idempotent() && err.kind() == ErrorKind::UpstreamBroken)
-                    });
+                    let again = !err.is_client_body()
+                        && template.as_ref().is_some_and(|t| {
+                            !err.was_sent()
+                                || (t.is_idempotent() && err.kind() == ErrorKind::UpstreamBroken)
+                        });
                     if !again {
                         return Err(err
                             .with_cluster(self.name.clone())
@@ -1022,6 +1034,10 @@ impl http_body::Body for GrantBody {
                             grant.backend.stats().add_bytes_out(data.len() as u64);
                         }
                     }
+                    // The client's body broke off under the response: the client's abort.
+                    Some(Err(err)) if crate::body::client_body_error(&**err).is_some() => {
+                        grant.backend.stats().client_abort();
+                    }
                     Some(Err(_)) => grant.backend.stats().server_abort(),
                     None => {}
                 }
@@ -1117,6 +1133,8 @@ fn record(backend: &Backend, result: &Result<Response<Body>, Failure>, elapsed: 
         Ok(response) => stats.response(response.status().as_u16(), elapsed),
         Err(Failure::Unsent(..)) => stats.connect_error(),
         Err(Failure::Failed(err)) if is_unreachable(err.kind()) => stats.connect_error(),
+        // HAProxy's `cli_abrt`, not `eresp`: the client's body broke off.
+        Err(Failure::Failed(err)) if err.is_client_body() => stats.client_abort(),
         Err(Failure::Failed(_)) => stats.response_error(),
     }
 }

@@ -32,6 +32,10 @@ pub enum ErrorKind {
     Overloaded,
     /// The request itself is unacceptable to the proxy (for example a bad `Max-Forwards`).
     BadRequest,
+    /// The client's request body failed (see [`crate::body::ClientBodyError`]): it broke off,
+    /// was badly framed, stalled past `client-body-timeout` or was too large. The client's
+    /// fault: never a backend failure, never retried. Its status comes from the body error.
+    ClientBody,
 }
 
 impl ErrorKind {
@@ -47,7 +51,7 @@ impl ErrorKind {
             }
             ErrorKind::ConnectTimeout | ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::UpstreamBroken => StatusCode::BAD_GATEWAY,
-            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::BadRequest | ErrorKind::ClientBody => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -61,6 +65,7 @@ impl ErrorKind {
             ErrorKind::UpstreamBroken => "the backend broke the connection",
             ErrorKind::Overloaded => "the backend is overloaded",
             ErrorKind::BadRequest => "bad request",
+            ErrorKind::ClientBody => "the request body could not be read",
         }
     }
 }
@@ -93,6 +98,26 @@ impl ProxyError {
             status: None,
             source: None,
         }
+    }
+
+    /// A [`ErrorKind::ClientBody`] error for `source`, whose status and text come from the
+    /// [`ClientBodyError`](crate::body::ClientBodyError) in its chain (400 when there is none).
+    /// Marked as sent: a request whose body broke off cannot go anywhere else.
+    pub fn client_body(source: impl Into<BoxError>) -> Self {
+        let source = source.into();
+        let mut err = ProxyError::new(ErrorKind::ClientBody).sent();
+        if let Some(found) = crate::body::client_body_error(&*source) {
+            err = err
+                .with_status(found.status())
+                .with_detail(found.describe());
+        }
+        err.with_source(source)
+    }
+
+    /// Whether the client caused this error (its request body failed), so no backend is to
+    /// blame.
+    pub fn is_client_body(&self) -> bool {
+        self.kind == ErrorKind::ClientBody
     }
 
     /// Answers with `status` instead of the kind's own.

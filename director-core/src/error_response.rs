@@ -18,7 +18,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use crate::{
-    body::{self, Body, BoxError},
+    body::{self, Body, BoxError, client_body_error},
     cluster::UpstreamInfo,
     error::{ErrorKind, ProxyError, is_timeout},
 };
@@ -122,11 +122,16 @@ where
 
 /// The response for `err`.
 pub fn error_response(err: BoxError, via: Option<&str>) -> Response<Body> {
+    // A request whose body broke off leaves the connection's framing unknown: close it.
+    let close = client_body_error(&*err).is_some();
     let (status, message, retry_after, info) = match err.downcast_ref::<ProxyError>() {
         Some(proxy) => {
             match proxy.kind() {
                 ErrorKind::NoRoute | ErrorKind::BadRequest => {
                     tracing::debug!(error = %proxy, "request refused");
+                }
+                ErrorKind::ClientBody => {
+                    tracing::info!(error = %proxy, "the client's request body failed");
                 }
                 _ => tracing::warn!(error = %proxy, "request failed"),
             }
@@ -141,6 +146,10 @@ pub fn error_response(err: BoxError, via: Option<&str>) -> Response<Body> {
                 proxy.retry_after(),
                 info,
             )
+        }
+        None if let Some(found) = client_body_error(&*err) => {
+            tracing::info!(error = %err, "the client's request body failed");
+            (found.status(), found.describe(), None, None)
         }
         None if is_timeout(&*err) => {
             tracing::warn!(error = %err, "request timed out");
@@ -168,6 +177,9 @@ pub fn error_response(err: BoxError, via: Option<&str>) -> Response<Body> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    if close {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(seconds) = retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
@@ -205,6 +217,7 @@ mod tests {
             (ErrorKind::UpstreamBroken, 502),
             (ErrorKind::Overloaded, 503),
             (ErrorKind::BadRequest, 400),
+            (ErrorKind::ClientBody, 400),
         ] {
             let r = error_response(ProxyError::new(kind).into(), None);
             assert_eq!(r.status(), status, "{kind:?}");
@@ -232,6 +245,23 @@ mod tests {
             text(r).await,
             "503 Service Unavailable: no backend is available\n"
         );
+    }
+
+    #[tokio::test]
+    async fn client_body_errors_are_the_clients_and_close() {
+        use crate::body::ClientBodyError;
+        let timeout = ClientBodyError::Timeout(std::time::Duration::from_secs(30));
+        let r = error_response(ProxyError::client_body(timeout).into(), None);
+        assert_eq!(r.status(), 408);
+        assert_eq!(r.headers()["connection"], "close");
+        assert_eq!(
+            text(r).await,
+            "408 Request Timeout: the request body was not sent in time\n"
+        );
+        // Found in the chain of errors that are not a ProxyError too.
+        let r = error_response(Box::new(ClientBodyError::TooLarge(10)), None);
+        assert_eq!(r.status(), 413);
+        assert_eq!(r.headers()["connection"], "close");
     }
 
     #[tokio::test]

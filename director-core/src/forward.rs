@@ -1,8 +1,17 @@
 //! The forwarding layer: applies the proxy header rules on the way in and out.
 //!
-//! In front of the router, [`Forward`] rewrites each request head once (hop-by-hop fields,
-//! `X-Forwarded-*`, `Via`, origin-form URI; see [`crate::headers`]), answers `TRACE`/`OPTIONS`
-//! with `Max-Forwards: 0` itself, and rewrites each response head on the way back.
+//! In front of the router, [`Forward`] settles each request head once, so that routing, the
+//! cache and every backend see the same request:
+//!
+//! - `CONNECT` is answered 405 (Director is not a forward proxy) and never forwarded;
+//! - one valid `Host`, or 400; an absolute-form target's authority replaces it
+//!   ([`headers::settle_host`]);
+//! - the path is normalised ([`crate::normalize`]; 400 for refused paths) and the URI rewritten
+//!   with it, unless turned off;
+//! - `TRACE`/`OPTIONS` with `Max-Forwards: 0` are answered here;
+//! - hop-by-hop fields, `X-Forwarded-*`, `Via`, origin-form URI ([`crate::headers`]).
+//!
+//! Each response head is rewritten on the way back.
 
 use std::{
     future::Future,
@@ -20,20 +29,33 @@ use crate::{
     client_info::ClientInfo,
     error::{ErrorKind, ProxyError},
     headers::{self, HeaderPolicy, MaxForwards},
+    normalize::{PathError, normalize_path},
 };
+
+/// The methods Director forwards, for `Allow` on the answers it gives itself.
+const ALLOWED: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE";
 
 /// Adds [`Forward`] to a stack.
 #[derive(Clone, Debug)]
 pub struct ForwardLayer {
     policy: Arc<HeaderPolicy>,
+    normalize_path: bool,
 }
 
 impl ForwardLayer {
-    /// A layer applying `policy`.
+    /// A layer applying `policy`, normalising paths.
     pub fn new(policy: HeaderPolicy) -> Self {
         ForwardLayer {
             policy: Arc::new(policy),
+            normalize_path: true,
         }
+    }
+
+    /// Whether request paths are normalised (default true); off, they are routed and forwarded
+    /// as the client sent them (`normalize-path = false`, for backends that need raw paths).
+    pub fn normalize_path(mut self, on: bool) -> Self {
+        self.normalize_path = on;
+        self
     }
 }
 
@@ -44,6 +66,7 @@ impl<S> Layer<S> for ForwardLayer {
         Forward {
             inner,
             policy: self.policy.clone(),
+            normalize_path: self.normalize_path,
         }
     }
 }
@@ -53,6 +76,7 @@ impl<S> Layer<S> for ForwardLayer {
 pub struct Forward<S> {
     inner: S,
     policy: Arc<HeaderPolicy>,
+    normalize_path: bool,
 }
 
 // === impl Forward ===
@@ -83,6 +107,21 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
+        if parts.method == Method::CONNECT {
+            return ResponseFuture::ready(Ok(refuse_connect(&self.policy)));
+        }
+        if let Err(err) = headers::settle_host(&mut parts) {
+            return ResponseFuture::ready(Err(
+                ProxyError::new(ErrorKind::BadRequest).with_detail(err.describe())
+            ));
+        }
+        if self.normalize_path
+            && let Err(err) = normalize_uri(&mut parts)
+        {
+            return ResponseFuture::ready(Err(
+                ProxyError::new(ErrorKind::BadRequest).with_detail(err.describe())
+            ));
+        }
         match headers::max_forwards(&parts.method, &mut parts.headers) {
             MaxForwards::Forward => {}
             MaxForwards::Invalid => {
@@ -108,6 +147,52 @@ where
     }
 }
 
+/// Rewrites the request's URI with its normalised path (the query is kept as it is).
+fn normalize_uri(parts: &mut http::request::Parts) -> Result<(), PathError> {
+    let path = parts.uri.path();
+    // `OPTIONS *` asks about the server, not a resource: there is no path to normalise.
+    if path == "*" && parts.method == Method::OPTIONS {
+        return Ok(());
+    }
+    let std::borrow::Cow::Owned(normal) = normalize_path(path)? else {
+        return Ok(());
+    };
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("{normal}?{query}"),
+        None => normal,
+    };
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    // Every byte of the normal form came from a URI that parsed; it parses again.
+    uri.path_and_query = Some(
+        path_and_query
+            .parse()
+            .map_err(|_| PathError::BadPercentEncoding)?,
+    );
+    parts.uri = http::Uri::from_parts(uri).map_err(|_| PathError::BadPercentEncoding)?;
+    Ok(())
+}
+
+/// The answer to `CONNECT`: Director is a reverse proxy and opens no tunnels on request
+/// (RFC 9110 §9.3.6; 405 names what it does allow).
+fn refuse_connect(policy: &HeaderPolicy) -> Response<Body> {
+    let mut r = Response::new(body::full(
+        "405 Method Not Allowed: CONNECT is not served\n",
+    ));
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    let headers = r.headers_mut();
+    headers.insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(via) = policy.pseudonym()
+        && let Ok(v) = HeaderValue::from_str(&format!("1.1 {via}"))
+    {
+        headers.insert(header::VIA, v);
+    }
+    r
+}
+
 /// Director as the final recipient of a `TRACE` or `OPTIONS` (RFC 9110 §7.6.2).
 fn answer_locally(parts: &http::request::Parts, policy: &HeaderPolicy) -> Response<Body> {
     let mut response = if parts.method == Method::TRACE {
@@ -120,10 +205,8 @@ fn answer_locally(parts: &http::request::Parts, policy: &HeaderPolicy) -> Respon
         r
     } else {
         let mut r = Response::new(body::empty());
-        r.headers_mut().insert(
-            header::ALLOW,
-            HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE"),
-        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOWED));
         r.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
         r
@@ -190,5 +273,41 @@ where
                 Poll::Ready(Ok(Response::from_parts(parts, body)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str) -> http::request::Parts {
+        Request::get(uri).body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn the_uri_gets_the_normal_path_and_keeps_its_query_and_authority() {
+        let mut p = parts("http://a.example:81//x/../%7ey?q=/../%2f&r");
+        normalize_uri(&mut p).unwrap();
+        assert_eq!(p.uri, "http://a.example:81/~y?q=/../%2f&r");
+        let mut p = parts("/a/./b");
+        normalize_uri(&mut p).unwrap();
+        assert_eq!(p.uri, "/a/b");
+    }
+
+    #[test]
+    fn options_asterisk_is_left_alone_and_other_targets_must_be_paths() {
+        let mut p = Request::options("*").body(()).unwrap().into_parts().0;
+        assert_eq!(normalize_uri(&mut p), Ok(()));
+        assert_eq!(p.uri, "*");
+        let mut p = parts("*");
+        assert_eq!(normalize_uri(&mut p), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn connect_is_answered_405_with_allow() {
+        let r = refuse_connect(&HeaderPolicy::default());
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[header::ALLOW], ALLOWED);
+        assert_eq!(r.headers()[header::VIA], "1.1 director");
     }
 }

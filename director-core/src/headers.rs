@@ -5,7 +5,9 @@
 //! every field it names, `Keep-Alive`, `TE`, `Transfer-Encoding`, `Upgrade` unless tunnelling,
 //! `Proxy-*`) never cross the proxy; `Via` gets Director's entry appended; `X-Forwarded-For` gets
 //! the client's address appended. `X-Forwarded-Proto` and `X-Forwarded-Host` are set by Director;
-//! what the client sent is kept only when the client is trusted.
+//! what the client sent is kept only when the client is trusted. A request carries exactly one
+//! valid `Host`, and an absolute-form target's authority replaces it ([`settle_host`]); an
+//! `h2c` upgrade is never tunnelled.
 
 use std::sync::Arc;
 
@@ -103,6 +105,7 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static X_SENDFILE: HeaderName = HeaderName::from_static("x-sendfile");
 static X_ACCEL_REDIRECT: HeaderName = HeaderName::from_static("x-accel-redirect");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// Which of the fields the proxy rules care about a message carries, found in one pass over
 /// its names: most messages carry none of the hop-by-hop fields, and a pass over a handful of
@@ -128,7 +131,8 @@ fn scan(headers: &HeaderMap) -> Present {
             | "transfer-encoding"
             | "upgrade"
             | "proxy-authorization"
-            | "proxy-authenticate" => p.hop_by_hop = true,
+            | "proxy-authenticate"
+            | "http2-settings" => p.hop_by_hop = true,
             "expect" => p.expect = true,
             "x-sendfile" | "x-accel-redirect" => p.sendfile = true,
             "x-forwarded-for" => p.forwarded_for = true,
@@ -138,8 +142,9 @@ fn scan(headers: &HeaderMap) -> Present {
     p
 }
 
-/// The hop-by-hop fields of RFC 9110 §7.6.1, plus the legacy `Proxy-Connection`.
-fn standard_hop_by_hop() -> [&'static HeaderName; 9] {
+/// The hop-by-hop fields of RFC 9110 §7.6.1, plus the legacy `Proxy-Connection` and h2c's
+/// `HTTP2-Settings` (RFC 7540 §3.2: it belongs to the connection it would upgrade).
+fn standard_hop_by_hop() -> [&'static HeaderName; 10] {
     [
         &header::CONNECTION,
         &KEEP_ALIVE,
@@ -150,6 +155,7 @@ fn standard_hop_by_hop() -> [&'static HeaderName; 9] {
         &header::UPGRADE,
         &header::PROXY_AUTHORIZATION,
         &header::PROXY_AUTHENTICATE,
+        &HTTP2_SETTINGS,
     ]
 }
 
@@ -166,6 +172,23 @@ pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// Whether the request asks for a protocol upgrade (`Connection: upgrade` plus `Upgrade`).
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
+}
+
+/// Whether an `Upgrade` field offers `h2c`.
+///
+/// Such an upgrade is never tunnelled: the request is served as plain HTTP/1.1 (RFC 9110 §7.8
+/// lets a server ignore `Upgrade`), as HAProxy 2.6+ does. A tunnelled h2c connection would be a
+/// backend connection that Director no longer sees into: later requests on it would bypass
+/// routing, deny rules and body limits (the "h2c smuggling" attack). A 400 would break
+/// clients that offer h2c opportunistically (curl `--http2` on `http://`), which the
+/// ignore-it answer serves correctly.
+fn offers_h2c(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("h2c"))
 }
 
 /// Removes the hop-by-hop fields, and every field the `Connection` header names.
@@ -230,7 +253,11 @@ pub fn prepare_request(
 ) -> Option<HeaderValue> {
     let headers = &mut parts.headers;
     let present = scan(headers);
-    let upgrade = if present.connection && present.hop_by_hop && is_upgrade_request(headers) {
+    let upgrade = if present.connection
+        && present.hop_by_hop
+        && is_upgrade_request(headers)
+        && !offers_h2c(headers)
+    {
         headers.get(header::UPGRADE).cloned()
     } else {
         None
@@ -317,6 +344,117 @@ pub fn prepare_request(
     }
     parts.version = Version::HTTP_11;
     upgrade
+}
+
+/// Why a request's `Host` is refused: each gets 400 (RFC 9112 §3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostError {
+    /// More than one `Host` field: which one a backend, a cache or a log believes is anyone's
+    /// guess.
+    Several,
+    /// A `Host` (or absolute-form authority) that is not `host[:port]` (RFC 3986 §3.2.2).
+    Invalid,
+    /// An HTTP/1.1 request with neither `Host` nor an absolute-form target.
+    Missing,
+    /// An absolute-form target with userinfo (`http://user@host/`, RFC 9110 §4.2.4).
+    UserInfo,
+}
+
+impl HostError {
+    /// A short explanation for the client.
+    pub fn describe(self) -> &'static str {
+        match self {
+            HostError::Several => "a request carries exactly one Host header",
+            HostError::Invalid => "the Host header is not a valid host[:port]",
+            HostError::Missing => "an HTTP/1.1 request needs a Host header",
+            HostError::UserInfo => "userinfo in the request target is refused",
+        }
+    }
+}
+
+/// Checks the request's `Host` and, when the target has an authority (absolute-form, or
+/// HTTP/2's `:authority`), replaces `Host` with it (RFC 9112 §3.2.2: the target's authority
+/// wins), so that routing, the cache and the backend all see the same host.
+pub fn settle_host(parts: &mut request::Parts) -> Result<(), HostError> {
+    let mut hosts = parts.headers.get_all(HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(HostError::Several);
+    }
+    match parts.uri.authority() {
+        Some(authority) => {
+            let authority = authority.as_str();
+            if authority.contains('@') {
+                return Err(HostError::UserInfo);
+            }
+            if authority.is_empty() || !valid_host(authority.as_bytes()) {
+                return Err(HostError::Invalid);
+            }
+            if first.map(HeaderValue::as_bytes) != Some(authority.as_bytes()) {
+                let value = HeaderValue::from_str(authority).map_err(|_| HostError::Invalid)?;
+                parts.headers.insert(HOST, value);
+            }
+            Ok(())
+        }
+        None => match first {
+            // An empty Host is valid: the target has no authority (RFC 9112 §3.2).
+            Some(host) if valid_host(host.as_bytes()) => Ok(()),
+            Some(_) => Err(HostError::Invalid),
+            None if parts.version == Version::HTTP_11 => Err(HostError::Missing),
+            None => Ok(()),
+        },
+    }
+}
+
+/// `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2-3): an IP literal in brackets or a
+/// reg-name (unreserved, pct-encoded, sub-delims), then an optional port of digits.
+fn valid_host(value: &[u8]) -> bool {
+    let valid_port = |p: &[u8]| p.len() <= 5 && p.iter().all(u8::is_ascii_digit);
+    if value.first() == Some(&b'[') {
+        let Some(end) = value.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &value[1..end];
+        let ip = !literal.is_empty()
+            && literal
+                .iter()
+                .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        return ip
+            && match &value[end + 1..] {
+                [] => true,
+                [b':', port @ ..] => valid_port(port),
+                _ => false,
+            };
+    }
+    let (host, port) = match value.iter().position(|&b| b == b':') {
+        Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
+        None => (value, None),
+    };
+    if host.is_empty() && port.is_some() {
+        return false;
+    }
+    let reg_name = host.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    });
+    reg_name && port.is_none_or(valid_port)
 }
 
 /// Rewrites a backend's response head for the client.

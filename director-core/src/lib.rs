@@ -9,9 +9,10 @@
 //! A request's way through the services of this crate, outermost first:
 //!
 //! ```text
-//! ErrorResponse      errors → 404/502/503/504 responses, Retry-After, Via
-//!  └─ Forward        hop-by-hop fields, X-Forwarded-*, Via, TRACE/OPTIONS Max-Forwards
-//!      └─ Router     host + path → route (one ArcSwap load per request)
+//! ErrorResponse      errors → 400/403/404/413/502/503/504 responses, Retry-After, Via
+//!  └─ Forward        CONNECT refused, one Host, path normalised; hop-by-hop fields,
+//!      │             X-Forwarded-*, Via, TRACE/OPTIONS Max-Forwards
+//!      └─ Router     host + path → route (one ArcSwap load per request); deny; body limit
 //!          ├─ Cluster::dispatch   bucket token + backend slot (or queue) → transport; retries
 //!          │    (per cluster, optionally behind: cache front ─► Sendfile, X-Sendfile → file)
 //!          └─ dispatch_direct     one backend, no balancing ("road warrior")
@@ -22,6 +23,7 @@
 //!
 //! - [`addr`]: backend URLs and addresses (TCP v4/v6, host names, UNIX sockets).
 //! - [`body`]: the one boxed body type used throughout.
+//! - [`body_limit`]: `max-request-body`: 413 by declared length, a counting body otherwise.
 //! - [`client_info`]: what the listener knows of the client (inserted per request).
 //! - [`config`]: serde types for clusters, backends, routes; durations; config errors.
 //! - [`registry`]: builds and swaps the live snapshot of clusters and routes.
@@ -41,7 +43,9 @@
 //! - [`replay`]: keeping a request so a retry can send it again.
 //! - [`transport`]: the HTTP/1.1 client with its pool, timeouts and upgrade tunnelling.
 //! - [`headers`]: pure proxy header rules.
-//! - [`forward`]: the layer applying them.
+//! - [`normalize`]: the one normal form of a request path (percent-encoding, slashes, dot
+//!   segments), pure.
+//! - [`forward`]: the layer applying them, and the path normalisation, before routing.
 //! - [`error`] and [`error_response`]: proxy errors and their single mapping to responses.
 //! - `testing` (feature `test-util`): scriptable loopback backends for tests.
 //!
@@ -72,6 +76,7 @@
 pub mod addr;
 pub mod backend;
 pub mod body;
+pub mod body_limit;
 pub mod client_info;
 pub mod cluster;
 pub mod config;
@@ -82,6 +87,7 @@ pub mod error_response;
 pub mod forward;
 pub mod headers;
 pub mod key;
+pub mod normalize;
 pub mod registry;
 pub mod replay;
 pub mod route;

@@ -19,7 +19,7 @@ use crate::{
     directors::{Healthy, ShardParams},
     key::HashKey,
     route::{Classify, HostPattern, Route, RouteTable, Target},
-    shaper::{ROOT, Shaper},
+    shaper::{ROOT, Shaper, ShaperMode},
     transport::{Transport, TransportOptions},
 };
 
@@ -254,7 +254,35 @@ impl Snapshot {
                     "a path prefix starts with '/'",
                 ));
             }
+            // Requests are matched by their normalised path: a prefix in any other spelling
+            // would never match (or match only with `normalize-path = false`).
+            match crate::normalize::normalize_path(&path) {
+                Ok(normal) if normal == path => {}
+                Ok(normal) => {
+                    return Err(ConfigError::new(
+                        format!("{at}.path"),
+                        format!("write the path prefix in its normal form: {normal:?}"),
+                    ));
+                }
+                Err(err) => {
+                    return Err(ConfigError::new(format!("{at}.path"), err.describe()));
+                }
+            }
             let target = match (&route.cluster, &route.backend) {
+                _ if route.deny => {
+                    let routed = route.cluster.is_some()
+                        || route.backend.is_some()
+                        || route.fastcgi.is_some()
+                        || route.sendfile.is_some();
+                    if routed {
+                        return Err(ConfigError::new(
+                            at,
+                            "a `deny` route sends nothing anywhere: it takes no `cluster`, \
+                             `backend`, `fastcgi` or `sendfile`",
+                        ));
+                    }
+                    Target::Deny
+                }
                 (Some(name), None) => {
                     if route.sendfile.is_some() {
                         return Err(ConfigError::new(
@@ -312,7 +340,8 @@ impl Snapshot {
                 _ => {
                     return Err(ConfigError::new(
                         at,
-                        "a route names either a `cluster` or a `backend`, exactly one of them",
+                        "a route names either a `cluster` or a `backend` (or sets `deny`), \
+                         exactly one of them",
                     ));
                 }
             };
@@ -348,6 +377,7 @@ impl Snapshot {
                 path,
                 target,
                 classify,
+                max_request_body: route.max_request_body,
             });
         }
         let retired = previous
@@ -508,7 +538,7 @@ fn build_cluster(
         b.set_soft_drain(backend.drain);
         backends.push(Arc::new(b));
     }
-    let shaper = build_shaper(&cluster.buckets, &at)?;
+    let shaper = build_shaper(&cluster.buckets, cluster.shaper, &at)?;
     let queue_timeout = match cluster.queue_timeout {
         Some(d) if d.0.is_zero() => {
             return Err(ConfigError::new(
@@ -669,8 +699,12 @@ fn apply_backend(live: &Backend, was: &BackendConfig, now: &BackendConfig) {
 }
 
 /// The shaper of a cluster with `buckets` (created in order; a parent must come first).
-fn build_shaper(buckets: &[BucketConfig], at: &str) -> Result<Shaper, ConfigError> {
-    let mut shaper = Shaper::new(0);
+fn build_shaper(
+    buckets: &[BucketConfig],
+    mode: ShaperMode,
+    at: &str,
+) -> Result<Shaper, ConfigError> {
+    let mut shaper = Shaper::with_mode(0, mode);
     for (i, bucket) in buckets.iter().enumerate() {
         let at = format!("{at}.buckets[{i}]");
         let parent = match &bucket.parent {
@@ -854,6 +888,7 @@ mod tests {
             max_retry_count: 3,
             replay_body_limit: 65536,
             response_headers: true,
+            shaper: Default::default(),
             buckets: vec![],
             hash_key: None,
             ring_replicas: 67,
@@ -950,5 +985,47 @@ mod tests {
         c.read_timeout = Some(crate::config::ConfigDuration(std::time::Duration::ZERO));
         let err = build(vec![("app", c)], vec![]).unwrap_err();
         assert_eq!(err.path, "clusters.app.read-timeout");
+    }
+
+    #[test]
+    fn deny_routes_take_no_target() {
+        let deny = RouteConfig {
+            path: Some("/inc/".into()),
+            deny: true,
+            ..RouteConfig::default()
+        };
+        let s = build(vec![], vec![deny.clone()]).unwrap();
+        assert!(matches!(s.routes().routes()[0].target, Target::Deny));
+
+        let err = build(
+            vec![],
+            vec![RouteConfig {
+                backend: Some("http://127.0.0.1:1".into()),
+                ..deny
+            }],
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "routes[0]");
+        assert!(err.message.contains("deny"), "{}", err.message);
+    }
+
+    #[test]
+    fn route_paths_are_written_in_normal_form() {
+        let at = |path: &str| {
+            build(
+                vec![],
+                vec![RouteConfig {
+                    path: Some(path.into()),
+                    deny: true,
+                    ..RouteConfig::default()
+                }],
+            )
+        };
+        assert!(at("/inc/").is_ok());
+        let err = at("/%69nc//").unwrap_err();
+        assert_eq!(err.path, "routes[0].path");
+        assert!(err.message.contains("\"/inc/\""), "{}", err.message);
+        let err = at("/a%2Fb").unwrap_err();
+        assert_eq!(err.path, "routes[0].path");
     }
 }

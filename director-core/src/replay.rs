@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 
 use crate::{
     body::{self, Body},
-    error::{ErrorKind, ProxyError},
+    error::ProxyError,
 };
 
 /// The parts of a request needed to send it again.
@@ -83,11 +83,7 @@ pub async fn prepare(
     let bytes = body
         .collect()
         .await
-        .map_err(|e| {
-            ProxyError::new(ErrorKind::BadRequest)
-                .with_detail("the request body could not be read")
-                .with_source(e)
-        })?
+        .map_err(ProxyError::client_body)?
         .to_bytes();
     let template = keep(Some(bytes.clone()));
     Ok((

@@ -4,7 +4,8 @@
 //! longest suffix first), which beats a route for any host; among those, the longest path prefix
 //! wins; equal routes keep their config order. A path prefix matches whole segments: `/api`
 //! matches `/api`, `/api/` and `/api/v1`, not `/apis` (a prefix ending in `/` matches anything
-//! below it).
+//! below it). Paths are matched after [`crate::normalize`] (see [`crate::forward`]), so a prefix
+//! has one spelling.
 
 use std::sync::Arc;
 
@@ -25,6 +26,8 @@ pub enum Target {
     /// Straight to one backend, no balancing (x0's road warrior), with the route's X-Sendfile
     /// policy if it allows one (`[routes.sendfile]`).
     Direct(Arc<Backend>, Option<Arc<crate::sendfile::SendfilePolicy>>),
+    /// Nowhere: Director answers 403 (`deny = true`).
+    Deny,
 }
 
 /// Which hosts a route serves.
@@ -95,6 +98,8 @@ pub struct Route {
     pub target: Target,
     /// How its requests pick a bucket and a pinned backend.
     pub classify: Classify,
+    /// Its own `max-request-body`, over the listener's (0: no limit).
+    pub max_request_body: Option<u64>,
 }
 
 /// How a route's requests pick their bucket and, for client-side routing, a backend.
@@ -249,6 +254,7 @@ mod tests {
             path: path.into(),
             target: direct(name),
             classify: Classify::default(),
+            max_request_body: None,
         }
     }
 
@@ -293,6 +299,7 @@ mod tests {
         table.find(&uri, &headers).map(|r| match &r.target {
             Target::Direct(b, _) => &**b.name(),
             Target::Cluster(c) | Target::Front(c, _) => &**c.name(),
+            Target::Deny => "deny",
         })
     }
 

@@ -1,13 +1,14 @@
-//! The bucket shaper: x0's classful (HTB-like) admission tree of a cluster.
+//! The bucket shaper: the classful (HTB-like) admission tree of a cluster.
 //!
 //! Every balanced request holds one *token* of a *bucket* while it runs (ARCHITECTURE.md, "A
 //! request's way": pick bucket ─► take a bucket token ─► scheduler picks a backend). The shaper
 //! is the pure, synchronous core of that step: it knows nothing of requests, queues or time. The
-//! cluster service asks [`Shaper::try_get`] for a token, keeps its own FIFO per bucket when the
-//! answer is no, and calls [`Shaper::pick`] whenever a token comes back with [`Shaper::put`] to
-//! learn which queue may be served next.
+//! cluster service asks [`Shaper::try_get`] for a token (or [`Shaper::try_get_assured`] while
+//! other requests wait), keeps its own FIFO per bucket when the answer is no, and calls
+//! [`Shaper::pick`] whenever a token comes back with [`Shaper::put`] to learn which queue may be
+//! served next.
 //!
-//! # Model
+//! # Tree and tokens
 //!
 //! The buckets form a tree. The root is called `root`; its rate and ceil are both the shaper's
 //! capacity, the sum of the capacities of the cluster's online and enabled backends
@@ -16,12 +17,41 @@
 //! - `rate`, the **assured** share: `token_rate = floor(parent.token_rate × rate)`;
 //! - `ceil`, the **upper bound**: `token_ceil = floor(parent.token_ceil × ceil)`.
 //!
-//! The rates of siblings add up to at most 1 and `rate ≤ ceil ≤ 1`, so a bucket's children never
-//! reserve more than the bucket itself is assured. With x0's unit-test tree (capacity 10, `vip`
-//! 0.1/0.3, `main` 0.5/0.7, `main/upload` 0.5/0.5) the token rates and ceils are vip 1/3, main
-//! 5/7 and upload 2/3.
+//! The rates of siblings add up to at most 1 and `rate ≤ ceil ≤ 1`. With the tree of the seed
+//! config (capacity 10, `vip` 0.2/0.4, `main` 0.8/1.0) the token rates and ceils are vip 2/4 and
+//! main 8/10.
 //!
-//! # Taking a token
+//! How tokens are shared depends on the [`ShaperMode`]: [`ShaperMode::Htb`] (the default)
+//! shares like Linux HTB, [`ShaperMode::X0`] keeps x0's arithmetic.
+//!
+//! # `htb`: assured shares, borrowing from whatever is idle
+//!
+//! A request charged to bucket `b` (a leaf, or an inner bucket's own requests) has an
+//! **own assured share** `A(b) = token_rate(b) − Σ token_rate(children of b)`: for a leaf its
+//! token rate, for the root the capacity not assured to any child. These shares add up to the
+//! capacity exactly (the sum telescopes to the root's token rate), so all buckets can hold their
+//! assured shares at once. With vip 0.2 and main 0.8 the root's own share is 0; with vip 0.1 and
+//! main 0.5 it is 4.
+//!
+//! A token for `b` is granted when
+//!
+//! 1. the tokens held by every bucket on the path from `b` to the root (each counting its
+//!    descendants') stay within that bucket's token ceil, the root's being the capacity; and
+//! 2. either `b` holds fewer tokens of its own than `A(b)` (**assured**), or the caller allows
+//!    **borrowing**: then `b` takes any token nobody holds, whichever sibling or cousin it was
+//!    assured to, up to its ceil.
+//!
+//! Tokens are not taken back from a running request, so a bucket that wakes up while others
+//! borrow its share gets it as their requests end: [`Shaper::pick`] hands every freed token first
+//! to a waiting bucket below its own assured share (the one furthest below it, relative to its
+//! share; ties in turn), and only then to borrowers, visiting the tree as x0 did (children
+//! round-robin, children before their parent's own queue). The cluster takes tokens for new
+//! requests with [`Shaper::try_get_assured`] while any request waits, so a new request borrows
+//! only when nobody waits and the queues keep this order. Requests of the root (those no bucket
+//! claims) are served the same way: from the root's own share, and by borrowing whatever the
+//! children leave idle, so an idle capacity is always used.
+//!
+//! # `x0`: borrowing only from unreserved headroom
 //!
 //! A bucket's *commitment* is what it has handed out (its own tokens plus tokens its children
 //! borrowed from it) plus what it keeps reserved for its children (the sum of their token
@@ -36,14 +66,11 @@
 //!
 //! Borrowing draws only on the parent's **unreserved** headroom: the parent's rate minus its
 //! children's rates minus what its children borrowed already. A bucket never borrows a sibling's
-//! idle assured tokens, as Linux HTB would. Hence the rule for configurations: **keep the sum of
-//! the child rates below 1 if you want borrowing or traffic on the root bucket.** If the rates add
-//! up to 1, no bucket can borrow and requests charged to the root get no token at all (apart from
-//! the odd token left over by the floor rounding). With vip 0.1/0.3 and main 0.5/0.7 on 10
-//! tokens, 4 tokens are unreserved: vip uses its 1 assured token plus up to 2 borrowed ones, and
-//! root traffic uses what is left of the 4.
-//!
-//! # Differences from x0
+//! idle assured tokens, as Linux HTB would. If the rates add up to 1, no bucket can borrow and
+//! requests charged to the root get no token at all (apart from the odd token left over by the
+//! floor rounding). With vip 0.1/0.3 and main 0.5/0.7 on 10 tokens, 4 tokens are unreserved: vip
+//! uses its 1 assured token plus up to 2 borrowed ones, and root traffic uses what is left of the
+//! 4. [`Shaper::try_get_assured`] is [`Shaper::try_get`] in this mode.
 //!
 //! The arithmetic of the rates, the floor rounding, the borrowing rule and the dequeue order are
 //! x0's (`src/xzero/TokenShaper-inl.h`), and x0's unit tests are ported in `shaper/tests.rs`.
@@ -55,10 +82,12 @@
 //! is added to the load, which gives the same answers as x0 whenever only leaf buckets take
 //! tokens (every case in x0's tests) and never exceeds the capacity or a ceil.
 //!
-//! Other changes, all from the recommendations of the spec: [`Shaper::set_rate`] checks the sum of
-//! the sibling rates; [`Shaper::destroy`] refuses a bucket that still holds tokens
-//! ([`ShaperError::Busy`]); [`Shaper::find`] also finds the root by its name `root`; the floor
-//! of `tokens × fraction` forgives binary rounding (`100 × 0.29` gives 29 tokens, not 28).
+//! # Changes to x0 in both modes
+//!
+//! All from the recommendations of the spec: [`Shaper::set_rate`] checks the sum of the sibling
+//! rates; [`Shaper::destroy`] refuses a bucket that still holds tokens ([`ShaperError::Busy`]);
+//! [`Shaper::find`] also finds the root by its name `root`; the floor of `tokens × fraction`
+//! forgives binary rounding (`100 × 0.29` gives 29 tokens, not 28).
 //!
 //! # Resizing
 //!
@@ -73,10 +102,13 @@
 //! [`destroy`](Shaper::destroy)) take `&mut self`; share the shaper behind whatever publishes a
 //! new snapshot. The hot path ([`try_get`](Shaper::try_get), [`put`](Shaper::put),
 //! [`pick`](Shaper::pick)) and [`resize`](Shaper::resize) take `&self`. The hot path is lock
-//! free: each bucket keeps its handed-out and borrowed counts in one atomic word, updated by a
-//! compare-and-swap loop, and takes a parent's token *before* it records the borrow (returning it
-//! if the race was lost), so a parent never under-counts. `resize` serialises concurrent resizes
-//! with a mutex the hot path never touches.
+//! free. In `htb` mode a grant raises each count on the path with a compare-and-swap that checks
+//! the limit, and undoes the ones it raised if a later one refuses, so no count ever passes its
+//! limit (a racing request may see a count that is about to be undone and wait for the next
+//! token). In `x0` mode each bucket keeps its handed-out and borrowed counts in one atomic word,
+//! and takes a parent's token *before* it records the borrow (returning it if the race was
+//! lost), so a parent never under-counts. `resize` serialises concurrent resizes with a mutex the
+//! hot path never touches.
 //!
 //! # Example
 //!
@@ -84,17 +116,20 @@
 //! use director_core::shaper::{ROOT, Shaper};
 //!
 //! let mut shaper = Shaper::new(10);
-//! let vip = shaper.create("vip", ROOT, 0.1, 0.3).unwrap();
-//! shaper.create("main", ROOT, 0.5, 0.7).unwrap();
+//! let vip = shaper.create("vip", ROOT, 0.2, 0.4).unwrap();
+//! let main = shaper.create("main", ROOT, 0.8, 1.0).unwrap();
 //!
-//! // vip is assured 1 token and may borrow up to its ceil of 3.
-//! assert!((0..3).all(|_| shaper.try_get(vip)));
+//! // vip alone is assured 2 tokens and borrows main's idle ones up to its ceil of 4.
+//! assert!((0..4).all(|_| shaper.try_get(vip)));
 //! assert!(!shaper.try_get(vip));
+//! // main gets the other 6 at once; its other requests wait (in the cluster's queue).
+//! assert!((0..6).all(|_| shaper.try_get(main)));
+//! assert!(!shaper.try_get(main));
 //!
-//! // A finished request gives its token back; a queued vip request may be served now.
+//! // A vip request ends: main is below its assured 8, so its queue goes first, before vip's.
 //! shaper.put(vip);
-//! assert_eq!(shaper.pick(|bucket| bucket == vip), Some(vip));
-//! assert_eq!(shaper.stats(vip).load.current, 3);
+//! assert_eq!(shaper.pick(|_| true), Some(main));
+//! assert_eq!(shaper.stats(main).load.current, 7);
 //! ```
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -116,6 +151,33 @@ const SUM_TOLERANCE: f64 = 1e-9;
 
 /// Relative tolerance under which `tokens × fraction` counts as a whole number before flooring.
 const FLOOR_TOLERANCE: f64 = 1e-12;
+
+/// How a shaper shares its capacity between buckets (the cluster key `shaper`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShaperMode {
+    /// Linux HTB's sharing: rates assured, anything idle borrowed up to the ceil, the root
+    /// always served (see the [module docs](self)).
+    #[default]
+    Htb,
+    /// x0's arithmetic: borrowing only from a parent's unreserved headroom.
+    X0,
+}
+
+impl ShaperMode {
+    /// The name in the config and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShaperMode::Htb => "htb",
+            ShaperMode::X0 => "x0",
+        }
+    }
+
+    /// Whether it is the default, [`ShaperMode::Htb`] (for skipping it when serialising).
+    pub fn is_htb(&self) -> bool {
+        *self == ShaperMode::Htb
+    }
+}
 
 /// Why a change to the bucket tree was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -172,6 +234,9 @@ pub struct Shaper {
     nodes: Vec<Option<Node>>,
     /// Serialises [`Shaper::resize`] calls; never taken by the hot path.
     resize_lock: Mutex<()>,
+    mode: ShaperMode,
+    /// `htb`: turns among waiting buckets equally far below their assured shares.
+    turn: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -188,6 +253,8 @@ struct Node {
     /// [`Grants`], packed, so that both change in one compare-and-swap.
     grants: AtomicU64,
     load: LoadCounter,
+    /// `htb`: tokens held by the bucket's own requests (not its descendants').
+    own: AtomicU32,
     /// Round-robin position among the children for [`Shaper::pick`].
     pick_offset: AtomicUsize,
 }
@@ -210,12 +277,25 @@ struct LoadCounter {
 // === impl Shaper ===
 
 impl Shaper {
-    /// A shaper of `capacity` tokens with only the root bucket (named `root`, rate = ceil = 1.0).
+    /// A shaper of `capacity` tokens with only the root bucket (named `root`, rate = ceil = 1.0),
+    /// sharing as [`ShaperMode::Htb`].
     pub fn new(capacity: u32) -> Self {
+        Self::with_mode(capacity, ShaperMode::default())
+    }
+
+    /// A shaper of `capacity` tokens with only the root bucket, sharing as `mode`.
+    pub fn with_mode(capacity: u32, mode: ShaperMode) -> Self {
         Shaper {
             nodes: vec![Some(Node::new("root", None, 1.0, 1.0, capacity, capacity))],
             resize_lock: Mutex::new(()),
+            mode,
+            turn: AtomicUsize::new(0),
         }
+    }
+
+    /// How the shaper shares its capacity.
+    pub fn mode(&self) -> ShaperMode {
+        self.mode
     }
 
     /// Adds a bucket `name` under `parent` with the fractions `rate` and `ceil` of the parent.
@@ -363,6 +443,23 @@ impl Shaper {
     /// Takes one token for `bucket`; `false` if the bucket can neither use an assured token nor
     /// borrow one now. A token taken must be given back with [`Shaper::put`] on the same bucket.
     pub fn try_get(&self, bucket: BucketId) -> bool {
+        match self.mode {
+            ShaperMode::Htb => self.htb_get(bucket, true),
+            ShaperMode::X0 => self.x0_get(bucket),
+        }
+    }
+
+    /// Takes one token for `bucket` only within its own assured share (`htb`; see the module
+    /// docs): what a new request may take while others wait, so that borrowing follows the order
+    /// of [`Shaper::pick`]. In `x0` mode the same as [`Shaper::try_get`].
+    pub fn try_get_assured(&self, bucket: BucketId) -> bool {
+        match self.mode {
+            ShaperMode::Htb => self.htb_get(bucket, false),
+            ShaperMode::X0 => self.x0_get(bucket),
+        }
+    }
+
+    fn x0_get(&self, bucket: BucketId) -> bool {
         if self.ancestor_over_committed(bucket) || !self.acquire(bucket) {
             return false;
         }
@@ -380,6 +477,9 @@ impl Shaper {
     /// Putting a token that was not taken is a bug of the caller: it panics in debug builds and
     /// is ignored otherwise.
     pub fn put(&self, bucket: BucketId) {
+        if self.mode == ShaperMode::Htb {
+            return self.htb_put(bucket);
+        }
         // The load goes down first so that it never shows more than the tokens really granted.
         let mut id = Some(bucket);
         while let Some(current) = id {
@@ -393,12 +493,20 @@ impl Shaper {
 
     /// The bucket whose queue is served next, with a token already taken for it.
     ///
+    /// `htb`: first the waiting buckets below their own assured share, the furthest below it
+    /// (relative to the share) first, ties in turn; then the borrowers in x0's order (below).
+    ///
     /// x0's dequeue order: starting at the root, visit the children round-robin (each bucket
     /// keeps an offset that moves backwards by one, wrapping, before each child is tried, and
     /// persists between calls) and recursively, so children come before their parent's own queue.
     /// The first bucket for which `waiting` says yes and which gets a token is returned; the
     /// caller pops its queue's front. `None` if nothing can be served now.
     pub fn pick(&self, waiting: impl Fn(BucketId) -> bool) -> Option<BucketId> {
+        if self.mode == ShaperMode::Htb
+            && let Some(found) = self.pick_assured(&waiting)
+        {
+            return Some(found);
+        }
         self.pick_from(ROOT, &waiting)
     }
 
@@ -479,6 +587,10 @@ impl Shaper {
                 .map(|&child| u64::from(self.node(child).token_rate.load(Ordering::Acquire)))
                 .sum();
             node.reserved.store(reserved, Ordering::Release);
+        }
+        if self.mode == ShaperMode::Htb {
+            // Nothing is borrowed from a parent's count in this mode: nothing to settle.
+            return;
         }
         // Children before parents: settling a child may charge its parent.
         for &id in order.iter().rev() {
@@ -629,6 +741,99 @@ impl Shaper {
         }
     }
 
+    /// `htb`: a token for `bucket` if every bucket on its path stays within its ceil and, unless
+    /// `borrow`, the bucket's own requests stay within its own assured share.
+    fn htb_get(&self, bucket: BucketId, borrow: bool) -> bool {
+        let node = self.node(bucket);
+        let assured = node.own_assured();
+        let own = node
+            .own
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |own| {
+                (borrow || own < assured).then(|| own.saturating_add(1))
+            });
+        if own.is_err() {
+            return false;
+        }
+        let mut id = Some(bucket);
+        while let Some(current) = id {
+            let at = self.node(current);
+            let ceil = u64::from(at.token_ceil.load(Ordering::Acquire));
+            let raised =
+                at.load
+                    .current
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                        (held < ceil).then_some(held + 1)
+                    });
+            if raised.is_err() {
+                // Undo what was raised below `current`, and the own count.
+                let mut undo = Some(bucket);
+                while let Some(below) = undo.filter(|&below| below != current) {
+                    let at = self.node(below);
+                    at.load.decrement();
+                    undo = at.parent;
+                }
+                node.own.fetch_sub(1, Ordering::AcqRel);
+                return false;
+            }
+            id = at.parent;
+        }
+        let mut id = Some(bucket);
+        while let Some(current) = id {
+            let at = self.node(current);
+            at.load.granted();
+            id = at.parent;
+        }
+        true
+    }
+
+    fn htb_put(&self, bucket: BucketId) {
+        let node = self.node(bucket);
+        let own = node
+            .own
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |own| {
+                own.checked_sub(1)
+            });
+        debug_assert!(own.is_ok(), "put() on bucket {bucket} which holds no token");
+        if own.is_err() {
+            return;
+        }
+        let mut id = Some(bucket);
+        while let Some(current) = id {
+            let at = self.node(current);
+            at.load.decrement();
+            id = at.parent;
+        }
+    }
+
+    /// `htb`: a token for the waiting bucket furthest below its own assured share, if any can
+    /// take one.
+    fn pick_assured<F: Fn(BucketId) -> bool>(&self, waiting: &F) -> Option<BucketId> {
+        // (bucket, own tokens, own assured share); only when requests wait, so a Vec is fine.
+        let mut below: Vec<(BucketId, u64, u64)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(id, node)| {
+                let node = node.as_ref()?;
+                let own = u64::from(node.own.load(Ordering::Acquire));
+                let assured = u64::from(node.own_assured());
+                (own < assured && waiting(id)).then_some((id, own, assured))
+            })
+            .collect();
+        if below.is_empty() {
+            return None;
+        }
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed) % below.len();
+        below.rotate_left(turn);
+        // own/assured ascending, compared without division; the sort is stable, so equal
+        // ratios keep the rotated order.
+        below.sort_by(|a, b| (a.1 * b.2).cmp(&(b.1 * a.2)));
+        below
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .find(|&id| self.htb_get(id, false))
+    }
+
     fn pick_from<F: Fn(BucketId) -> bool>(&self, id: BucketId, waiting: &F) -> Option<BucketId> {
         let node = self.node(id);
         let count = node.children.len();
@@ -664,8 +869,17 @@ impl Node {
             reserved: AtomicU64::new(0),
             grants: AtomicU64::new(Grants::default().pack()),
             load: LoadCounter::default(),
+            own: AtomicU32::new(0),
             pick_offset: AtomicUsize::new(0),
         }
+    }
+
+    /// `htb`: the assured share of the bucket's own requests: its token rate minus its
+    /// children's (the root's: the capacity not assured to any child).
+    fn own_assured(&self) -> u32 {
+        let rate = u64::from(self.token_rate.load(Ordering::Acquire));
+        let own = rate.saturating_sub(self.reserved.load(Ordering::Acquire));
+        u32::try_from(own).unwrap_or(u32::MAX)
     }
 
     /// Handed out plus reserved for the children.
@@ -726,6 +940,13 @@ impl LoadCounter {
     fn increment(&self) {
         let now = self.current.fetch_add(1, Ordering::AcqRel) + 1;
         self.max.fetch_max(now, Ordering::AcqRel);
+        self.total.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records a grant whose `current` was already raised (`htb`).
+    fn granted(&self) {
+        self.max
+            .fetch_max(self.current.load(Ordering::Acquire), Ordering::AcqRel);
         self.total.fetch_add(1, Ordering::AcqRel);
     }
 

@@ -590,6 +590,9 @@ pub struct FrontendStats {
     responses: StatusClasses,
     connection_rate: Rate,
     request_rate: Rate,
+    connection_limit: AtomicU64,
+    limit_waits: AtomicU64,
+    timeouts: AtomicU64,
 }
 
 /// A listener's counters at one moment.
@@ -611,6 +614,13 @@ pub struct FrontendStatsSnapshot {
     pub connection_rate: RateSnapshot,
     /// HTTP requests per second (`req_rate`, `req_rate_max`).
     pub request_rate: RateSnapshot,
+    /// The most connections the listener holds at once (`slim`); 0 when unlimited.
+    pub connection_limit: u64,
+    /// How often accepting paused because the listener held `connection_limit` connections.
+    pub limit_waits: u64,
+    /// Connections closed because the client stayed silent past a timeout (no request head
+    /// in time, or idle too long between requests).
+    pub timeouts: u64,
 }
 
 impl FrontendStats {
@@ -625,7 +635,25 @@ impl FrontendStats {
             responses: StatusClasses::default(),
             connection_rate: Rate::default(),
             request_rate: Rate::default(),
+            connection_limit: AtomicU64::new(0),
+            limit_waits: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
         }
+    }
+
+    /// Sets the most connections the listener holds at once (`slim`).
+    pub fn set_connection_limit(&self, limit: u64) {
+        self.connection_limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Accepting paused: the listener held as many connections as its limit.
+    pub fn limit_reached(&self) {
+        self.limit_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A silent or idle connection was closed at its timeout.
+    pub fn timed_out(&self) {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The listener's name.
@@ -676,6 +704,9 @@ impl FrontendStats {
             responses: self.responses.snapshot(),
             connection_rate: self.connection_rate.snapshot(),
             request_rate: self.request_rate.snapshot(),
+            connection_limit: self.connection_limit.load(Ordering::Relaxed),
+            limit_waits: self.limit_waits.load(Ordering::Relaxed),
+            timeouts: self.timeouts.load(Ordering::Relaxed),
         }
     }
 }

@@ -8,11 +8,22 @@
 //! A connection goes back to the pool when its response body has been read to the end (see
 //! [`body::UpstreamBody`]); one whose body is dropped early, or that was upgraded, is closed.
 //! The pool is a short per-backend list behind its own mutex, held only to push or pop, so
-//! there is no lock shared between backends or across an await.
+//! there is no lock shared between backends or across an await. A pool with idle connections
+//! has one reaper task that closes each at `idle-timeout` (the backend sees the close even when
+//! no request comes to reuse it); the task ends when the pool is empty.
 //!
 //! Timeouts, all inactivity timeouts as in x0: `connect` while connecting; `write` while a write
 //! to the backend makes no progress ([`io::TimedIo`]); `read` while waiting for the response head
-//! after the request body stopped flowing, and between response body chunks.
+//! after the request body stopped flowing (not while the client is the one to wait for: that is
+//! `client-body-timeout`), and between response body chunks. An upgraded connection (a tunnel)
+//! is closed on both sides after [`TunnelIdleTimeout`] with no bytes either way.
+//!
+//! Who is to blame: a failure of the client's request body ([`crate::body::ClientBodyError`]
+//! anywhere in the error's chain) becomes [`ErrorKind::ClientBody`], never a backend failure. A
+//! response head that HTTP/1.1 does not allow (a status outside 100–599, or both
+//! `Content-Length` and `Transfer-Encoding`, RFC 9112 §6.3) is refused as the backend's
+//! [`ErrorKind::UpstreamBroken`] and its connection closed, so no client sees a framing the two
+//! sides could read differently.
 
 mod body;
 mod io;
@@ -21,14 +32,14 @@ use std::{
     future::poll_fn,
     pin::pin,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, Weak,
         atomic::{AtomicUsize, Ordering},
     },
     task::Poll,
     time::Duration,
 };
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response, StatusCode, header};
 use http_body::Body as _;
 use hyper::{client::conn::http1, upgrade::OnUpgrade};
 use hyper_util::rt::TokioIo;
@@ -39,12 +50,12 @@ use tokio::{
 
 pub use self::body::UpstreamBody;
 use self::{
-    body::{PoolReturn, ProgressBody},
-    io::{Stream, TimedIo},
+    body::{PoolReturn, Progress, ProgressBody},
+    io::{Active, Stream, TimedIo},
 };
 use crate::{
     addr::BackendAddr,
-    body::Body,
+    body::{Body, client_body_error},
     error::{ErrorKind, ProxyError, is_timeout},
     headers::is_upgrade_request,
 };
@@ -93,6 +104,17 @@ impl Default for TransportOptions {
     }
 }
 
+/// How long an upgraded connection (a WebSocket, say) may carry no bytes either way before
+/// both sides are closed (`tunnel-idle-timeout`). The listener puts it on upgrade requests;
+/// without it, [`TunnelIdleTimeout::DEFAULT`] applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunnelIdleTimeout(pub Duration);
+
+impl TunnelIdleTimeout {
+    /// Ten minutes: longer than any sensible keep-alive ping interval.
+    pub const DEFAULT: Duration = Duration::from_secs(600);
+}
+
 /// The HTTP/1.1 transport to one backend address. Cheap to clone; clones share the pool.
 #[derive(Clone, Debug)]
 pub struct HttpTransport {
@@ -103,8 +125,16 @@ pub struct HttpTransport {
 struct Shared {
     addr: BackendAddr,
     opts: TransportOptions,
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<Pool>,
     connects: AtomicUsize,
+    tunnels: AtomicUsize,
+}
+
+/// The idle connections, oldest first, and whether a reaper task is watching them.
+#[derive(Debug, Default)]
+struct Pool {
+    conns: Vec<Idle>,
+    reaper: bool,
 }
 
 #[derive(Debug)]
@@ -130,8 +160,9 @@ impl HttpTransport {
             shared: Arc::new(Shared {
                 addr,
                 opts,
-                idle: Mutex::new(Vec::new()),
+                idle: Mutex::new(Pool::default()),
                 connects: AtomicUsize::new(0),
+                tunnels: AtomicUsize::new(0),
             }),
         }
     }
@@ -148,7 +179,12 @@ impl HttpTransport {
 
     /// How many idle connections the pool holds now.
     pub fn idle_connections(&self) -> usize {
-        self.shared.idle.lock().expect("pool lock").len()
+        self.shared.idle.lock().expect("pool lock").conns.len()
+    }
+
+    /// How many upgraded connections (tunnels) to this backend are open now.
+    pub fn open_tunnels(&self) -> usize {
+        self.shared.tunnels.load(Ordering::Relaxed)
     }
 
     /// How many connections this transport has opened so far.
@@ -161,7 +197,7 @@ impl HttpTransport {
     /// Errors are [`ErrorKind::ConnectFailed`] or [`ErrorKind::ConnectTimeout`], never "sent".
     pub async fn connect(&self) -> Result<Connection, ProxyError> {
         loop {
-            let idle = self.shared.idle.lock().expect("pool lock").pop();
+            let idle = self.shared.idle.lock().expect("pool lock").conns.pop();
             let Some(Idle { mut tx, since }) = idle else {
                 break;
             };
@@ -241,17 +277,55 @@ impl Shared {
         Ok(tx)
     }
 
-    fn release(&self, tx: http1::SendRequest<Body>) {
+    fn release(this: &Arc<Self>, tx: http1::SendRequest<Body>) {
         if tx.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().expect("pool lock");
-        if idle.len() < self.opts.max_idle {
-            idle.push(Idle {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // Shutting down: nothing would close it later.
+        };
+        let start_reaper = {
+            let mut pool = this.idle.lock().expect("pool lock");
+            if pool.conns.len() >= this.opts.max_idle {
+                return;
+            }
+            pool.conns.push(Idle {
                 tx,
                 since: Instant::now(),
             });
+            !std::mem::replace(&mut pool.reaper, true)
+        };
+        if start_reaper {
+            runtime.spawn(reap(Arc::downgrade(this)));
         }
+    }
+}
+
+/// Closes a pool's idle connections as they reach `idle-timeout`, sleeping until the oldest
+/// one's turn; ends when the pool is empty (the next release starts another) or the transport
+/// is gone.
+async fn reap(shared: Weak<Shared>) {
+    loop {
+        let next = {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let timeout = shared.opts.idle_timeout;
+            let now = Instant::now();
+            let mut pool = shared.idle.lock().expect("pool lock");
+            // Dropping a sender closes its (idle) connection.
+            pool.conns
+                .retain(|c| !c.tx.is_closed() && now.saturating_duration_since(c.since) < timeout);
+            match pool.conns.first() {
+                // Pushed in order, so the first is the oldest.
+                Some(oldest) => oldest.since + timeout,
+                None => {
+                    pool.reaper = false;
+                    return;
+                }
+            }
+        };
+        tokio::time::sleep_until(next).await;
     }
 }
 
@@ -270,16 +344,22 @@ impl Connection {
     /// replaced by a new one transparently. Errors after that are marked as "sent".
     pub async fn send(mut self, mut req: Request<Body>) -> Result<Response<Body>, ProxyError> {
         let client_upgrade = if is_upgrade_request(req.headers()) {
-            req.extensions_mut().remove::<OnUpgrade>()
+            req.extensions_mut().remove::<OnUpgrade>().map(|upgrade| {
+                let idle = req
+                    .extensions()
+                    .get::<TunnelIdleTimeout>()
+                    .map_or(TunnelIdleTimeout::DEFAULT, |t| t.0);
+                (upgrade, idle)
+            })
         } else {
             None
         };
         let progress = if req.body().is_end_stream() {
             None
         } else {
-            let counter = Arc::new(AtomicUsize::new(0));
-            req = req.map(|b| ProgressBody::wrap(b, counter.clone()));
-            Some(counter)
+            let progress = Arc::new(Progress::default());
+            req = req.map(|b| ProgressBody::wrap(b, progress.clone()));
+            Some(progress)
         };
         let read_timeout = self.shared.opts.read_timeout;
         let mut response = loop {
@@ -299,6 +379,9 @@ impl Connection {
                     }
                     None => {
                         let err = err.into_error();
+                        if client_body_error(&err).is_some() {
+                            return Err(ProxyError::client_body(err));
+                        }
                         let kind = if is_timeout(&err) {
                             ErrorKind::Timeout
                         } else {
@@ -315,35 +398,56 @@ impl Connection {
             }
         };
 
+        // Returning drops the connection: it is never pooled after a head like these.
+        if !(100..=599).contains(&response.status().as_u16()) {
+            return Err(ProxyError::new(ErrorKind::UpstreamBroken)
+                .with_detail("the backend sent an invalid status code")
+                .sent());
+        }
+        if response.headers().contains_key(header::TRANSFER_ENCODING)
+            && response.headers().contains_key(header::CONTENT_LENGTH)
+        {
+            return Err(ProxyError::new(ErrorKind::UpstreamBroken)
+                .with_detail("the backend sent both Content-Length and Transfer-Encoding")
+                .sent());
+        }
+
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(client_upgrade) = client_upgrade else {
+            let Some((client_upgrade, idle)) = client_upgrade else {
                 return Err(ProxyError::new(ErrorKind::UpstreamBroken)
                     .with_detail("the backend switched protocols unasked")
                     .sent());
             };
             let upstream_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(tunnel(client_upgrade, upstream_upgrade));
+            let open = OpenTunnel::new(self.shared.clone());
+            tokio::spawn(tunnel(client_upgrade, upstream_upgrade, idle, open));
             // The connection now belongs to the tunnel: never pool it.
-            return Ok(
-                response.map(|b| crate::body::boxed(UpstreamBody::new(b, None, read_timeout)))
-            );
+            return Ok(response
+                .map(|b| crate::body::boxed(UpstreamBody::new(b, None, progress, read_timeout))));
         }
 
         let pool_return = PoolReturn {
             shared: self.shared,
             tx: self.tx,
         };
-        Ok(response
-            .map(|b| crate::body::boxed(UpstreamBody::new(b, Some(pool_return), read_timeout))))
+        Ok(response.map(|b| {
+            crate::body::boxed(UpstreamBody::new(
+                b,
+                Some(pool_return),
+                progress,
+                read_timeout,
+            ))
+        }))
     }
 }
 
 /// Waits for the response head, failing after `read_timeout` without progress. While the
-/// request body is still flowing (its frame counter moves), the wait is extended.
+/// request body is still flowing (its frame counter moves), or the connection waits for the
+/// client's next body bytes (`client-body-timeout` bounds that), the wait is extended.
 async fn wait_for_head<F: std::future::Future>(
     sending: F,
     read_timeout: Duration,
-    progress: Option<&AtomicUsize>,
+    progress: Option<&Progress>,
 ) -> Result<F::Output, ()> {
     let mut sending = pin!(sending);
     let mut timer = pin!(tokio::time::sleep(read_timeout));
@@ -353,9 +457,9 @@ async fn wait_for_head<F: std::future::Future>(
             return Poll::Ready(Ok(out));
         }
         while timer.as_mut().poll(cx).is_ready() {
-            match progress.map(|p| p.load(Ordering::Relaxed)) {
-                Some(now) if now != seen => {
-                    seen = now;
+            match progress {
+                Some(p) if p.frames() != seen || p.waiting_for_client() => {
+                    seen = p.frames();
                     timer.as_mut().reset(Instant::now() + read_timeout);
                 }
                 _ => return Poll::Ready(Err(())),
@@ -366,8 +470,26 @@ async fn wait_for_head<F: std::future::Future>(
     .await
 }
 
-/// Copies bytes both ways between an upgraded client connection and an upgraded backend one.
-async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+/// One open tunnel in its transport's count, for as long as it lives.
+#[derive(Debug)]
+struct OpenTunnel(Arc<Shared>);
+
+impl OpenTunnel {
+    fn new(shared: Arc<Shared>) -> Self {
+        shared.tunnels.fetch_add(1, Ordering::Relaxed);
+        OpenTunnel(shared)
+    }
+}
+
+impl Drop for OpenTunnel {
+    fn drop(&mut self) {
+        self.0.tunnels.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Copies bytes both ways between an upgraded client connection and an upgraded backend one,
+/// until either side closes or neither sends anything for `idle`; then both are closed.
+async fn tunnel(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, _open: OpenTunnel) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
         Err(err) => {
@@ -375,11 +497,42 @@ async fn tunnel(client: OnUpgrade, upstream: OnUpgrade) {
             return;
         }
     };
-    let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
-    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        tracing::debug!(error = %err, "tunnel ended with an error");
+    match copy_until_idle(TokioIo::new(client), TokioIo::new(upstream), idle).await {
+        Some(Ok(_)) => {}
+        Some(Err(err)) => tracing::debug!(error = %err, "tunnel ended with an error"),
+        None => tracing::info!(idle_secs = idle.as_secs(), "closing an idle tunnel"),
     }
+}
+
+/// Copies bytes both ways until either side closes (the byte counts) or neither sends anything
+/// for `idle` (`None`); both are dropped, so closed, on return.
+async fn copy_until_idle<A, B>(a: A, b: B, idle: Duration) -> Option<std::io::Result<(u64, u64)>>
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let activity = Arc::new(AtomicUsize::new(0));
+    let mut a = Active::new(a, activity.clone());
+    let mut b = Active::new(b, activity.clone());
+    let mut copy = pin!(tokio::io::copy_bidirectional(&mut a, &mut b));
+    let mut timer = pin!(tokio::time::sleep(idle));
+    let mut seen = 0;
+    // The timer is re-armed once per wake-up that saw bytes, not once per read.
+    poll_fn(|cx| {
+        if let Poll::Ready(copied) = copy.as_mut().poll(cx) {
+            return Poll::Ready(Some(copied));
+        }
+        let now = activity.load(Ordering::Relaxed);
+        if now != seen {
+            seen = now;
+            timer.as_mut().reset(Instant::now() + idle);
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -60,8 +60,14 @@ pub struct CgiConfig {
     pub script_mapping: ScriptMapping,
     /// `SERVER_SOFTWARE`.
     pub server_software: String,
-    /// Extra parameters sent after the computed ones (a later duplicate name wins in PHP).
+    /// Extra parameters from the operator. One whose name Director computes too replaces the
+    /// computed value (a name is never sent twice), and no request header can override it.
     pub extra_params: Vec<(String, String)>,
+    /// Pass request headers whose names contain `_` (nginx's `underscores_in_headers`). Off by
+    /// default: `X_Forwarded_For` and `X-Forwarded-For` both become `HTTP_X_FORWARDED_FOR`, so a
+    /// client could send a twin of a header the proxy vouches for. When on, the dashed spelling
+    /// wins and its underscore twins are dropped.
+    pub underscores_in_headers: bool,
 }
 
 impl Default for CgiConfig {
@@ -72,6 +78,7 @@ impl Default for CgiConfig {
             script_mapping: ScriptMapping::default(),
             server_software: concat!("director/", env!("CARGO_PKG_VERSION")).to_owned(),
             extra_params: Vec::new(),
+            underscores_in_headers: false,
         }
     }
 }
@@ -79,21 +86,46 @@ impl Default for CgiConfig {
 /// The CGI variables for one request, in the order they are sent.
 pub type Params = Vec<(String, Bytes)>;
 
+/// Why a request cannot be turned into CGI variables. Each is the client's fault (400).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RefusedRequest {
+    /// The percent-decoded path holds a NUL or another control byte (`/vars.php%00.css`): it
+    /// would end up in `SCRIPT_FILENAME`, where C code stops at the NUL.
+    #[error("the decoded request path contains a control byte")]
+    ControlByteInPath,
+}
+
+/// `HTTP_*` names Director never passes from a header: `Proxy` would become `HTTP_PROXY`
+/// (httpoxy), and `Content-Length`/`Content-Type` are sent as `CONTENT_LENGTH`/`CONTENT_TYPE`
+/// only when Director knows there is a body.
+const RESERVED_HTTP_VARS: &[&str] = &["HTTP_PROXY", "HTTP_CONTENT_LENGTH", "HTTP_CONTENT_TYPE"];
+
 /// Builds the CGI/1.1 variables for a request head.
 ///
 /// `content_length` is the request body's length when known (from `Content-Length` or an exact
 /// body size hint); `CONTENT_LENGTH` and `CONTENT_TYPE` are only sent when there is a body.
+///
+/// Every name is sent once. Director's own variables come first; an operator's
+/// [`CgiConfig::extra_params`] entry of the same name replaces one. Request headers become
+/// `HTTP_*` only when their name is plain (letters, digits, `-`, and `_` if
+/// [`CgiConfig::underscores_in_headers`]) and maps to a name nothing else has taken, so no
+/// header can stand in for a variable Director or the operator set.
 pub fn build_params(
     head: &request::Parts,
     content_length: Option<u64>,
     config: &CgiConfig,
-) -> Params {
+) -> Result<Params, RefusedRequest> {
     let default_ctx = CgiContext::default();
     let ctx = head.extensions.get::<CgiContext>().unwrap_or(&default_ctx);
     let mut p: Params = Vec::with_capacity(32 + head.headers.len());
     let mut push = |name: &str, value: Bytes| p.push((name.to_owned(), value));
 
-    let path = normalize_path(&percent_decode(head.uri.path().as_bytes()));
+    let decoded = percent_decode(head.uri.path().as_bytes());
+    // The raw URI cannot hold control bytes (the parser refuses them); only escapes can.
+    if decoded.iter().any(|b| b.is_ascii_control()) {
+        return Err(RefusedRequest::ControlByteInPath);
+    }
+    let path = normalize_path(&decoded);
     let (script_name, path_info) = split_script(&path, config);
     let root = config.document_root.trim_end_matches('/');
     let mut script_filename = root.as_bytes().to_vec();
@@ -175,26 +207,74 @@ pub fn build_params(
         }
     }
 
-    for name in head.headers.keys() {
-        // httpoxy: a client-supplied `Proxy` header must never become HTTP_PROXY.
-        if name == "proxy" || name == header::CONTENT_TYPE || name == header::CONTENT_LENGTH {
-            continue;
+    // The operator's parameters replace Director's of the same name rather than follow them:
+    // which of two copies an application keeps is up to the application.
+    for (name, value) in &config.extra_params {
+        let value = Bytes::from(value.clone());
+        match p.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = value,
+            None => p.push((name.clone(), value)),
         }
-        let sep: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
-        let mut value = Vec::new();
-        for (i, v) in head.headers.get_all(name).iter().enumerate() {
-            if i > 0 {
-                value.extend_from_slice(sep);
-            }
-            value.extend_from_slice(v.as_bytes());
-        }
-        push(&http_var_name(name.as_str()), Bytes::from(value));
     }
 
-    for (name, value) in &config.extra_params {
-        push(name, Bytes::from(value.clone()));
+    // Headers last, each checked against the names taken so far. Without underscores the
+    // mapping from valid names to `HTTP_*` is one-to-one, so only the operator's `HTTP_*`
+    // parameters and the reserved names can collide; with them, dashed names go first so an
+    // underscore twin finds its name taken.
+    let passes: &[bool] = if config.underscores_in_headers {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    let operator_http = config
+        .extra_params
+        .iter()
+        .any(|(n, _)| n.starts_with("HTTP_"));
+    let first_header = p.len();
+    for &underscored in passes {
+        for name in head.headers.keys() {
+            let name_str = name.as_str();
+            if name_str.contains('_') != underscored {
+                continue;
+            }
+            let Some(var) = header_var_name(name_str, config.underscores_in_headers) else {
+                continue;
+            };
+            if RESERVED_HTTP_VARS.contains(&var.as_str()) {
+                continue;
+            }
+            let taken = if operator_http {
+                p.iter().any(|(n, _)| *n == var)
+            } else {
+                config.underscores_in_headers && p[first_header..].iter().any(|(n, _)| *n == var)
+            };
+            if taken {
+                continue;
+            }
+            let sep: &[u8] = if name == header::COOKIE { b"; " } else { b", " };
+            let mut value = Vec::new();
+            for (i, v) in head.headers.get_all(name).iter().enumerate() {
+                if i > 0 {
+                    value.extend_from_slice(sep);
+                }
+                value.extend_from_slice(v.as_bytes());
+            }
+            p.push((var, Bytes::from(value)));
+        }
     }
-    p
+    Ok(p)
+}
+
+/// The `HTTP_*` variable for a request header, or `None` when the header is not passed: names
+/// are passed only when made of ASCII letters, digits and `-` (and `_` when `underscores`), as
+/// nginx's `ignore_invalid_headers` does, because any other character (`.`, `_`, `~`…) also
+/// maps to `_` and would let a client send a twin of a header a proxy vouches for.
+pub fn header_var_name(header: &str, underscores: bool) -> Option<String> {
+    let plain = !header.is_empty()
+        && header
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || (underscores && b == b'_'));
+    plain.then(|| http_var_name(header))
 }
 
 fn protocol(version: Version) -> &'static [u8] {

@@ -32,11 +32,17 @@ pub struct FastCgiConfig {
     pub write_timeout: Duration,
     /// Ask the application to keep the connection open (`FCGI_KEEP_CONN`) and pool it.
     pub keep_conn: bool,
-    /// Most idle connections kept for reuse. With php-fpm keep this at or below the number of
-    /// children: each open connection holds one child.
+    /// Most idle connections kept for reuse. With php-fpm keep this well below the number of
+    /// children: each open connection holds one child, busy or not, until it is closed.
     pub max_idle_connections: usize,
-    /// Idle connections older than this are closed instead of reused.
+    /// An idle connection is closed this long after it was last used, by a timer, whether or
+    /// not another request comes (an idle connection holds a php-fpm child).
     pub idle_timeout: Duration,
+    /// Check that `SCRIPT_FILENAME` is a regular file (following symlinks, as the application
+    /// will) before connecting, and fail with [`ErrorKind::ScriptNotFound`](crate::ErrorKind)
+    /// otherwise. Only meaningful when the document root is on this machine's filesystem
+    /// exactly as the application sees it; off by default.
+    pub check_script: bool,
     /// Largest CGI header block accepted at the start of `STDOUT`.
     pub max_header_size: usize,
     /// Most response body bytes buffered while the request body is still being sent; beyond
@@ -54,8 +60,9 @@ impl Default for FastCgiConfig {
             read_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
             keep_conn: true,
-            max_idle_connections: 4,
+            max_idle_connections: 1,
             idle_timeout: Duration::from_secs(30),
+            check_script: false,
             max_header_size: 64 * 1024,
             max_early_body: 1024 * 1024,
             on_client_abort: ClientAbort::Close,

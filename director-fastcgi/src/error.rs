@@ -29,8 +29,17 @@ pub enum ErrorKind {
     /// `END_REQUEST` said `OVERLOADED` or `CANT_MPX_CONN`. Map: 503.
     Overloaded,
     /// The client's request body failed while it was being streamed. Map: 400 (the client's
-    /// fault; the application connection was closed).
+    /// fault; the application connection was closed). The body's own error is the source, so
+    /// an embedder can find a more precise cause (a timeout, a size limit) in the chain.
     RequestBody,
+    /// The request cannot become CGI variables (a control byte in the decoded path; see
+    /// [`RefusedRequest`](crate::cgi::RefusedRequest)). Nothing was sent. Map: 400, the
+    /// client's fault.
+    BadRequest,
+    /// `SCRIPT_FILENAME` is not a regular file under the document root, checked before
+    /// connecting ([`FastCgiConfig::check_script`](crate::FastCgiConfig::check_script), like
+    /// nginx's `try_files $uri =404`). Nothing was sent. Map: 404, the client's request.
+    ScriptNotFound,
 }
 
 /// A FastCGI transport error: its [`ErrorKind`], whether the request was (partly) sent, and

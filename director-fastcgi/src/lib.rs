@@ -19,12 +19,14 @@
 //! * [`proto`]: the FastCGI 1.0 record layer: constants, record framing and padding
 //!   (two-phase parse), and [`proto::params`], the name-value pair encoding. Pure, property-tested.
 //! * [`cgi`]: CGI/1.1 variables from a request head ([`cgi::build_params`], with
-//!   [`CgiContext`] from the request extensions and [`CgiConfig`] per cluster) and the response
-//!   header block parser ([`cgi::parse_response_head`]: `Status:`, `Location:`, local redirects).
-//!   Pure, property-tested.
+//!   [`CgiContext`] from the request extensions and [`CgiConfig`] per cluster; every name sent
+//!   once, no header standing in for a variable Director sets, control bytes in the decoded
+//!   path refused) and the response header block parser ([`cgi::parse_response_head`]:
+//!   `Status:`, `Location:`, local redirects). Pure, property-tested.
 //! * `conn`: one socket (TCP or UNIX) with its read buffer; connect, read and write with
 //!   timeouts, writing while reading so neither peer can block the other.
-//! * `pool`: idle connections kept after `END_REQUEST` when `KEEP_CONN` was negotiated.
+//! * `pool`: idle connections kept after `END_REQUEST` when `KEEP_CONN` was negotiated, and
+//!   closed by a timer at `idle_timeout` (each holds an application worker).
 //! * `exchange`: one request: `BEGIN_REQUEST`, `PARAMS`, streamed `STDIN`, then the header block;
 //!   client-abort handling when the caller goes away.
 //! * `body`: [`ResponseBody`], the `'static` streaming `STDOUT` that owns the connection.
@@ -72,7 +74,7 @@ mod service;
 pub mod test_util;
 
 pub use body::ResponseBody;
-pub use cgi::{CgiConfig, CgiContext, LocalRedirect, ScriptMapping};
+pub use cgi::{CgiConfig, CgiContext, LocalRedirect, RefusedRequest, ScriptMapping};
 pub use config::{ClientAbort, FastCgiConfig};
 pub use conn::FastCgiAddr;
 pub use error::{BoxError, Error, ErrorKind};

@@ -684,3 +684,63 @@ async fn application_not_reading_stdin_hits_the_write_timeout() {
     assert_eq!(err.kind(), ErrorKind::WriteTimeout);
     assert!(err.request_sent());
 }
+
+#[tokio::test]
+async fn a_control_byte_in_the_path_is_refused_before_connecting() {
+    let app = FakeResponder::tcp(Script::respond("Content-Type: text/plain\r\n\r\nran"))
+        .await
+        .unwrap();
+    let svc = FastCgiService::new(app.addr(), config());
+    let err = svc.oneshot(get("/vars.php%00.css")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadRequest);
+    assert!(!err.request_sent());
+    assert_eq!(app.connections(), 0, "the application never saw it");
+}
+
+#[tokio::test]
+async fn a_missing_script_is_not_found_before_connecting() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("index.php"), "<?php").unwrap();
+    std::fs::write(root.path().join("upload.txt"), "<?php evil();").unwrap();
+    std::fs::create_dir(root.path().join("dir.php")).unwrap();
+    std::os::unix::fs::symlink(root.path().join("index.php"), root.path().join("link.php"))
+        .unwrap();
+    std::os::unix::fs::symlink(
+        root.path().join("gone.php"),
+        root.path().join("dangling.php"),
+    )
+    .unwrap();
+    let app = FakeResponder::tcp(Script::respond("Content-Type: text/plain\r\n\r\nran"))
+        .await
+        .unwrap();
+    let mut cfg = config();
+    cfg.cgi.document_root = root.path().display().to_string();
+    cfg.check_script = true;
+    let svc = FastCgiService::new(app.addr(), cfg);
+
+    for path in [
+        "/upload.txt/x.php",
+        "/missing.php",
+        "/dir.php",
+        "/dangling.php",
+        "/nope/../missing.php",
+    ] {
+        let err = svc.clone().oneshot(get(path)).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ScriptNotFound, "{path}");
+        assert!(!err.request_sent(), "{path}");
+    }
+    assert_eq!(app.connections(), 0, "none reached the application");
+
+    for path in [
+        "/index.php",
+        "/",
+        "/link.php",
+        "/index.php/some/path",
+        "/x/../index.php",
+    ] {
+        let resp = svc.clone().oneshot(get(path)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        resp.into_body().collect().await.unwrap();
+    }
+    assert_eq!(app.requests().len(), 5);
+}

@@ -210,6 +210,10 @@ fn frontend_row(frontend: &FrontendStats, iid: usize, pid: u32) -> Row {
     row.set("svname", "FRONTEND");
     row.set("scur", s.connections.current);
     row.set("smax", s.connections.max);
+    // `max-connections`: accepting pauses at this many.
+    if s.connection_limit > 0 {
+        row.set("slim", s.connection_limit);
+    }
     row.set("stot", s.connections.total);
     row.set("bin", s.bytes_in);
     row.set("bout", s.bytes_out);

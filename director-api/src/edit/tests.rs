@@ -268,3 +268,17 @@ fn buckets() {
         "burst"
     );
 }
+
+#[test]
+fn shaper_key_picks_the_sharing_and_refuses_others() {
+    use director_core::shaper::ShaperMode;
+    let mut c = default_cluster();
+    assert_eq!(c.shaper, ShaperMode::Htb, "the default");
+    apply_cluster(&pairs(&[("shaper", "x0")]), &mut c).unwrap();
+    assert_eq!(c.shaper, ShaperMode::X0);
+    apply_cluster(&pairs(&[("shaper", "htb")]), &mut c).unwrap();
+    assert_eq!(c, default_cluster());
+    let e = apply_cluster(&pairs(&[("shaper", "linux")]), &mut c).unwrap_err();
+    assert_eq!(e.status, 400);
+    assert_eq!(e.detail["field"], "shaper", "{e:?}");
+}

@@ -183,3 +183,50 @@ fn load_makes_a_relative_path_absolute() {
         dir.path().canonicalize().unwrap().join("clusters")
     );
 }
+
+#[test]
+fn client_timeouts_default_and_refuse_zero() {
+    let loaded = parse(GOOD, Path::new("good.toml")).unwrap();
+    let server = &loaded.config.server;
+    assert_eq!(
+        server.client_body_timeout.0,
+        std::time::Duration::from_secs(60)
+    );
+    assert_eq!(
+        server.tunnel_idle_timeout.0,
+        std::time::Duration::from_secs(600)
+    );
+    for key in ["client-body-timeout", "tunnel-idle-timeout"] {
+        let source = GOOD.replace(
+            "listen = [\"127.0.0.1:0\"]",
+            &format!("listen = [\"127.0.0.1:0\"]\n{key} = \"0s\""),
+        );
+        let (line, _, at, message) = error(&source);
+        assert_eq!((line, at.as_str()), (4, format!("server.{key}").as_str()));
+        assert!(message.contains("greater than zero"), "{message}");
+    }
+}
+
+#[test]
+fn zero_connection_limits_name_line_and_key() {
+    for (setting, key) in [
+        ("max-connections = 0", "server.max-connections"),
+        ("max-headers = 0", "server.max-headers"),
+        (
+            "h2-max-concurrent-streams = 0",
+            "server.h2-max-concurrent-streams",
+        ),
+        ("header-read-timeout = \"0s\"", "server.header-read-timeout"),
+        ("keep-alive-timeout = \"0ms\"", "server.keep-alive-timeout"),
+    ] {
+        let source = GOOD.replace("[server]\n", &format!("[server]\n{setting}\n"));
+        let (line, _, found, message) = error(&source);
+        assert_eq!((line, found.as_str()), (3, key), "{setting}: {message}");
+    }
+    let source = GOOD.replace("[server]\n", "[server]\nh2-ping-interval = \"0s\"\n");
+    let loaded = parse(&source, Path::new("test.toml")).unwrap();
+    assert!(
+        loaded.config.server.h2_ping_interval.0.is_zero(),
+        "0s turns pings off"
+    );
+}

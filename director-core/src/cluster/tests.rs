@@ -647,3 +647,76 @@ async fn failed_attempts_are_not_timed() {
     assert!(b.sessions.since_last.is_some(), "it was sent");
     assert_eq!(b.times.response.samples, 0);
 }
+
+/// Records what passive health was told.
+#[derive(Debug, Default)]
+struct Told(std::sync::Mutex<Vec<String>>);
+
+impl crate::backend::HealthObserver for Told {
+    fn response(&self, status: http::StatusCode) {
+        self.0.lock().unwrap().push(status.to_string());
+    }
+    fn failure(&self, kind: ErrorKind) {
+        self.0.lock().unwrap().push(format!("{kind:?}"));
+    }
+}
+
+/// A streaming request body (no known length, so it is never kept for replay) that breaks off
+/// after its first chunk, as a client that disconnects mid-upload.
+struct BrokenUpload(bool);
+
+impl http_body::Body for BrokenUpload {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if std::mem::replace(&mut self.0, true) {
+            let cause = crate::body::ClientBodyError::Read("the client went away".into());
+            return Poll::Ready(Some(Err(cause.into())));
+        }
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"part")))))
+    }
+}
+
+#[tokio::test]
+async fn a_broken_client_body_is_not_the_backends_failure() {
+    let a = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let b = TestBackend::tcp("b", "127.0.0.1:0").await.unwrap();
+    let members = vec![member(&a, 0, Role::Active), member(&b, 0, Role::Active)];
+    let told: Vec<Arc<Told>> = members
+        .iter()
+        .map(|m| {
+            let t = Arc::new(Told::default());
+            m.observe(Some(t.clone()));
+            t
+        })
+        .collect();
+    let c = cluster(members, ClusterSettings::default(), Shaper::new(0));
+    // PUT is idempotent: a backend's broken exchange would be retried on the other.
+    let put = Request::put("/sha256")
+        .header("host", "t")
+        .body(body::boxed(BrokenUpload(false)))
+        .unwrap();
+    let err = c
+        .clone()
+        .dispatch(put, Dispatch::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ClientBody, "{err}");
+    assert_eq!(err.status(), 400);
+    assert!(a.requests() + b.requests() <= 1, "not sent again elsewhere");
+    for (m, t) in c.backends().iter().zip(&told) {
+        assert!(t.0.lock().unwrap().is_empty(), "health was told nothing");
+        let s = m.stats().snapshot();
+        assert_eq!((s.response_errors, s.connect_errors), (0, 0));
+    }
+    let aborts: u64 = c
+        .backends()
+        .iter()
+        .map(|m| m.stats().snapshot().client_aborts)
+        .sum();
+    assert_eq!(aborts, 1, "counted as the client's abort");
+}

@@ -345,3 +345,101 @@ mod strip_property {
         }
     }
 }
+
+#[test]
+fn two_host_fields_are_refused() {
+    let mut parts = request(
+        Request::get("/")
+            .header("host", "a.example")
+            .header("host", "b.example"),
+    );
+    assert_eq!(settle_host(&mut parts), Err(HostError::Several));
+}
+
+#[test]
+fn invalid_hosts_are_refused() {
+    for host in [
+        "a b.example",
+        "a.example/x",
+        "user@a.example",
+        "a.example:80x",
+        "a.example:123456",
+        ":80",
+        "[::1",
+        "[::1]x",
+        "[zz]",
+        "a\\b",
+        "a\"b",
+    ] {
+        let mut parts = request(Request::get("/").header("host", host));
+        assert_eq!(settle_host(&mut parts), Err(HostError::Invalid), "{host}");
+    }
+}
+
+#[test]
+fn valid_hosts_pass() {
+    for host in [
+        "a.example",
+        "A.Example:8080",
+        "127.0.0.1",
+        "[::1]:80",
+        "[2001:db8::1]",
+        "xn--bcher-kva.example.",
+        "",
+    ] {
+        let mut parts = request(Request::get("/").header("host", host));
+        assert_eq!(settle_host(&mut parts), Ok(()), "{host}");
+        assert_eq!(values(&parts.headers, "host"), [host]);
+    }
+}
+
+#[test]
+fn an_http_11_request_needs_a_host() {
+    let mut parts = request(Request::get("/"));
+    assert_eq!(settle_host(&mut parts), Err(HostError::Missing));
+    let mut parts = request(Request::get("/").version(Version::HTTP_10));
+    assert_eq!(settle_host(&mut parts), Ok(()));
+}
+
+#[test]
+fn the_absolute_form_authority_wins_over_host() {
+    let mut parts = request(Request::get("http://a.example:81/x?q").header("host", "b.example"));
+    assert_eq!(settle_host(&mut parts), Ok(()));
+    assert_eq!(values(&parts.headers, "host"), ["a.example:81"]);
+    // Without a Host field too (HTTP/2's :authority).
+    let mut parts = request(Request::get("http://a.example/x"));
+    assert_eq!(settle_host(&mut parts), Ok(()));
+    assert_eq!(values(&parts.headers, "host"), ["a.example"]);
+}
+
+#[test]
+fn userinfo_in_the_target_is_refused() {
+    let mut parts = request(Request::get("http://user@a.example/").header("host", "a.example"));
+    assert_eq!(settle_host(&mut parts), Err(HostError::UserInfo));
+}
+
+#[test]
+fn an_h2c_upgrade_is_not_tunnelled() {
+    for offer in ["h2c", "H2C", "websocket, h2c"] {
+        let mut parts = request(
+            Request::get("/")
+                .header("host", "a.example")
+                .header("connection", "Upgrade, HTTP2-Settings")
+                .header("upgrade", offer)
+                .header("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+        );
+        let upgrade = prepare_request(&mut parts, &client(), &HeaderPolicy::default());
+        assert_eq!(upgrade, None, "{offer}");
+        for gone in ["upgrade", "connection", "http2-settings"] {
+            assert!(!parts.headers.contains_key(gone), "{gone} after {offer}");
+        }
+    }
+    // HTTP2-Settings is dropped even when Connection does not name it.
+    let mut parts = request(
+        Request::get("/")
+            .header("host", "a.example")
+            .header("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+    );
+    prepare_request(&mut parts, &client(), &HeaderPolicy::default());
+    assert!(!parts.headers.contains_key("http2-settings"));
+}

@@ -1,11 +1,12 @@
 //! Bodies on the upstream side: the response body that hands its connection back to the pool,
-//! and the request body that reports progress to the read timeout.
+//! and the request body that reports its progress (to the read timeout) and whether the client
+//! broke it (so a failure that follows is the client's).
 
 use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -18,9 +19,35 @@ use tokio::time::{Instant, Sleep};
 
 use super::Shared;
 use crate::{
-    body::{Body, BoxError},
+    body::{Body, BoxError, ClientBodyError, client_body_error},
     error::{ErrorKind, ProxyError},
 };
+
+/// What the backend connection has done with the request body so far.
+#[derive(Debug, Default)]
+pub(super) struct Progress {
+    /// Frames handed to the connection.
+    frames: AtomicUsize,
+    /// The connection is waiting for the client's next bytes (its last poll was pending), a
+    /// phase the client controls and `client-body-timeout` bounds.
+    waiting_for_client: AtomicBool,
+    /// The client's body failed ([`ClientBodyError`]).
+    client_failed: AtomicBool,
+}
+
+impl Progress {
+    pub(super) fn frames(&self) -> usize {
+        self.frames.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn waiting_for_client(&self) -> bool {
+        self.waiting_for_client.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn client_failed(&self) -> bool {
+        self.client_failed.load(Ordering::Relaxed)
+    }
+}
 
 /// A connection waiting to go back to its pool once the response has been read.
 #[derive(Debug)]
@@ -38,6 +65,7 @@ pub(super) struct PoolReturn {
 pub struct UpstreamBody {
     inner: Incoming,
     pool_return: Option<PoolReturn>,
+    request: Option<Arc<Progress>>,
     read_timeout: Duration,
     timer: Option<Pin<Box<Sleep>>>,
     timer_armed: bool,
@@ -47,11 +75,13 @@ impl UpstreamBody {
     pub(super) fn new(
         inner: Incoming,
         pool_return: Option<PoolReturn>,
+        request: Option<Arc<Progress>>,
         read_timeout: Duration,
     ) -> Self {
         let mut body = UpstreamBody {
             inner,
             pool_return,
+            request,
             read_timeout,
             timer: None,
             timer_armed: false,
@@ -65,7 +95,7 @@ impl UpstreamBody {
         if self.inner.is_end_stream()
             && let Some(PoolReturn { shared, tx }) = self.pool_return.take()
         {
-            shared.release(tx);
+            Shared::release(&shared, tx);
         }
     }
 
@@ -102,6 +132,12 @@ impl HttpBody for UpstreamBody {
             Poll::Ready(Some(Err(err))) => {
                 // The connection is broken; dropping the sender lets it close.
                 this.pool_return = None;
+                // The client's body broke off after the response began: hyper ended the
+                // exchange, and the fault is the client's.
+                if this.request.as_ref().is_some_and(|p| p.client_failed()) {
+                    let cause = ClientBodyError::Read(err.into());
+                    return Poll::Ready(Some(Err(ProxyError::client_body(cause).into())));
+                }
                 Poll::Ready(Some(Err(ProxyError::new(ErrorKind::UpstreamBroken)
                     .with_source(err)
                     .sent()
@@ -133,17 +169,17 @@ impl HttpBody for UpstreamBody {
     }
 }
 
-/// A request body that counts the frames it has handed to the backend connection, so the wait
-/// for the response head does not time out while a large upload is still flowing.
+/// A request body that records its [`Progress`], so the wait for the response head does not
+/// time out while a large upload is still flowing or while the client is the one to wait for.
 #[derive(Debug)]
 pub(super) struct ProgressBody {
     inner: Body,
-    frames: Arc<AtomicUsize>,
+    progress: Arc<Progress>,
 }
 
 impl ProgressBody {
-    pub(super) fn wrap(inner: Body, frames: Arc<AtomicUsize>) -> Body {
-        crate::body::boxed(ProgressBody { inner, frames })
+    pub(super) fn wrap(inner: Body, progress: Arc<Progress>) -> Body {
+        crate::body::boxed(ProgressBody { inner, progress })
     }
 }
 
@@ -157,8 +193,18 @@ impl HttpBody for ProgressBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if polled.is_ready() {
-            this.frames.fetch_add(1, Ordering::Relaxed);
+        let progress = &this.progress;
+        match &polled {
+            Poll::Pending => progress.waiting_for_client.store(true, Ordering::Relaxed),
+            Poll::Ready(item) => {
+                progress.waiting_for_client.store(false, Ordering::Relaxed);
+                progress.frames.fetch_add(1, Ordering::Relaxed);
+                if let Some(Err(err)) = item
+                    && client_body_error(&**err).is_some()
+                {
+                    progress.client_failed.store(true, Ordering::Relaxed);
+                }
+            }
         }
         polled
     }

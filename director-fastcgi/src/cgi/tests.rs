@@ -8,9 +8,20 @@ use super::*;
 fn params_of(req: Request<()>, len: Option<u64>, config: &CgiConfig) -> HashMap<String, String> {
     let (head, ()) = req.into_parts();
     build_params(&head, len, config)
+        .expect("a valid request")
         .into_iter()
         .map(|(k, v)| (k, String::from_utf8(v.to_vec()).unwrap()))
         .collect()
+}
+
+fn clone(req: &Request<()>) -> Request<()> {
+    let mut out = Request::builder()
+        .method(req.method().clone())
+        .uri(req.uri().clone())
+        .body(())
+        .unwrap();
+    *out.headers_mut() = req.headers().clone();
+    out
 }
 
 fn config() -> CgiConfig {
@@ -228,6 +239,216 @@ fn bad_status_is_rejected() {
         parse_response_head(b"no colon here\r\n\r\n", 1024),
         Err(HeadError::Malformed(_))
     ));
+}
+
+/// The names of a request's params in order, for the "never sent twice" checks.
+fn names_of(req: Request<()>, config: &CgiConfig) -> Vec<String> {
+    let (head, ()) = req.into_parts();
+    build_params(&head, None, config)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+fn assert_unique(names: &[String]) {
+    let mut sorted = names.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        names.len(),
+        "a name was sent twice: {names:?}"
+    );
+}
+
+#[test]
+fn underscore_twins_are_dropped_by_default() {
+    let req = Request::get("/index.php")
+        .header("x-forwarded-for", "127.0.0.1")
+        .header("x_forwarded_for", "6.6.6.6")
+        .header("x_custom", "1")
+        .body(())
+        .unwrap();
+    let names = names_of(clone(&req), &config());
+    assert_unique(&names);
+    let p = params_of(req, None, &config());
+    assert_eq!(p["HTTP_X_FORWARDED_FOR"], "127.0.0.1");
+    assert!(
+        !p.contains_key("HTTP_X_CUSTOM"),
+        "any underscore name is dropped"
+    );
+}
+
+#[test]
+fn an_underscore_twin_sent_first_is_dropped_too() {
+    // Order must not matter: the twin arrives before the real header.
+    let req = Request::get("/index.php")
+        .header("x_forwarded_proto", "https")
+        .header("x-forwarded-proto", "http")
+        .body(())
+        .unwrap();
+    let p = params_of(req, None, &config());
+    assert_eq!(p["HTTP_X_FORWARDED_PROTO"], "http");
+}
+
+#[test]
+fn with_underscores_allowed_the_dashed_spelling_wins() {
+    let cfg = CgiConfig {
+        underscores_in_headers: true,
+        ..config()
+    };
+    let req = || {
+        Request::get("/index.php")
+            .header("x_forwarded_host", "evil.example")
+            .header("x-forwarded-host", "good.example")
+            .header("x_custom", "1")
+            .body(())
+            .unwrap()
+    };
+    assert_unique(&names_of(req(), &cfg));
+    let p = params_of(req(), None, &cfg);
+    assert_eq!(p["HTTP_X_FORWARDED_HOST"], "good.example");
+    assert_eq!(
+        p["HTTP_X_CUSTOM"], "1",
+        "a lone underscore name passes when allowed"
+    );
+}
+
+#[test]
+fn two_underscore_spellings_are_sent_once() {
+    let cfg = CgiConfig {
+        underscores_in_headers: true,
+        ..config()
+    };
+    let req = Request::get("/index.php")
+        .header("x_a-b", "1")
+        .header("x-a_b", "2")
+        .body(())
+        .unwrap();
+    assert_unique(&names_of(req, &cfg));
+}
+
+#[test]
+fn other_punctuation_in_header_names_is_dropped() {
+    // `.` and `~` are valid token characters that also map to `_`.
+    let req = Request::get("/index.php")
+        .header("x.forwarded.for", "6.6.6.6")
+        .header("x~forwarded~for", "6.6.6.7")
+        .header("x-forwarded-for", "127.0.0.1")
+        .body(())
+        .unwrap();
+    let names = names_of(clone(&req), &config());
+    assert_unique(&names);
+    assert_eq!(
+        params_of(req, None, &config())["HTTP_X_FORWARDED_FOR"],
+        "127.0.0.1"
+    );
+}
+
+#[test]
+fn headers_cannot_become_content_length_or_type() {
+    let req = Request::post("/index.php")
+        .header("content-length", "3")
+        .header("content-type", "text/plain")
+        .body(())
+        .unwrap();
+    let p = params_of(req, Some(3), &config());
+    assert_eq!(p["CONTENT_LENGTH"], "3");
+    assert!(!p.contains_key("HTTP_CONTENT_LENGTH"));
+    assert!(!p.contains_key("HTTP_CONTENT_TYPE"));
+
+    // Even when underscores are allowed, `Content_Length` does not make HTTP_CONTENT_LENGTH.
+    let cfg = CgiConfig {
+        underscores_in_headers: true,
+        ..config()
+    };
+    let req = Request::get("/index.php")
+        .header("content_length", "999")
+        .header("content_type", "text/evil")
+        .body(())
+        .unwrap();
+    let p = params_of(req, None, &cfg);
+    assert!(!p.contains_key("HTTP_CONTENT_LENGTH"));
+    assert!(!p.contains_key("HTTP_CONTENT_TYPE"));
+}
+
+#[test]
+fn operator_params_replace_computed_ones_and_no_header_overrides_them() {
+    let cfg = CgiConfig {
+        extra_params: vec![
+            ("SERVER_NAME".to_owned(), "app.example".to_owned()),
+            ("HTTPS".to_owned(), "on".to_owned()),
+            ("HTTP_X_TENANT".to_owned(), "blue".to_owned()),
+        ],
+        ..config()
+    };
+    let req = || {
+        Request::get("/index.php")
+            .header("host", "other.example")
+            .header("x-tenant", "red")
+            .body(())
+            .unwrap()
+    };
+    assert_unique(&names_of(req(), &cfg));
+    let p = params_of(req(), None, &cfg);
+    assert_eq!(p["SERVER_NAME"], "app.example");
+    assert_eq!(p["HTTPS"], "on");
+    assert_eq!(
+        p["HTTP_X_TENANT"], "blue",
+        "the operator's value, not the client's"
+    );
+}
+
+#[test]
+fn a_nul_in_the_decoded_path_is_refused() {
+    let (head, ()) = Request::get("/vars.php%00.css")
+        .body(())
+        .unwrap()
+        .into_parts();
+    assert_eq!(
+        build_params(&head, None, &config()),
+        Err(RefusedRequest::ControlByteInPath)
+    );
+}
+
+#[test]
+fn other_control_bytes_in_the_decoded_path_are_refused() {
+    for path in [
+        "/a%0d%0a.php",
+        "/a.php/%09x",
+        "/%7f.php",
+        "/x%1b.php",
+        "/a.php/%0A",
+    ] {
+        let (head, ()) = Request::get(path).body(()).unwrap().into_parts();
+        assert_eq!(
+            build_params(&head, None, &config()),
+            Err(RefusedRequest::ControlByteInPath),
+            "{path}"
+        );
+    }
+    // Printable escapes and UTF-8 stay fine.
+    let (head, ()) = Request::get("/caf%C3%A9/%20a.php")
+        .body(())
+        .unwrap()
+        .into_parts();
+    assert!(build_params(&head, None, &config()).is_ok());
+}
+
+#[test]
+fn header_var_names() {
+    assert_eq!(
+        header_var_name("x-forwarded-for", false).as_deref(),
+        Some("HTTP_X_FORWARDED_FOR")
+    );
+    assert_eq!(header_var_name("x_forwarded_for", false), None);
+    assert_eq!(
+        header_var_name("x_forwarded_for", true).as_deref(),
+        Some("HTTP_X_FORWARDED_FOR")
+    );
+    assert_eq!(header_var_name("x.forwarded", true), None);
+    assert_eq!(header_var_name("", true), None);
 }
 
 proptest! {
