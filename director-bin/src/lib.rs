@@ -174,7 +174,8 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
                 "/metrics",
                 tower::util::BoxCloneSyncService::new(metrics::MetricsService::new(metrics)),
             );
-        // Tokens guard the whole admin router but the web UI's static files.
+        // Tokens guard the whole admin router but the web UI's static files (and the monitor
+        // page, answered in front of the Host check: see `admin::PublicMonitor`).
         let auth = director_api::AuthLayer::new(
             config.server.admin_token.as_deref(),
             config.server.admin_read_token.as_deref(),
