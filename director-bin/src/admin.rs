@@ -14,11 +14,18 @@
 //! static files (`/`, `/ui/...`), which hold no data; `/ui/session` (the UI's token cookie) and
 //! `/history` are behind it (see `with_ui` in `lib.rs`).
 //!
-//! In front of everything, [`HostGuard`] answers 421 to a request whose `Host` (or h2
+//! In front of everything but the monitor page, [`HostGuard`] answers 421 to a request whose `Host` (or h2
 //! `:authority`) is not the listener's own address, `localhost` on loopback, or one of
 //! `admin-hosts`: a DNS-rebinding page (a name of the attacker's that resolves to 127.0.0.1)
 //! reaches the socket but names its own host, so it never reaches the API, nor the UI pages that
 //! drive it.
+//!
+//! `/haproxy/monitor` (exactly; GET and HEAD) is answered before both the Host check and the
+//! tokens (see [`PublicMonitor`]): it is HAProxy's `monitor-uri`, asked by outside load
+//! balancers that hold no token and often send no `Host` at all (HAProxy's own `option httpchk`
+//! sends `OPTIONS / HTTP/1.0` without one). It answers 200 or 503 with a fixed body, holds no data
+//! and changes nothing, so a page that reached it through DNS rebinding learns only that Director
+//! runs.
 
 use std::{
     convert::Infallible,
@@ -109,6 +116,57 @@ impl Service<Request<Body>> for AdminRouter {
                 &format!("nothing is served at {}", req.uri().path()),
             )))),
         }
+    }
+}
+
+/// HAProxy's `monitor-uri`: public, before the Host check (see the [module docs](self)).
+pub const MONITOR_PATH: &str = "/haproxy/monitor";
+
+/// The admin listener's service: `monitor` at exactly [`MONITOR_PATH`], with neither Host check
+/// nor token; every other request (whatever its path) to `guarded`, the [`HostGuard`] in front of
+/// the tokens.
+#[derive(Clone)]
+pub struct PublicMonitor {
+    monitor: AdminService,
+    guarded: AdminService,
+}
+
+impl std::fmt::Debug for PublicMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicMonitor")
+            .field("path", &MONITOR_PATH)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PublicMonitor {
+    /// `monitor` in front of `guarded`.
+    pub fn new(monitor: AdminService, guarded: AdminService) -> Self {
+        PublicMonitor { monitor, guarded }
+    }
+}
+
+impl Service<Request<Body>> for PublicMonitor {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = tower::util::Oneshot<AdminService, Request<Body>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        // Each call drives a clone of its service to readiness (oneshot).
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        use tower::ServiceExt as _;
+        let service = if req.uri().path() == MONITOR_PATH {
+            self.monitor.clone()
+        } else {
+            self.guarded.clone()
+        };
+        service.oneshot(req)
     }
 }
 

@@ -117,6 +117,11 @@ pub struct ServerConfig {
     pub admin_socket_mode: u32,
     /// The directory of dynamic clusters (one `NAME.toml` each), relative to this file.
     pub cluster_dir: Option<PathBuf>,
+    /// Dynamic clusters with a file of their own anywhere on disk, as x0's
+    /// `director.load(name => path)`: name → file, relative to this file; a missing file is
+    /// created (an empty cluster). Changed through the API like any dynamic cluster.
+    #[serde(default)]
+    pub cluster_files: BTreeMap<String, PathBuf>,
     /// HAProxy's runtime API on this UNIX socket (`show stat`, `disable server`, …); none by
     /// default.
     #[serde(default)]
@@ -151,6 +156,7 @@ impl Default for ServerConfig {
             admin_hosts: Vec::new(),
             admin_socket_mode: default_admin_socket_mode(),
             cluster_dir: None,
+            cluster_files: BTreeMap::new(),
             stats_socket: None,
         }
     }
@@ -368,6 +374,9 @@ pub struct Loaded {
     pub dynamic: BTreeMap<String, ClusterConfig>,
     /// The cluster directory (`server.cluster-dir`, resolved against the file's directory).
     pub cluster_dir: Option<PathBuf>,
+    /// The clusters with files of their own (`server.cluster-files`, resolved the same way);
+    /// their configs are in `dynamic`.
+    pub cluster_files: BTreeMap<String, PathBuf>,
     /// The config file, when it came from one (hot reload watches it).
     pub file: Option<PathBuf>,
     /// Its clusters and routes, ready to serve.
@@ -437,6 +446,93 @@ pub fn load_cluster_dir(dir: &Path) -> Result<BTreeMap<String, ClusterConfig>, L
         clusters.insert(name.to_owned(), parse_cluster(&source, &path)?);
     }
     Ok(clusters)
+}
+
+/// Why [`load_cluster_files`] refused: a bad `server.cluster-files` entry (key path and
+/// message), or a cluster file that cannot be read or is invalid (naming that file).
+#[derive(Debug)]
+pub enum FileError {
+    /// `server.cluster-files.NAME`, and what is wrong with it.
+    Config(String, String),
+    /// The file itself.
+    Load(LoadError),
+}
+
+/// Reads the clusters of `server.cluster-files` (`files`, paths resolved) into `dynamic`. A
+/// missing file is an empty cluster (x0's `director.load` created it; here the store writes it
+/// at start, see `Store::with_cluster_files`, so `director check` writes nothing). Refused: an
+/// unsafe name, a name the cluster directory `dir` has too, two names sharing a file, a file in
+/// the cluster directory (it would be loaded twice), a directory that does not exist.
+pub fn load_cluster_files(
+    files: &BTreeMap<String, PathBuf>,
+    dir: Option<&Path>,
+    dynamic: &mut BTreeMap<String, ClusterConfig>,
+) -> Result<(), FileError> {
+    let real_dir = dir.and_then(|d| std::fs::canonicalize(d).ok());
+    let mut seen: BTreeMap<PathBuf, &str> = BTreeMap::new();
+    // Every entry is checked before any file is read.
+    for (name, file) in files {
+        let bad =
+            |message: String| FileError::Config(format!("server.cluster-files.{name}"), message);
+        director_core::store::check_name(name, "cluster").map_err(bad)?;
+        if dynamic.contains_key(name) {
+            return Err(bad(format!(
+                "the cluster directory has a cluster {name:?} too ({})",
+                dir.map(|d| director_core::store::cluster_file(d, name)
+                    .display()
+                    .to_string())
+                    .unwrap_or_default()
+            )));
+        }
+        let parent = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let Some(file_name) = file.file_name() else {
+            return Err(bad(format!("{} names no file", file.display())));
+        };
+        let real_parent = std::fs::canonicalize(parent)
+            .ok()
+            .filter(|p| p.is_dir())
+            .ok_or_else(|| {
+                bad(format!(
+                    "the directory of {} cannot be used: it does not exist (it is not created; \
+                     the file is)",
+                    file.display()
+                ))
+            })?;
+        if real_dir.as_deref() == Some(real_parent.as_path())
+            && file_name.to_string_lossy().ends_with(".toml")
+        {
+            return Err(bad(format!(
+                "{} is in the cluster directory, which loads it already; give the cluster a \
+                 file elsewhere or leave it to the cluster directory",
+                file.display()
+            )));
+        }
+        if let Some(other) = seen.insert(real_parent.join(file_name), name) {
+            return Err(bad(format!(
+                "{} is the file of cluster {other:?} already",
+                file.display()
+            )));
+        }
+    }
+    for (name, file) in files {
+        let source = match std::fs::read_to_string(file) {
+            Ok(source) => source,
+            // As x0's director.load: a missing file is a new, empty cluster.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(FileError::Load(LoadError::Io {
+                    file: file.clone(),
+                    source,
+                }));
+            }
+        };
+        let cluster = parse_cluster(&source, file).map_err(FileError::Load)?;
+        dynamic.insert(name.clone(), cluster);
+    }
+    Ok(())
 }
 
 /// Checks the text of one dynamic cluster file, naming `file` in errors.
@@ -549,27 +645,44 @@ pub fn parse_with(
         let key = format!("server.{key}");
         return Err(invalid(locate(source, &key), key, message));
     }
-    let cluster_dir = config.server.cluster_dir.as_ref().map(|d| {
+    let resolve = |d: &PathBuf| {
         file.parent()
             .filter(|p| !p.as_os_str().is_empty() && file.is_file())
             .map_or_else(|| d.clone(), |p| p.join(d))
-    });
-    let dynamic = match &cluster_dir {
+    };
+    let cluster_dir = config.server.cluster_dir.as_ref().map(resolve);
+    let cluster_files: BTreeMap<String, PathBuf> = config
+        .server
+        .cluster_files
+        .iter()
+        .map(|(name, f)| (name.clone(), resolve(f)))
+        .collect();
+    let mut dynamic = match &cluster_dir {
         Some(dir) => load_cluster_dir(dir)?,
         None => BTreeMap::new(),
     };
+    load_cluster_files(&cluster_files, cluster_dir.as_deref(), &mut dynamic).map_err(
+        |e| match e {
+            FileError::Config(key, message) => invalid(locate(source, &key), key, message),
+            FileError::Load(e) => e,
+        },
+    )?;
     let merged = director_core::store::merge(&config.proxy(), &dynamic)
         .map_err(|ConfigError { path, message }| invalid(locate(source, &path), path, message))?;
     let caches = fronts.build();
     let snapshot = Snapshot::build_full(&merged, &crate::fastcgi::FastCgiFactory, &caches)
         .map_err(|ConfigError { path, message }| {
             // An error in a dynamic cluster points into its own file.
-            if let (Some(dir), Some(rest)) = (&cluster_dir, path.strip_prefix("clusters."))
+            if let Some(rest) = path.strip_prefix("clusters.")
                 && let Some((name, key)) = rest.split_once('.').or(Some((rest, "")))
                 && dynamic.contains_key(name)
                 && !config.clusters.contains_key(name)
+                && let Some(file) = cluster_files.get(name).cloned().or_else(|| {
+                    cluster_dir
+                        .as_deref()
+                        .map(|dir| director_core::store::cluster_file(dir, name))
+                })
             {
-                let file = director_core::store::cluster_file(dir, name);
                 let text = std::fs::read_to_string(&file).unwrap_or_default();
                 let (line, column) = locate(&text, key)
                     .map(|s| line_col(&text, s.start))
@@ -589,6 +702,7 @@ pub fn parse_with(
         config,
         dynamic,
         cluster_dir,
+        cluster_files,
         file: None,
         snapshot,
     })

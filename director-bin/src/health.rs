@@ -375,9 +375,13 @@ fn probe_for(
                         .clone()
                         .unwrap_or_else(|| format!("{root}{}", s.path)),
                 ),
+                // x0's probe headers (spec 7.5), as HTTP_HOST, HTTP_X0_HEALTH_CHECK,
+                // HTTP_X0_DIRECTOR and HTTP_X0_BACKEND: an application tells probes apart by them.
                 headers: vec![
                     ("Host".to_owned(), s.host.clone()),
                     ("x0-Health-Check".to_owned(), "yes".to_owned()),
+                    ("x0-Director".to_owned(), cluster.to_owned()),
+                    ("x0-Backend".to_owned(), backend.name().to_string()),
                 ],
                 connect_timeout: timeout,
                 read_timeout: timeout,

@@ -68,6 +68,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         config,
         dynamic,
         cluster_dir,
+        cluster_files,
         file,
         snapshot: _,
     } = loaded;
@@ -83,7 +84,8 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             cluster_dir.clone(),
             assembly.clone(),
         )
-        .map_err(|e| anyhow::anyhow!("{}: {}", e.path, e.message))?,
+        .map_err(|e| anyhow::anyhow!("{}: {}", e.path, e.message))?
+        .with_cluster_files(cluster_files.clone())?,
     );
     let _reloader = match file {
         Some(file) => Some(reload::spawn(
@@ -91,6 +93,7 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
             reload::Sources {
                 file,
                 cluster_dir: cluster_dir.clone(),
+                cluster_files,
                 server: config.server.clone(),
             },
         )?),
@@ -171,7 +174,8 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
                 "/metrics",
                 tower::util::BoxCloneSyncService::new(metrics::MetricsService::new(metrics)),
             );
-        // Tokens guard the whole admin router but the web UI's static files.
+        // Tokens guard the whole admin router but the web UI's static files (and the monitor
+        // page, answered in front of the Host check: see `admin::PublicMonitor`).
         let auth = director_api::AuthLayer::new(
             config.server.admin_token.as_deref(),
             config.server.admin_read_token.as_deref(),
@@ -179,9 +183,16 @@ pub async fn run(loaded: Loaded, shutdown: impl Future<Output = ()>) -> anyhow::
         let router = with_ui(protected, &auth, &store);
         let guarded =
             admin::HostGuard::new(router, &admin_hosts).expect("admin-hosts were checked above");
+        // Outside load balancers ask the monitor page with neither token nor our Host.
+        let monitor = tower::util::BoxCloneSyncService::new(director_haproxy::StatsService::new(
+            source.clone(),
+        ));
         tokio::spawn(server::serve(
             admin_listeners,
-            tower::util::BoxCloneSyncService::new(guarded),
+            tower::util::BoxCloneSyncService::new(admin::PublicMonitor::new(
+                monitor,
+                tower::util::BoxCloneSyncService::new(guarded),
+            )),
             conn.clone(),
             stopped(stop_rx.clone()),
         ))

@@ -1,5 +1,5 @@
-//! Hot reload: the main config file and the cluster directory are watched, and reloaded on
-//! SIGHUP too.
+//! Hot reload: the main config file, the cluster directory and the clusters' own files
+//! (`cluster-files`) are watched, and reloaded on SIGHUP too.
 //!
 //! Directories are watched rather than files, so editors that write a new file and rename it
 //! over the old one are seen. Events are debounced (an editor's save is several events). A
@@ -8,10 +8,12 @@
 //! until a reload succeeds. Requests in flight are never dropped: the store builds the new
 //! snapshot beside the live one and swaps it (see `director_core::store`).
 //!
-//! `[server]` settings (listeners, tokens, threads) are read at start only; a reload that
-//! changes them logs that a restart is needed.
+//! `[server]` settings (listeners, tokens, threads, `cluster-dir`, which clusters have their own
+//! files) are read at start only; a reload that changes them logs that a restart is needed. The
+//! contents of the cluster files are reloaded like the main file.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
@@ -33,6 +35,8 @@ pub struct Sources {
     pub file: PathBuf,
     /// The cluster directory, if any.
     pub cluster_dir: Option<PathBuf>,
+    /// The clusters with files of their own, and the files.
+    pub cluster_files: BTreeMap<String, PathBuf>,
     /// `[server]` as Director started with it.
     pub server: ServerConfig,
 }
@@ -43,6 +47,13 @@ pub fn spawn(store: Arc<Store>, sources: Sources) -> anyhow::Result<Reloader> {
     let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
     let file_name = sources.file.file_name().map(|n| n.to_owned());
     let dir = sources.cluster_dir.clone();
+    // The cluster files by their real directory (what is watched, so what events name).
+    let own_files: BTreeSet<PathBuf> = sources
+        .cluster_files
+        .values()
+        .filter_map(|f| real_path(f))
+        .collect();
+    let own = own_files.clone();
     let watch_tx = tx.clone();
     let mut debouncer = new_debouncer(
         Duration::from_millis(200),
@@ -55,6 +66,8 @@ pub fn spawn(store: Arc<Store>, sources: Sources) -> anyhow::Result<Reloader> {
                         let in_dir = dir.as_deref().is_some_and(|d| p.parent() == Some(d));
                         let name = p.file_name();
                         name == file_name.as_deref()
+                            // By real path: the directory may be watched under another name.
+                            || (!own.is_empty() && real_path(p).is_some_and(|r| own.contains(&r)))
                             || (in_dir
                                 && name
                                     .and_then(|n| n.to_str())
@@ -77,6 +90,17 @@ pub fn spawn(store: Arc<Store>, sources: Sources) -> anyhow::Result<Reloader> {
         && dir != &parent
     {
         debouncer.watch(dir, RecursiveMode::NonRecursive)?;
+    }
+    // Directories rather than files, as above: an editor's rename over the file is seen too.
+    let watched: BTreeSet<PathBuf> = std::iter::once(parent.as_path())
+        .chain(sources.cluster_dir.as_deref())
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .collect();
+    let own_dirs: BTreeSet<&Path> = own_files.iter().filter_map(|f| f.parent()).collect();
+    for own_dir in own_dirs {
+        if !watched.contains(own_dir) {
+            debouncer.watch(own_dir, RecursiveMode::NonRecursive)?;
+        }
     }
 
     let hup_tx = tx;
@@ -108,6 +132,17 @@ pub fn spawn(store: Arc<Store>, sources: Sources) -> anyhow::Result<Reloader> {
 
 /// Reads everything again and hands it to the store; logs the outcome.
 pub fn reload(store: &Store, sources: &Sources, why: &str) -> bool {
+    // A cluster file that went away would read as an empty cluster and drop its backends.
+    if let Some((name, file)) = sources.cluster_files.iter().find(|(_, f)| !f.exists()) {
+        let err = format!(
+            "{}: the file of cluster {name:?} (server.cluster-files) is gone; put it back, or \
+             restart to have it created empty",
+            file.display()
+        );
+        tracing::error!(reason = why, error = %err, "reload refused; the running config stays");
+        store.reload_failed(err);
+        return false;
+    }
     let loaded = match read(&sources.file) {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -122,17 +157,41 @@ pub fn reload(store: &Store, sources: &Sources, why: &str) -> bool {
     if loaded.cluster_dir != sources.cluster_dir {
         tracing::warn!("server.cluster-dir changed; it applies at the next restart");
     }
-    let dynamic = match &sources.cluster_dir {
-        Some(_) if loaded.cluster_dir == sources.cluster_dir => loaded.dynamic,
-        Some(dir) => match config::load_cluster_dir(dir) {
+    if loaded.cluster_files != sources.cluster_files {
+        tracing::warn!("server.cluster-files changed; it applies at the next restart");
+    }
+    let dynamic = if loaded.cluster_dir == sources.cluster_dir
+        && loaded.cluster_files == sources.cluster_files
+    {
+        loaded.dynamic
+    } else {
+        // The clusters of the directory and files Director started with.
+        let read = || -> Result<_, String> {
+            let mut dynamic = match &sources.cluster_dir {
+                Some(dir) => config::load_cluster_dir(dir).map_err(|e| e.to_string())?,
+                None => BTreeMap::new(),
+            };
+            config::load_cluster_files(
+                &sources.cluster_files,
+                sources.cluster_dir.as_deref(),
+                &mut dynamic,
+            )
+            .map_err(|e| match e {
+                config::FileError::Config(key, message) => {
+                    format!("{}: {key}: {message}", sources.file.display())
+                }
+                config::FileError::Load(e) => e.to_string(),
+            })?;
+            Ok(dynamic)
+        };
+        match read() {
             Ok(d) => d,
             Err(err) => {
                 tracing::error!(reason = why, error = %err, "reload refused; the running config stays");
-                store.reload_failed(err.to_string());
+                store.reload_failed(err);
                 return false;
             }
-        },
-        None => Default::default(),
+        }
     };
     match store.reload(loaded.config.proxy(), dynamic) {
         Ok(()) => {
@@ -174,6 +233,13 @@ fn read(file: &Path) -> Result<config::Loaded, String> {
     }
     loaded.file = Some(file.to_owned());
     Ok(loaded)
+}
+
+/// `file` with its directory's real path (symlinks resolved), as the watcher names it; `None`
+/// when the directory is gone.
+fn real_path(file: &Path) -> Option<PathBuf> {
+    let parent = file.parent().filter(|p| !p.as_os_str().is_empty())?;
+    Some(std::fs::canonicalize(parent).ok()?.join(file.file_name()?))
 }
 
 /// Keeps the watcher and the reload tasks alive.

@@ -500,6 +500,9 @@ pub fn import(
         }
     }
     cluster.insert("health".into(), Value::Table(health));
+    if let Some(note) = root_starved(&buckets) {
+        notes.push(note);
+    }
     if !buckets.is_empty() {
         cluster.insert("buckets".into(), Value::Array(buckets));
     }
@@ -519,6 +522,32 @@ pub fn import(
 }
 
 use serde::Deserialize as _;
+
+/// A note when the buckets' rates add up to 1: x0 then reserved every token for them and left
+/// none to the root bucket, so a request no bucket claimed waited for `queue-timeout` and got 504
+/// (x0's own `app_cluster.db` fixture does this). What Director does depends on the shaper.
+fn root_starved(buckets: &[Value]) -> Option<String> {
+    let rates: Vec<f64> = buckets
+        .iter()
+        .filter_map(|b| b.get("rate").and_then(Value::as_float))
+        .collect();
+    let sum: f64 = rates.iter().sum();
+    // The same tolerance as the shaper's sibling check: 0.1 + 0.2 + 0.7 counts as 1.
+    if rates.is_empty() || sum < 1.0 - 1e-9 {
+        return None;
+    }
+    let names: Vec<&str> = buckets
+        .iter()
+        .filter_map(|b| b.get("name").and_then(Value::as_str))
+        .collect();
+    Some(format!(
+        "the rates of buckets {} add up to 1: x0 left the root bucket no tokens, so requests \
+         that no bucket claims waited for queue-timeout and got 504. Under Director's default \
+         shaper (htb) they are served from whatever capacity the buckets leave idle; with \
+         shaper = \"x0\" they still get 504 (keep the rates' sum below 1 there)",
+        names.join(", ")
+    ))
+}
 
 const KNOWN_DIRECTOR_KEYS: &[&str] = &[
     "enabled",

@@ -6,6 +6,10 @@
 //! carrying `X-Sendfile: /path` (or nginx's `X-Accel-Redirect: /uri`, mapped through a location
 //! to a directory) is replaced by that file, served as a static file server would:
 //!
+//! - an `X-Accel-Redirect` that no `accel-redirect` location maps (or any, when the policy has
+//!   none) gets 404 and a warning naming cluster (or route), backend and URI, as nginx answers an
+//!   internal redirect to no location; never the backend's own (usually empty) body;
+//!
 //! - the file must lie inside one of the cluster's roots once `..` and symlinks are resolved,
 //!   else 403 and a warning naming cluster, backend and path; a missing file gets 404; a
 //!   directory (or device, FIFO, socket) gets 403;
@@ -288,12 +292,9 @@ async fn serve(
     let (mut parts, backend_body) = response.into_parts();
     let wanted = match parts.headers.remove(&X_SENDFILE) {
         Some(v) => Wanted::Sendfile(v),
-        None => match parts.headers.get(&X_ACCEL_REDIRECT) {
-            Some(_) if !policy.locations.is_empty() => {
-                Wanted::Accel(parts.headers.remove(&X_ACCEL_REDIRECT).expect("present"))
-            }
-            // Not configured: not honoured (the forwarding layer strips the header).
-            _ => return Response::from_parts(parts, backend_body),
+        None => match parts.headers.remove(&X_ACCEL_REDIRECT) {
+            Some(v) => Wanted::Accel(v),
+            None => return Response::from_parts(parts, backend_body),
         },
     };
     parts.headers.remove(&X_ACCEL_REDIRECT);
@@ -316,12 +317,25 @@ async fn serve(
         }
     };
     let Some(candidate) = candidate else {
-        tracing::warn!(
-            cluster = %policy.cluster,
-            backend = %backend.as_deref().unwrap_or("-"),
-            path = %shown(),
-            "X-Sendfile target not found (no matching X-Accel-Redirect location)"
-        );
+        // As nginx, whose internal redirect to a location that does not exist is a 404; the
+        // backend's own body (often empty) would be a silent 200 the application never meant.
+        match &wanted {
+            Wanted::Accel(_) => tracing::warn!(
+                cluster = %policy.cluster,
+                backend = %backend.as_deref().unwrap_or("-"),
+                header = "X-Accel-Redirect",
+                uri = %shown(),
+                locations = policy.locations.len(),
+                "X-Accel-Redirect maps to no accel-redirect location; answering 404"
+            ),
+            Wanted::Sendfile(_) => tracing::warn!(
+                cluster = %policy.cluster,
+                backend = %backend.as_deref().unwrap_or("-"),
+                header = "X-Sendfile",
+                path = %shown(),
+                "X-Sendfile names no usable path; answering 404"
+            ),
+        }
         return plain(StatusCode::NOT_FOUND, "file not found\n");
     };
     if head.method != Method::GET && head.method != Method::HEAD {

@@ -10,6 +10,11 @@
 //!   `director.load` files). Everything about them can change at runtime, including creating
 //!   and deleting them. Each dynamic cluster is also reachable by `Host: <name>` (x0's rewrite
 //!   answered a create with `Location: http://<name>/`).
+//! - **file-bound** dynamic clusters ([`Store::with_cluster_files`]; `[server] cluster-files`)
+//!   are dynamic clusters whose file is named one by one, anywhere on disk, as x0's
+//!   `director.load(name => path)` did. They change like any dynamic cluster and are written to
+//!   their own file the same way; they cannot be created or deleted at runtime (the config names
+//!   them, so they always exist).
 //!
 //! Every change goes the same way: edit a copy of the config, build a new snapshot against the
 //! live one (validation; nothing live is touched yet, see [`Prepared`]), write the cluster's file
@@ -134,7 +139,7 @@ pub struct ClusterEntry {
     pub name: String,
     /// Its config (static clusters: as the main file has it).
     pub config: ClusterConfig,
-    /// Whether it lives in the cluster directory (and so can be changed).
+    /// Whether it lives in the cluster directory or a file of its own (and so can be changed).
     pub dynamic: bool,
     /// Changes with every change of its config; for `If-Match`.
     pub etag: String,
@@ -146,6 +151,8 @@ pub struct ClusterEntry {
 pub struct Store {
     registry: Arc<Registry>,
     dir: Option<PathBuf>,
+    // Dynamic clusters with a file of their own (outside `dir`), by name.
+    files: BTreeMap<String, PathBuf>,
     assembly: Arc<dyn Assembly>,
     state: Mutex<State>,
 }
@@ -154,6 +161,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("dir", &self.dir)
+            .field("files", &self.files)
             .finish_non_exhaustive()
     }
 }
@@ -229,6 +237,7 @@ impl Store {
         Ok(Store {
             registry,
             dir,
+            files: BTreeMap::new(),
             assembly,
             state: Mutex::new(state),
         })
@@ -242,6 +251,46 @@ impl Store {
     /// The cluster directory, if there is one.
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()
+    }
+
+    /// Binds dynamic clusters to files of their own (`name → file`, absolute paths): changes to
+    /// such a cluster are written to its file rather than to the cluster directory, and it cannot
+    /// be deleted at runtime. Each name must be one of the dynamic clusters the store was built
+    /// with. A file that does not exist yet is written now (x0's `director.load` created it), so
+    /// it is there to edit; temp files an interrupted write left beside them are removed.
+    pub fn with_cluster_files(
+        mut self,
+        files: BTreeMap<String, PathBuf>,
+    ) -> Result<Store, StoreError> {
+        for dir in file_dirs(&files) {
+            remove_temp_files(dir);
+        }
+        {
+            let state = self.lock();
+            for (name, file) in &files {
+                let Some(config) = state.dynamic.get(name) else {
+                    return Err(StoreError::NotFound(format!(
+                        "cluster {name:?} of {} was not loaded",
+                        file.display()
+                    )));
+                };
+                if !file.exists() {
+                    write_cluster(file, name, config)?;
+                    tracing::info!(cluster = %name, file = %file.display(), "created the cluster's file");
+                }
+            }
+        }
+        self.files = files;
+        Ok(self)
+    }
+
+    /// The file a dynamic cluster named `name` is (or would be) written to: its own from
+    /// [`Store::with_cluster_files`], else `NAME.toml` in the cluster directory.
+    pub fn file_of(&self, name: &str) -> Option<PathBuf> {
+        match self.files.get(name) {
+            Some(file) => Some(file.clone()),
+            None => self.dir.as_deref().map(|d| cluster_file(d, name)),
+        }
     }
 
     /// Every cluster, by name.
@@ -282,6 +331,13 @@ impl Store {
                 "a cluster named {name:?} exists"
             )));
         }
+        if let Some(file) = self.files.get(name) {
+            // Not loaded (the loader always loads it): a store built without it.
+            return Err(StoreError::Conflict(format!(
+                "cluster {name:?} is bound to {} by server.cluster-files",
+                file.display()
+            )));
+        }
         let mut dynamic = state.dynamic.clone();
         dynamic.insert(name.to_owned(), config.clone());
         let file = cluster_file(dir, name);
@@ -306,10 +362,9 @@ impl Store {
         }
         let mut dynamic = state.dynamic.clone();
         dynamic.insert(name.to_owned(), next.clone());
-        let file = cluster_file(
-            self.dir.as_deref().expect("dynamic clusters have a dir"),
-            name,
-        );
+        let file = self
+            .file_of(name)
+            .expect("dynamic clusters have a dir or a file");
         self.change(&mut state, dynamic, || write_cluster(&file, name, &next))?;
         Ok(entry(&state, &self.registry.load(), name).expect("exists"))
     }
@@ -318,6 +373,14 @@ impl Store {
     pub fn delete(&self, name: &str, if_match: Option<&str>) -> Result<(), StoreError> {
         let mut state = self.lock();
         self.dynamic_config(&state, name, if_match)?;
+        if let Some(file) = self.files.get(name) {
+            // Deleting the file would only have the next start create it again, empty.
+            return Err(StoreError::Forbidden(format!(
+                "cluster {name:?} is bound to {} by server.cluster-files; remove it there to \
+                 delete it",
+                file.display()
+            )));
+        }
         let mut dynamic = state.dynamic.clone();
         dynamic.remove(name);
         let dir = self.dir.clone().expect("dynamic clusters have a dir");
@@ -437,7 +500,12 @@ impl Store {
     ) -> Result<(), ConfigError> {
         let mut state = self.lock();
         // Under the lock no write of ours is in progress, so every temp file is a leftover.
-        if let Some(dir) = &self.dir {
+        for dir in self
+            .dir
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(file_dirs(&self.files))
+        {
             remove_temp_files(dir);
         }
         let unchanged = state.main == main && state.dynamic == dynamic;
@@ -667,6 +735,13 @@ pub fn remove_temp_files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     removed
+}
+
+/// The directories of `files`, each once.
+fn file_dirs(files: &BTreeMap<String, PathBuf>) -> impl Iterator<Item = &Path> {
+    let dirs: std::collections::BTreeSet<&Path> =
+        files.values().filter_map(|f| f.parent()).collect();
+    dirs.into_iter()
 }
 
 /// The file of dynamic cluster `name` in `dir`.

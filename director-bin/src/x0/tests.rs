@@ -40,6 +40,15 @@ fn the_classic_app_cluster_imports() {
         std::time::Duration::from_secs(3600)
     );
     assert!(imported.notes.iter().any(|n| n.contains("transfer-mode")));
+    // main 0.5 + vip 0.5: the root bucket had no tokens in x0.
+    let starved: Vec<_> = imported
+        .notes
+        .iter()
+        .filter(|n| n.contains("root bucket"))
+        .collect();
+    assert_eq!(starved.len(), 1, "{:?}", imported.notes);
+    assert!(starved[0].contains("main, vip") && starved[0].contains("504"));
+    assert!(starved[0].contains("shaper = \"x0\""));
     // The first backends' 2 s became the cluster's; the two on 5 s keep their own.
     let own: Vec<_> = c
         .backends
@@ -133,4 +142,28 @@ fn bad_files_name_line_and_key() {
     )
     .unwrap_err();
     assert_eq!(err.key, "backend=a.role");
+}
+
+#[test]
+fn buckets_that_leave_the_root_tokens_get_no_note() {
+    let file = Path::new("/tmp/shop.db");
+    let text = |rates: &str| {
+        let mut t = String::from("[backend=a]\nhost=127.0.0.1\nport=8080\ncapacity=10\n");
+        for (i, rate) in rates.split(',').enumerate() {
+            t.push_str(&format!("[bucket=b{i}]\nrate={rate}\nceil=1\n"));
+        }
+        t
+    };
+    let starved = |rates: &str| {
+        import(&text(rates), file, Dialect::Classic, None)
+            .unwrap()
+            .notes
+            .iter()
+            .any(|n| n.contains("root bucket"))
+    };
+    assert!(!starved("0.2,0.5"));
+    assert!(!starved("0.99"));
+    // Float sums that land just off 1 still count.
+    assert!(starved("0.1,0.2,0.7"));
+    assert!(starved("1"));
 }

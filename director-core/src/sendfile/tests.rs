@@ -626,3 +626,22 @@ fn policies_name_the_bad_key() {
             .contains("URI prefix")
     );
 }
+
+#[tokio::test]
+async fn accel_redirect_without_locations_is_a_404_not_the_backends_body() {
+    let f = fixture();
+    let settings = SendfileSettings {
+        roots: vec![f.root.clone()],
+        accel_redirect: Default::default(),
+    };
+    let policy = Arc::new(SendfilePolicy::new("app", &settings, "clusters.app.sendfile").unwrap());
+    let (parts, body) = through(
+        &policy,
+        get(&[]),
+        vec![("x-accel-redirect", "/internal/p.bin".into())],
+    )
+    .await;
+    assert_eq!(parts.status, StatusCode::NOT_FOUND);
+    assert_ne!(&body[..], b"backend body");
+    assert!(!parts.headers.contains_key("x-accel-redirect"));
+}

@@ -356,3 +356,78 @@ fn leftover_temp_files_are_removed_at_start_and_reload() {
     assert!(!stale.exists());
     assert!(file_text(dir.path(), "shop").is_some());
 }
+
+#[test]
+fn a_file_bound_cluster_is_written_to_its_own_file_and_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let own = elsewhere.path().join("shop.db.toml");
+    let stale = elsewhere.path().join(".director-old.tmp");
+    std::fs::write(&stale, "half a file").unwrap();
+    let mut main = ProxyConfig::default();
+    main.clusters.insert("fixed".into(), cluster(TWO));
+    let dynamic = [("shop".to_owned(), cluster(TWO))].into();
+    let store = Store::new(main, dynamic, Some(dir.path().into()), Arc::new(Plain))
+        .unwrap()
+        .with_cluster_files([("shop".to_owned(), own.clone())].into())
+        .unwrap();
+    assert!(!stale.exists(), "leftover temp files beside it are removed");
+    // A missing file is written at once.
+    let read: ClusterConfig = toml::from_str(&std::fs::read_to_string(&own).unwrap()).unwrap();
+    assert_eq!(read, cluster(TWO));
+    assert_eq!(store.file_of("shop"), Some(own.clone()));
+    assert_eq!(
+        store.file_of("other"),
+        Some(cluster_file(dir.path(), "other"))
+    );
+
+    let changed = store
+        .update("shop", None, |c| {
+            c.backends[0].capacity = 9;
+            Ok(())
+        })
+        .unwrap();
+    assert!(changed.dynamic);
+    let read: ClusterConfig = toml::from_str(&std::fs::read_to_string(&own).unwrap()).unwrap();
+    assert_eq!(read.backends[0].capacity, 9);
+    assert!(
+        file_text(dir.path(), "shop").is_none(),
+        "not in the cluster dir"
+    );
+    // Atomic: nothing but the file itself is left beside it.
+    let names: Vec<_> = std::fs::read_dir(elsewhere.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["shop.db.toml"]);
+
+    assert!(matches!(
+        store.delete("shop", None),
+        Err(StoreError::Forbidden(_))
+    ));
+    assert!(own.exists());
+    assert!(store.get("shop").is_some());
+    assert!(matches!(
+        store.create("shop", cluster(TWO)),
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+#[test]
+fn a_file_bound_cluster_needs_no_cluster_dir() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let own = elsewhere.path().join("shop.toml");
+    let dynamic = [("shop".to_owned(), cluster(TWO))].into();
+    let store = Store::new(ProxyConfig::default(), dynamic, None, Arc::new(Plain))
+        .unwrap()
+        .with_cluster_files([("shop".to_owned(), own.clone())].into())
+        .unwrap();
+    store.set_backend_enabled("shop", "a", false).unwrap();
+    let read: ClusterConfig = toml::from_str(&std::fs::read_to_string(&own).unwrap()).unwrap();
+    assert!(!read.backends[0].enabled);
+    // Creating others still needs the cluster directory.
+    assert!(matches!(
+        store.create("blog", cluster(TWO)),
+        Err(StoreError::Forbidden(_))
+    ));
+}
