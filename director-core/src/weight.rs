@@ -149,8 +149,13 @@ mod tests {
 
     #[test]
     fn parses_integers_and_reals() {
-        for (text, value) in [("10", 10.0), ("10.0", 10.0), ("0.5", 0.5), (".5", 0.5), ("0", 0.0)]
-        {
+        for (text, value) in [
+            ("10", 10.0),
+            ("10.0", 10.0),
+            ("0.5", 0.5),
+            (".5", 0.5),
+            ("0", 0.0),
+        ] {
             assert_eq!(text.parse::<Weight>().unwrap().get(), value, "{text}");
         }
         assert_eq!("-0".parse::<Weight>().unwrap().to_string(), "0");
@@ -203,11 +208,18 @@ mod tests {
             assert_eq!(out, written, "{text}");
             assert_eq!(toml::from_str::<Doc>(&out).unwrap(), doc, "{text}");
         }
-        for bad in ["weight = -1", "weight = -0.5", "weight = nan", "weight = inf", "weight = \"2\""]
-        {
+        for bad in [
+            "weight = -1",
+            "weight = -0.5",
+            "weight = nan",
+            "weight = inf",
+            "weight = \"2\"",
+        ] {
             assert!(toml::from_str::<Doc>(bad).is_err(), "{bad}");
         }
-        let err = toml::from_str::<Doc>("weight = -1").unwrap_err().to_string();
+        let err = toml::from_str::<Doc>("weight = -1")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot be negative"), "{err}");
     }
 }

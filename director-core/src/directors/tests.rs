@@ -222,7 +222,10 @@ fn random_real_weights_share_as_their_ratio() {
             counts[random.pick(rng.random()).unwrap()] += 1;
         }
         let share = f64::from(counts[0]) / 30_000.0;
-        assert!((share - 2.0 / 3.0).abs() < 0.02, "{weights:?}: share of a {share}");
+        assert!(
+            (share - 2.0 / 3.0).abs() < 0.02,
+            "{weights:?}: share of a {share}"
+        );
     }
 }
 
