@@ -50,7 +50,7 @@ impl WeightedRandom {
     /// 2^-53 resolution of an `f64`).
     pub fn pick(&self, r: u64) -> Option<usize> {
         let total = self.total();
-        if !(total > 0.0) {
+        if total <= 0.0 {
             return None;
         }
         // The top 53 bits of r as a fraction in [0, 1), scaled onto the cumulative weights.
