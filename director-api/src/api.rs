@@ -434,6 +434,12 @@ impl Api {
         if self.store(move |s| Ok(s.get(&name).is_some())).await? {
             return self.create_backend(c, None, if_match, params).await;
         }
+        // A precondition on the cluster (even `*`) fails when there is none (RFC 9110 13.1.1).
+        if if_match.is_some() {
+            return Err(ApiError::conflict(format!(
+                "If-Match: cluster {c:?} does not exist"
+            )));
+        }
         let (mut backend_params, cluster_params) = params.partition(edit::BACKEND_KEYS);
         if backend_params.get("name").is_none() {
             backend_params.set_text("name", c);

@@ -1314,4 +1314,16 @@ async fn put_cluster_with_backend_parameters() {
             .status,
         400
     );
+    // A precondition on a cluster that does not exist fails.
+    let a = f
+        .send(
+            "PUT",
+            "/api/od3",
+            Some("application/x-www-form-urlencoded"),
+            "hostname=127.0.0.1&port=1",
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(a.status, 409);
+    assert!(f.config("od3").is_none());
 }
