@@ -138,8 +138,15 @@ impl Api {
                     let params = self.params(req).await?;
                     self.update_cluster(&c, if_match, params).await
                 } else if is(&Method::PUT) {
+                    let if_match = if_match(req.headers());
                     let params = self.params(req).await?;
-                    self.create_cluster(&c, params).await
+                    if edit::names_backend_address(&params) {
+                        // x0's documented backend create (`PUT /:director` with hostname and
+                        // port), and its on-demand cluster (`PUT /:name?hostname=&port=`).
+                        self.put_cluster_backend(&c, if_match, params).await
+                    } else {
+                        self.create_cluster(&c, params).await
+                    }
                 } else if is(&Method::DELETE) {
                     self.delete_cluster(&c, if_match(req.headers())).await
                 } else if lock || unlock {
@@ -160,26 +167,7 @@ impl Api {
                     Err(ApiError::method_not_allowed(ALLOW_COLLECTION))
                 }
             }
-            [c, "backends", b] => {
-                let (c, b) = ((*c).to_owned(), (*b).to_owned());
-                if read {
-                    self.show_backend(&c, &b).await
-                } else if is(&Method::PUT) {
-                    let if_match = if_match(req.headers());
-                    let params = self.params(req).await?;
-                    self.create_backend(&c, Some(b), if_match, params).await
-                } else if is(&Method::POST) {
-                    let if_match = if_match(req.headers());
-                    let params = self.params(req).await?;
-                    self.update_backend(&c, &b, if_match, params).await
-                } else if is(&Method::DELETE) {
-                    self.delete_backend(&c, &b, if_match(req.headers())).await
-                } else if lock || unlock {
-                    self.enable_backend(&c, &b, unlock).await
-                } else {
-                    Err(ApiError::method_not_allowed(ALLOW_BACKEND))
-                }
-            }
+            [c, "backends", b] => self.backend_route(c, b, req).await,
             [c, "buckets"] => {
                 let c = (*c).to_owned();
                 if read {
@@ -210,6 +198,10 @@ impl Api {
                     Err(ApiError::method_not_allowed(ALLOW_BUCKET))
                 }
             }
+            // x0's documented shape, `/:director/:backend`, for the same handlers. The
+            // collection names win: a backend called `backends` or `buckets` is reached as
+            // `/:cluster/backends/:backend` only.
+            [c, b] => self.backend_route(c, b, req).await,
             [c, "cache", op @ ("purge" | "ban")] => {
                 if !is(&Method::POST) {
                     return Err(ApiError::method_not_allowed(ALLOW_CACHE));
@@ -219,6 +211,33 @@ impl Api {
                 self.cache(&c, op, params).await
             }
             _ => Err(ApiError::not_found(format!("no API route {rest:?}"))),
+        }
+    }
+
+    /// One backend: `/:cluster/backends/:backend`, and x0's documented `/:cluster/:backend`.
+    async fn backend_route<B>(&self, c: &str, b: &str, req: Request<B>) -> Result<Reply, ApiError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let method = req.method().clone();
+        let (c, b) = (c.to_owned(), b.to_owned());
+        match method.as_str() {
+            "GET" | "HEAD" => self.show_backend(&c, &b).await,
+            "PUT" => {
+                let if_match = if_match(req.headers());
+                let params = self.params(req).await?;
+                self.create_backend(&c, Some(b), if_match, params).await
+            }
+            "POST" => {
+                let if_match = if_match(req.headers());
+                let params = self.params(req).await?;
+                self.update_backend(&c, &b, if_match, params).await
+            }
+            "DELETE" => self.delete_backend(&c, &b, if_match(req.headers())).await,
+            "LOCK" => self.enable_backend(&c, &b, false).await,
+            "UNLOCK" => self.enable_backend(&c, &b, true).await,
+            _ => Err(ApiError::method_not_allowed(ALLOW_BACKEND)),
         }
     }
 
@@ -375,9 +394,8 @@ impl Api {
         Ok(self.cluster_reply(StatusCode::ACCEPTED, &updated))
     }
 
-    async fn create_cluster(&self, c: &str, mut params: Params) -> Result<Reply, ApiError> {
-        // The name in the path wins over a `name` parameter.
-        params.take("name");
+    /// Refuses a name a new cluster cannot have.
+    fn check_new_cluster(&self, c: &str) -> Result<(), ApiError> {
         check_name(c, "cluster")?;
         if c.starts_with('_') {
             return Err(ApiError::field(
@@ -385,8 +403,54 @@ impl Api {
                 "names beginning with '_' are reserved for the API",
             ));
         }
+        Ok(())
+    }
+
+    async fn create_cluster(&self, c: &str, mut params: Params) -> Result<Reply, ApiError> {
+        // The name in the path wins over a `name` parameter.
+        params.take("name");
+        self.check_new_cluster(c)?;
         let mut config: ClusterConfig = edit::default_cluster();
         edit::apply_cluster(&params, &mut config)?;
+        let name = c.to_owned();
+        let entry = self.store(move |s| s.create(&name, config)).await?;
+        Ok(self
+            .cluster_reply(StatusCode::CREATED, &entry)
+            .header(header::LOCATION, &self.location(c)))
+    }
+
+    /// `PUT /:cluster` with a backend's address (x0's documented shape). On an existing cluster
+    /// it creates the backend, as `PUT /:cluster/backends` does (the name is the `name`
+    /// parameter). A missing cluster is created with this backend as its first member (x0's
+    /// on-demand `PUT /director/:name?hostname=&port=`): the backend's parameters go to the
+    /// backend (named by `name`, or after the cluster), the others to the cluster.
+    async fn put_cluster_backend(
+        &self,
+        c: &str,
+        if_match: Option<String>,
+        params: Params,
+    ) -> Result<Reply, ApiError> {
+        let name = c.to_owned();
+        if self.store(move |s| Ok(s.get(&name).is_some())).await? {
+            return self.create_backend(c, None, if_match, params).await;
+        }
+        // A precondition on the cluster (even `*`) fails when there is none (RFC 9110 13.1.1).
+        if if_match.is_some() {
+            return Err(ApiError::conflict(format!(
+                "If-Match: cluster {c:?} does not exist"
+            )));
+        }
+        let (mut backend_params, cluster_params) = params.partition(edit::BACKEND_KEYS);
+        if backend_params.get("name").is_none() {
+            backend_params.set_text("name", c);
+        }
+        let backend_name = new_member_name(None, &mut backend_params, "backend")?;
+        self.check_new_cluster(c)?;
+        let mut config: ClusterConfig = edit::default_cluster();
+        edit::apply_cluster(&cluster_params, &mut config)?;
+        config
+            .backends
+            .push(edit::new_backend(&backend_name, &backend_params)?);
         let name = c.to_owned();
         let entry = self.store(move |s| s.create(&name, config)).await?;
         Ok(self
@@ -517,6 +581,7 @@ impl Api {
         edit::apply_backend(&params, &mut current.clone())?;
         let if_match = pick_if_match(if_match, &entry);
         let (cluster, name) = (c.to_owned(), b.to_owned());
+        let weight = params.get("weight").map(|p| p.weight()).transpose()?;
         // HAProxy's operator state: given with other parameters, it is applied after them.
         let state = match params.get("state") {
             Some(p) => Some(match p.choice(&["ready", "drain", "maint"])?.as_str() {
@@ -551,6 +616,15 @@ impl Api {
             })
             .await?
         };
+        // A weight given replaces a runtime one (`set weight B/S 50%`) even when the
+        // configured weight did not change.
+        if let Some(w) = weight
+            && let Some(live) = entry.live.backend(b)
+            && live.weight() != w.get()
+        {
+            live.set_weight(w.get());
+            entry.live.reschedule();
+        }
         // A dynamic cluster's update above already wrote the state; a static cluster's is a
         // runtime switch.
         if let Some(state) = state

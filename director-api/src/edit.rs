@@ -296,6 +296,15 @@ pub(crate) const BACKEND_KEYS: &[&str] = &[
     "health-mode",
 ];
 
+/// Whether `params` name a backend's address (`url`, `hostname`, `host`, `port`, `path`): no
+/// cluster parameter is called so, which tells x0's documented backend create, `PUT /:director`
+/// with `hostname` and `port`, from a cluster create.
+pub(crate) fn names_backend_address(params: &Params) -> bool {
+    ["url", "hostname", "host", "port", "path"]
+        .iter()
+        .any(|k| params.get(k).is_some())
+}
+
 const ADDRESS_KEYS: &[&str] = &[
     "url",
     "protocol",
@@ -436,7 +445,7 @@ fn apply_backend_settings(params: &Params, b: &mut BackendConfig) -> Result<(), 
                 (b.enabled, b.drain) = (state != "maint", state == "drain");
             }
             "capacity" => b.capacity = p.uint()?,
-            "weight" => b.weight = p.uint()?,
+            "weight" => b.weight = p.weight()?,
             "terminate-protection" => b.terminate_protection = p.bool()?,
             // x0 probes each backend on its own schedule: these override the cluster's
             // `health-interval` and `health-mode` for this backend.

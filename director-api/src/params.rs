@@ -10,7 +10,10 @@
 
 use std::time::Duration;
 
-use director_core::config::ConfigDuration;
+use director_core::{
+    config::ConfigDuration,
+    weight::{Weight, WeightError},
+};
 use http::StatusCode;
 use serde_json::{Value as Json, json};
 
@@ -140,6 +143,20 @@ impl Params {
         self.items.iter().map(|(k, v)| Param { key: k, value: v })
     }
 
+    /// Splits into the parameters named in `keys` and the others.
+    pub(crate) fn partition(self, keys: &[&str]) -> (Params, Params) {
+        let (inside, outside) = self
+            .items
+            .into_iter()
+            .partition(|(k, _)| keys.contains(&k.as_str()));
+        (Params { items: inside }, Params { items: outside })
+    }
+
+    /// Sets a parameter to a text value.
+    pub(crate) fn set_text(&mut self, key: &str, value: &str) {
+        self.insert(key.to_owned(), Value::Text(value.to_owned()));
+    }
+
     /// Whether the only parameters are among `keys`.
     pub(crate) fn only(&self, keys: &[&str]) -> bool {
         self.items.iter().all(|(k, _)| keys.contains(&k.as_str()))
@@ -233,6 +250,26 @@ impl Param<'_> {
         };
         f.filter(|f| f.is_finite())
             .ok_or_else(|| self.bad("a number"))
+    }
+
+    /// A backend weight: a number from 0 to 1000000, whole or not (`10`, `10.0`, `0.5`).
+    pub(crate) fn weight(&self) -> Result<Weight, ApiError> {
+        let parsed = match self.value {
+            Value::Json(Json::Number(n)) => n
+                .as_f64()
+                .ok_or(WeightError::NotANumber)
+                .and_then(Weight::new),
+            Value::Json(_) => Err(WeightError::NotANumber),
+            Value::Text(t) => t.parse::<Weight>(),
+        };
+        parsed.map_err(|e| {
+            let mut err = ApiError::field(self.key, e.to_string());
+            err.detail["value"] = match self.value {
+                Value::Text(t) => Json::String(t.clone()),
+                Value::Json(j) => j.clone(),
+            };
+            err
+        })
     }
 
     /// A duration: a number of seconds (x0's unit) or a string with a unit (`"250ms"`, `"10s"`).

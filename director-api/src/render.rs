@@ -14,6 +14,7 @@ use director_core::{
     counter::CounterSnapshot,
     shaper::{BucketId, ROOT},
     transport::TransportOptions,
+    weight::Weight,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -97,7 +98,8 @@ pub(crate) struct BucketDoc {
 pub(crate) struct MemberDoc {
     name: String,
     capacity: u32,
-    weight: u32,
+    /// The weight the schedulers use now (integral ones shown as integers).
+    weight: Weight,
     terminate_protection: bool,
     enabled: bool,
     /// HAProxy's operator state: `ready`, `drain` (a member that gets no new balanced
@@ -281,7 +283,7 @@ pub(crate) fn member(entry: &ClusterEntry, b: &Backend) -> MemberDoc {
     MemberDoc {
         name: b.name().to_string(),
         capacity: b.capacity(),
-        weight: b.weight(),
+        weight: Weight::new(b.weight()).unwrap_or_default(),
         terminate_protection: b.is_terminate_protected(),
         enabled: b.is_enabled(),
         admin_state: match b.admin_state() {

@@ -1,13 +1,15 @@
 //! The HAProxy runtime socket's changes, made through the cluster store: the same as the JSON
-//! API's (persisted for dynamic clusters, runtime switches for static ones).
+//! API's (persisted for dynamic clusters, runtime switches for static ones). A relative weight
+//! (`set weight B/S 50%`) is a runtime change on every cluster, as in HAProxy.
 
 use std::sync::Arc;
 
 use director_core::{
     backend::AdminState,
     store::{Store, StoreError},
+    weight::Weight,
 };
-use director_haproxy::{Control, ControlError};
+use director_haproxy::{Control, ControlError, control::scale_weight};
 
 /// [`Control`] over the cluster store.
 #[derive(Clone, Debug)]
@@ -52,7 +54,7 @@ impl Control for StoreControl {
             .map_err(refused)
     }
 
-    fn set_weight(&self, cluster: &str, server: &str, weight: u32) -> Result<(), ControlError> {
+    fn set_weight(&self, cluster: &str, server: &str, weight: Weight) -> Result<(), ControlError> {
         self.known(cluster, server)?;
         self.store
             .update(cluster, None, |config| {
@@ -64,7 +66,28 @@ impl Control for StoreControl {
                 backend.weight = weight;
                 Ok(())
             })
-            .map(|_| ())
+            .map(|entry| {
+                // The configured weight may not have changed while a relative one is in force:
+                // an absolute weight replaces it either way, as in HAProxy.
+                if let Some(b) = entry.live.backend(server)
+                    && b.weight() != weight.get()
+                {
+                    b.set_weight(weight.get());
+                    entry.live.reschedule();
+                }
+            })
             .map_err(refused)
+    }
+
+    fn set_relative_weight(
+        &self,
+        cluster: &str,
+        server: &str,
+        percent: f64,
+    ) -> Result<(), ControlError> {
+        // HAProxy's `n%`: live only, on static clusters too (like enable and disable), and
+        // never written: the file keeps the configured weight the percentage refers to.
+        let entry = self.store.get(cluster).ok_or(ControlError::NoSuchCluster)?;
+        scale_weight(&entry.live, server, percent)
     }
 }

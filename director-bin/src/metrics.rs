@@ -152,7 +152,7 @@ impl Metrics {
                 counter!("director_backend_server_aborts_total", &labels).absolute(s.server_aborts);
                 gauge!("director_backend_up", &labels)
                     .set(f64::from(u8::from(backend.is_available())));
-                gauge!("director_backend_weight", &labels).set(f64::from(backend.weight()));
+                gauge!("director_backend_weight", &labels).set(backend.weight());
                 let health = backend.health();
                 for (state, value) in [
                     ("online", Health::Online),

@@ -8,7 +8,7 @@ use std::{
     fmt,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering},
     },
 };
 
@@ -19,6 +19,7 @@ use crate::{
     addr::BackendUrl,
     counter::{Counter, CounterSnapshot},
     transport::{HttpTransport, Transport, TransportOptions},
+    weight::Weight,
 };
 
 /// How requests reach a backend.
@@ -114,7 +115,10 @@ pub struct Backend {
     role: AtomicU8,
     health: AtomicU8,
     capacity: AtomicU32,
-    weight: AtomicU32,
+    // f64 bits: the weight the schedulers use, and the configured one (HAProxy's `uweight` and
+    // `iweight`; `set weight B/S 50%` is relative to the configured weight).
+    weight: AtomicU64,
+    initial_weight: AtomicU64,
     in_flight: AtomicU32,
     load: Counter,
     // Replaceable: a backend kept across a config change may get a new monitor.
@@ -184,7 +188,8 @@ impl Backend {
             role: AtomicU8::new(Role::Active as u8),
             health: AtomicU8::new(Health::Online as u8),
             capacity: AtomicU32::new(0),
-            weight: AtomicU32::new(1),
+            weight: AtomicU64::new(1f64.to_bits()),
+            initial_weight: AtomicU64::new(1f64.to_bits()),
             in_flight: AtomicU32::new(0),
             load: Counter::default(),
             observer: arc_swap::ArcSwapOption::empty(),
@@ -360,15 +365,32 @@ impl Backend {
         }
     }
 
-    /// Its weight for the weighted schedulers (0 = never chosen by them).
-    pub fn weight(&self) -> u32 {
-        self.weight.load(Ordering::Relaxed)
+    /// Its weight for the weighted schedulers (0 = never chosen by them): a finite real, not
+    /// negative.
+    pub fn weight(&self) -> f64 {
+        f64::from_bits(self.weight.load(Ordering::Relaxed))
     }
 
-    /// Sets its weight. A cluster member should be changed through its cluster, which
-    /// rebuilds the weighted schedules.
-    pub fn set_weight(&self, weight: u32) {
-        self.weight.store(weight, Ordering::Relaxed);
+    /// The weight its configuration gives it (HAProxy's initial weight); [`Backend::weight`]
+    /// differs after a runtime change such as `set weight B/S 50%`.
+    pub fn initial_weight(&self) -> f64 {
+        f64::from_bits(self.initial_weight.load(Ordering::Relaxed))
+    }
+
+    /// Sets the weight the schedulers use (a runtime change; the configured weight stays).
+    /// Values below 0, and NaN, count as 0; infinity as [`Weight::MAX`]. A cluster member
+    /// should be changed through its cluster, which rebuilds the weighted schedules.
+    pub fn set_weight(&self, weight: impl Into<f64>) {
+        let w = weight.into();
+        let w = if w >= 0.0 { w.min(Weight::MAX) } else { 0.0 };
+        self.weight.store(w.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Sets its configured weight, and the weight the schedulers use with it.
+    pub fn configure_weight(&self, weight: Weight) {
+        self.initial_weight
+            .store(weight.get().to_bits(), Ordering::Relaxed);
+        self.set_weight(weight.get());
     }
 
     /// Makes this member stand for a nested cluster (a director used as a backend).

@@ -491,10 +491,6 @@ fn default_fastcgi_idle() -> usize {
     1
 }
 
-fn default_weight() -> u32 {
-    1
-}
-
 fn default_index() -> String {
     "index.php".into()
 }
@@ -571,9 +567,10 @@ pub struct BackendConfig {
     /// Concurrent requests it takes (default 0: no limit).
     #[serde(default)]
     pub capacity: u32,
-    /// Its weight for `wrr`, `random`, `hash` and `shard` (default 1).
-    #[serde(default = "default_weight")]
-    pub weight: u32,
+    /// Its weight for `wrr`, `random`, `hash` and `shard` (default 1): a real number,
+    /// `0..=1000000`; 0 takes it out of balancing.
+    #[serde(default)]
+    pub weight: crate::weight::Weight,
     /// `active` (default) or `backup` (x0's `standby` is accepted too).
     #[serde(default)]
     pub role: crate::backend::Role,
@@ -601,7 +598,7 @@ impl BackendConfig {
             url: url.into(),
             enabled: true,
             capacity: 0,
-            weight: default_weight(),
+            weight: crate::weight::Weight::ONE,
             role: crate::backend::Role::default(),
             terminate_protection: false,
             drain: false,

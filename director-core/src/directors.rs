@@ -4,7 +4,7 @@
 //! first one that can take the request; a retry or a full backend moves on to the next one
 //! (see `ARCHITECTURE.md`: scheduler picks a backend ─► backend transport). Nothing here knows
 //! about backends, health monitors or time sources: members are indices into the caller's
-//! slice, weights are `u32` (0 = never chosen), health and uptime come in as closures, and
+//! slice, weights are reals (`f64`, as Varnish's; 0 = never chosen), health and uptime come in as closures, and
 //! randomness comes in as a number, so every decision is reproducible in tests.
 //!
 //! # Layout
@@ -31,12 +31,12 @@
 //! use director_core::directors::{Ring, SmoothWeighted, hash_key};
 //!
 //! // nginx's interleaving for weights 5, 1, 1.
-//! let wrr = SmoothWeighted::new(&[5, 1, 1]);
+//! let wrr = SmoothWeighted::new(&[5.0, 1.0, 1.0]);
 //! let picks: Vec<usize> = (0..wrr.len()).map(|n| wrr.at(n)).collect();
 //! assert_eq!(picks, [0, 0, 1, 0, 2, 0, 0]);
 //!
 //! // A key's owner first, then every other member once for failover.
-//! let ring = Ring::new(&[("a", 1), ("b", 1), ("c", 1)], 40);
+//! let ring = Ring::new(&[("a", 1.0), ("b", 1.0), ("c", 1.0)], 40);
 //! let order: Vec<usize> = ring.candidates(hash_key(b"/index.html")).collect();
 //! assert_eq!(order.len(), 3);
 //! ```

@@ -37,6 +37,7 @@
 //!   Director from allowed roots (ranges, conditional requests, flat-memory streaming).
 //! - [`shaper`]: x0's TokenShaper, the HTB-like bucket tree partitioning a cluster's capacity.
 //! - [`counter`]: `{current, max, total}` counters.
+//! - [`weight`]: a backend's weight, a real number (Varnish's `10.0`, `0.5`).
 //! - [`directors`]: Varnish's and fnlb's selection algorithms (weighted, hash ring, shard,
 //!   fallback), pure.
 //! - [`key`]: the request key the hashing schedulers use.
@@ -98,6 +99,7 @@ pub mod shaper;
 pub mod stats;
 pub mod store;
 pub mod transport;
+pub mod weight;
 
 #[cfg(feature = "test-util")]
 pub mod testing;

@@ -530,7 +530,7 @@ fn build_cluster(
         if let Some(inner) = &nested {
             b.nest(inner);
         }
-        b.set_weight(backend.weight);
+        b.configure_weight(backend.weight);
         b.set_enabled(backend.enabled);
         b.set_capacity(backend.capacity);
         b.set_role(backend.role);
@@ -681,7 +681,7 @@ fn apply_backend(live: &Backend, was: &BackendConfig, now: &BackendConfig) {
         live.set_capacity(now.capacity);
     }
     if was.weight != now.weight {
-        live.set_weight(now.weight);
+        live.configure_weight(now.weight);
     }
     if was.role != now.role {
         live.set_role(now.role);

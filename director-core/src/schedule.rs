@@ -114,8 +114,8 @@ pub struct PoolDirectors {
 impl PoolDirectors {
     /// The directors over `pool` (names and weights), with `replicas` ring points per weight.
     pub fn new(pool: &[Arc<Backend>], replicas: u32, sticky: bool) -> Self {
-        let weights: Vec<u32> = pool.iter().map(|b| b.weight()).collect();
-        let names: Vec<(&str, u32)> = pool.iter().map(|b| (&**b.name(), b.weight())).collect();
+        let weights: Vec<f64> = pool.iter().map(|b| b.weight()).collect();
+        let names: Vec<(&str, f64)> = pool.iter().map(|b| (&**b.name(), b.weight())).collect();
         PoolDirectors {
             smooth: SmoothWeighted::new(&weights),
             random: WeightedRandom::new(&weights),

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use director_core::{backend::AdminState, registry::Registry};
+use director_core::{backend::AdminState, cluster::Cluster, registry::Registry, weight::Weight};
 
 /// Why a change was refused. The runtime socket answers each with HAProxy's wording.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -34,8 +34,33 @@ pub trait Control: Send + Sync + 'static {
     fn set_state(&self, cluster: &str, server: &str, state: AdminState)
     -> Result<(), ControlError>;
 
-    /// Sets the weight of `server` in `cluster` (0..=256, as HAProxy allows).
-    fn set_weight(&self, cluster: &str, server: &str, weight: u32) -> Result<(), ControlError>;
+    /// Sets the weight of `server` in `cluster` (the socket allows 0..=256, as HAProxy does;
+    /// reals too): the weight it is configured with, and the one the schedulers use.
+    fn set_weight(&self, cluster: &str, server: &str, weight: Weight) -> Result<(), ControlError>;
+
+    /// Sets the weight the schedulers use for `server` to `percent` % of its configured
+    /// (initial) weight: HAProxy's `set weight <b>/<s> <n>%`. A runtime change that leaves the
+    /// configured weight alone (so `100%` restores it) and is never persisted.
+    fn set_relative_weight(
+        &self,
+        cluster: &str,
+        server: &str,
+        percent: f64,
+    ) -> Result<(), ControlError>;
+}
+
+/// Sets `server`'s current weight in the live `cluster` to `percent` % of its configured
+/// weight and rebuilds the cluster's weighted schedules: [`Control::set_relative_weight`] for
+/// any implementation.
+pub fn scale_weight(
+    cluster: &Arc<Cluster>,
+    server: &str,
+    percent: f64,
+) -> Result<(), ControlError> {
+    let backend = cluster.backend(server).ok_or(ControlError::NoSuchServer)?;
+    backend.set_weight(backend.initial_weight() * percent / 100.0);
+    cluster.reschedule();
+    Ok(())
 }
 
 /// Applies changes live to the clusters of a registry (nothing is written anywhere).
@@ -69,15 +94,29 @@ impl Control for RegistryControl {
         }
     }
 
-    fn set_weight(&self, cluster: &str, server: &str, weight: u32) -> Result<(), ControlError> {
+    fn set_weight(&self, cluster: &str, server: &str, weight: Weight) -> Result<(), ControlError> {
+        // Live only: the registry's clusters have no file; the new weight becomes the
+        // configured one until the next reload.
         let snapshot = self.registry.load();
         let cluster = snapshot
             .cluster(cluster)
             .ok_or(ControlError::NoSuchCluster)?;
-        if cluster.set_backend_weight(server, weight) {
-            Ok(())
-        } else {
-            Err(ControlError::NoSuchServer)
-        }
+        let backend = cluster.backend(server).ok_or(ControlError::NoSuchServer)?;
+        backend.configure_weight(weight);
+        cluster.reschedule();
+        Ok(())
+    }
+
+    fn set_relative_weight(
+        &self,
+        cluster: &str,
+        server: &str,
+        percent: f64,
+    ) -> Result<(), ControlError> {
+        let snapshot = self.registry.load();
+        let cluster = snapshot
+            .cluster(cluster)
+            .ok_or(ControlError::NoSuchCluster)?;
+        scale_weight(cluster, server, percent)
     }
 }

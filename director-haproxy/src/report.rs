@@ -463,7 +463,8 @@ fn backend_row(
     let up = cluster.is_enabled() && cluster.has_available_member();
     row.set("status", if up { "UP" } else { "DOWN" });
     let available: Vec<&Arc<Backend>> = backends.iter().filter(|b| b.is_available()).collect();
-    let weight: u64 = available.iter().map(|b| u64::from(b.weight())).sum();
+    // Real weights: an integral sum prints as an integer (`5`), HAProxy's usual form.
+    let weight: f64 = available.iter().map(|b| b.weight()).sum();
     row.set("weight", weight);
     row.set("uweight", weight);
     row.set(

@@ -3,6 +3,8 @@
 //! Supported: `show info`, `show stat`, `show servers state [<backend>]`, `show backend`,
 //! `get weight`, `enable server`, `disable server`, `set server <b>/<s> state
 //! ready|drain|maint`, `set server <b>/<s> weight <w>`, `set weight`, `help`, `prompt`, `quit`.
+//! A weight is absolute (`50`, 0 to 256; reals such as `2.5` too) or, ending in `%`, relative
+//! to the server's configured weight (`50%`: half of it; a runtime change only).
 //! Several commands may share a line, separated by `;`. Unknown commands get HAProxy's answer:
 //! the commands that share the first word, or the whole list. Answers end with an empty line,
 //! as HAProxy's do; a successful change answers just that empty line.
@@ -15,6 +17,7 @@ use director_core::{
     addr::{BackendAddr, Protocol},
     backend::{AdminState, Health},
     stats::CheckStatus,
+    weight::Weight,
 };
 
 use crate::{
@@ -147,18 +150,17 @@ impl Runtime {
             return format!("{e}\n\n");
         }
         let Some(weight) = weight else {
-            return "Require <weight>.\n\n".into();
+            return "Require <weight> or <weight%>.\n\n".into();
         };
-        if weight.ends_with('%') {
-            return "Relative weights (%) are not supported by Director; give 0 to 256.\n\n".into();
+        match parse_weight(weight) {
+            Ok(WeightChange::Relative(percent)) => {
+                answer(self.control.set_relative_weight(cluster, server, percent))
+            }
+            Ok(WeightChange::Absolute(weight)) => {
+                answer(self.control.set_weight(cluster, server, weight))
+            }
+            Err(message) => message.into(),
         }
-        let Ok(weight) = weight.parse::<u32>() else {
-            return "Empty weight string empty or preceded by garbage\n".into();
-        };
-        if weight > 256 {
-            return "Absolute weight can only be between 0 and 256 inclusive.\n\n".into();
-        }
-        answer(self.control.set_weight(cluster, server, weight))
     }
 
     fn lookup(
@@ -178,8 +180,8 @@ impl Runtime {
             return "Require 'backend/server'.\n\n".into();
         };
         match self.lookup(cluster, server) {
-            // Director keeps no separate initial weight; the current one is reported for both.
-            Ok(b) => format!("{} (initial {})\n\n", b.weight(), b.weight()),
+            // Reals print as written (`0.5`), whole ones as HAProxy's integers (`7`).
+            Ok(b) => format!("{} (initial {})\n\n", b.weight(), b.initial_weight()),
             Err(e) => format!("{e}\n\n"),
         }
     }
@@ -338,7 +340,7 @@ impl Runtime {
                     op_state,
                     admin,
                     b.weight(),
-                    b.weight(),
+                    b.initial_weight(),
                     b.since_last_change().as_secs(),
                     status,
                     result,
@@ -417,9 +419,76 @@ fn unknown(words: &[&str]) -> String {
     out
 }
 
+/// What `set weight` asks for.
+#[derive(Debug, PartialEq)]
+enum WeightChange {
+    /// An absolute weight, 0..=256 as HAProxy allows (reals too: Director's weights are).
+    Absolute(Weight),
+    /// `<n>%` of the configured (initial) weight, capped at 25 600 % as in HAProxy.
+    Relative(f64),
+}
+
+/// HAProxy's `<weight>` or `<weight>%`, with HAProxy's error messages.
+fn parse_weight(text: &str) -> Result<WeightChange, &'static str> {
+    let (number, relative) = match text.strip_suffix('%') {
+        Some(n) => (n, true),
+        None => (text, false),
+    };
+    let numeric = |b: u8| b.is_ascii_digit() || b == b'.';
+    let starts = number.strip_prefix('-').unwrap_or(number);
+    if !starts.bytes().next().is_some_and(numeric) {
+        return Err("Empty weight string empty or preceded by garbage\n");
+    }
+    let value = match starts.bytes().all(numeric) {
+        true => number.parse::<f64>().ok(),
+        false => None,
+    };
+    let Some(value) = value else {
+        return Err("Trailing garbage in weight string\n");
+    };
+    if relative {
+        if value < 0.0 {
+            return Err("Relative weight must be positive.\n\n");
+        }
+        return Ok(WeightChange::Relative(value.min(25_600.0)));
+    }
+    match Weight::new(value) {
+        Ok(w) if w.get() <= 256.0 => Ok(WeightChange::Absolute(w)),
+        _ => Err("Absolute weight can only be between 0 and 256 inclusive.\n\n"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weights_absolute_relative_and_refused() {
+        let abs = |w: f64| Ok(WeightChange::Absolute(Weight::new(w).unwrap()));
+        assert_eq!(parse_weight("50"), abs(50.0));
+        assert_eq!(parse_weight("0"), abs(0.0));
+        assert_eq!(parse_weight("256"), abs(256.0));
+        assert_eq!(parse_weight("2.5"), abs(2.5));
+        assert_eq!(parse_weight("50%"), Ok(WeightChange::Relative(50.0)));
+        assert_eq!(parse_weight("0%"), Ok(WeightChange::Relative(0.0)));
+        assert_eq!(parse_weight("12.5%"), Ok(WeightChange::Relative(12.5)));
+        assert_eq!(parse_weight("99999%"), Ok(WeightChange::Relative(25_600.0)));
+        let too = Err("Absolute weight can only be between 0 and 256 inclusive.\n\n");
+        assert_eq!(parse_weight("257"), too);
+        assert_eq!(parse_weight("-1"), too);
+        assert_eq!(
+            parse_weight("-5%"),
+            Err("Relative weight must be positive.\n\n")
+        );
+        let garbage = Err("Empty weight string empty or preceded by garbage\n");
+        for text in ["x", "", "%", "+5", "x5"] {
+            assert_eq!(parse_weight(text), garbage, "{text:?}");
+        }
+        let trailing = Err("Trailing garbage in weight string\n");
+        for text in ["5x", "5%%", "5e2", "1.2.3", "50 %"] {
+            assert_eq!(parse_weight(text), trailing, "{text:?}");
+        }
+    }
 
     #[test]
     fn help_lines_are_haproxy_shaped() {

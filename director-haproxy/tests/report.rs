@@ -186,7 +186,7 @@ fn runtime_changes_state_and_weight_live() {
     assert_eq!(run("set weight app/b 7"), "\n");
     assert_eq!(run("get weight app/b"), "7 (initial 7)\n\n");
     assert_eq!(run("set server app/b weight 9"), "\n");
-    assert_eq!(a.weight(), 1);
+    assert_eq!(a.weight(), 1.0);
     assert_eq!(
         registry
             .load()
@@ -195,8 +195,17 @@ fn runtime_changes_state_and_weight_live() {
             .backend("b")
             .unwrap()
             .weight(),
-        9
+        9.0
     );
+    // Relative to the configured weight, which stays: 50% of 9, then 100% restores it.
+    assert_eq!(run("set weight app/b 50%"), "\n");
+    assert_eq!(run("get weight app/b"), "4.5 (initial 9)\n\n");
+    assert_eq!(run("set weight app/b 50%"), "\n");
+    assert_eq!(run("get weight app/b"), "4.5 (initial 9)\n\n");
+    assert_eq!(run("set server app/b weight 100%"), "\n");
+    assert_eq!(run("get weight app/b"), "9 (initial 9)\n\n");
+    assert_eq!(run("set weight app/b 2.5"), "\n");
+    assert_eq!(run("get weight app/b"), "2.5 (initial 2.5)\n\n");
 
     // HAProxy's error answers.
     assert_eq!(run("disable server app/zz"), "No such server.\n\n");

@@ -1140,3 +1140,190 @@ async fn a_failed_write_is_500_and_changes_nothing() {
         std::fs::read_to_string(director_core::store::cluster_file(f.dir.path(), "app")).unwrap();
     assert!(file.contains("queue-limit = 5"), "{file}");
 }
+
+// --- x0's documented shapes (docs/director.md): /:director/:backend, PUT /:director ---
+
+#[tokio::test]
+async fn x0_documented_backend_shapes_use_the_same_handlers() {
+    let f = fixture();
+    // Create with the name in the path; shown, updated, locked, deleted at /:cluster/:backend.
+    let a = f
+        .form(
+            "PUT",
+            "/api/app/backend01",
+            "role=active&enabled=false&capacity=2&health-check-mode=paranoid\
+             &health-check-interval=2&protocol=http&hostname=127.0.0.1&port=3101",
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.json);
+    assert_eq!(a.headers["location"], "/api/app/backends/backend01");
+    assert_eq!(a.json["enabled"], false);
+    assert_eq!(f.get("/api/app/backend01").await.json["capacity"], 2);
+    let a = f
+        .form("POST", "/api/app/backend01", "capacity=3&weight=0.5")
+        .await;
+    assert_eq!(a.status, 202, "{:?}", a.json);
+    assert_eq!(a.json["weight"], 0.5);
+    let b = f.config("app").unwrap();
+    let b = b.backends.iter().find(|b| b.name == "backend01").unwrap();
+    assert_eq!((b.capacity, b.weight.get()), (3, 0.5));
+    // The same validation: an address change, an unknown parameter, a bad weight.
+    for body in ["port=99", "frobnicate=1", "weight=-1"] {
+        assert_eq!(
+            f.form("POST", "/api/app/backend01", body).await.status,
+            400,
+            "{body}"
+        );
+    }
+    assert_eq!(
+        f.send("LOCK", "/api/app/backend01", None, "", &[])
+            .await
+            .status,
+        204
+    );
+    // The same refusals: terminate protection, unknown names, an existing name.
+    assert_eq!(f.form("DELETE", "/api/app/guarded", "").await.status, 403);
+    assert_eq!(f.form("DELETE", "/api/app/zz", "").await.status, 404);
+    assert_eq!(
+        f.form("POST", "/api/ghost/a1", "capacity=1").await.status,
+        404
+    );
+    assert_eq!(
+        f.form("PUT", "/api/app/a1", "url=http://127.0.0.1:1")
+            .await
+            .status,
+        409
+    );
+    assert_eq!(f.form("DELETE", "/api/app/backend01", "").await.status, 202);
+    assert!(
+        f.config("app")
+            .unwrap()
+            .backends
+            .iter()
+            .all(|b| b.name != "backend01")
+    );
+    // Static clusters: as at /:cluster/backends/:backend.
+    assert_eq!(
+        f.form("POST", "/api/static/s1", "capacity=9").await.status,
+        403
+    );
+    assert_eq!(
+        f.form("POST", "/api/static/s1", "enabled=false")
+            .await
+            .status,
+        202
+    );
+    let a = f.send("PATCH", "/api/app/a1", None, "", &[]).await;
+    assert_eq!(a.status, 405);
+    assert_eq!(a.headers["allow"], ALLOW_BACKEND);
+}
+
+#[tokio::test]
+async fn collection_names_win_over_backend_names() {
+    let f = fixture();
+    // A backend called `backends` is made and reached with the long shape only.
+    let a = f
+        .form(
+            "PUT",
+            "/api/app/backends/backends",
+            "url=http://127.0.0.1:5",
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.json);
+    assert!(f.get("/api/app/backends").await.json.is_array());
+    assert_eq!(f.get("/api/app/buckets").await.json["name"], "root");
+    assert_eq!(
+        f.get("/api/app/backends/backends").await.json["name"],
+        "backends"
+    );
+    // Other two-segment paths are backends; `cache` too (its routes have three segments).
+    assert_eq!(f.get("/api/app/cache").await.status, 404);
+}
+
+#[tokio::test]
+async fn put_cluster_with_backend_parameters() {
+    let f = fixture();
+    // x0's "Creating a new Backend": PUT /:director with the name in the body.
+    let a = f
+        .form(
+            "PUT",
+            "/api/app",
+            "name=backend02&protocol=http&hostname=127.0.0.1&port=3102&capacity=2",
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.json);
+    assert_eq!(a.headers["location"], "/api/app/backends/backend02");
+    assert_eq!(a.json["capacity"], 2);
+    // The same validation as PUT /:cluster/backends.
+    let a = f.form("PUT", "/api/app", "hostname=127.0.0.1&port=1").await;
+    assert_eq!(
+        (a.status, a.json["detail"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("name"))
+    );
+    let a = f.form("PUT", "/api/app", "name=x&hostname=127.0.0.1").await;
+    assert_eq!(a.json["detail"]["field"], "port");
+    assert_eq!(
+        f.form("PUT", "/api/app", "name=backend02&url=http://127.0.0.1:2")
+            .await
+            .status,
+        409
+    );
+    assert_eq!(
+        f.form("PUT", "/api/static", "name=n&url=http://127.0.0.1:2")
+            .await
+            .status,
+        403
+    );
+
+    // x0's on-demand cluster: a missing cluster is created with its first backend, named after
+    // the cluster unless `name` says otherwise; cluster parameters go to the cluster.
+    let a = f
+        .form(
+            "PUT",
+            "/api/od",
+            "hostname=127.0.0.1&port=3103&queue-limit=9&weight=2.5&enabled=false",
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.json);
+    assert_eq!(a.headers["location"], "/api/od");
+    let od = f.config("od").unwrap();
+    assert_eq!(od.queue_limit, 9);
+    assert!(od.enabled, "enabled= went to the backend");
+    assert_eq!(
+        (
+            od.backends[0].name.as_str(),
+            od.backends[0].weight.get(),
+            od.backends[0].enabled
+        ),
+        ("od", 2.5, false)
+    );
+    assert!(f.file("od").is_some(), "persisted");
+    // Bad parameters of either kind create nothing.
+    for body in [
+        "hostname=127.0.0.1&port=1&queue-limit=-1",
+        "hostname=127.0.0.1&port=1&weight=x",
+        "hostname=127.0.0.1",
+        "hostname=127.0.0.1&port=1&name=b%20d",
+    ] {
+        assert_eq!(f.form("PUT", "/api/od2", body).await.status, 400, "{body}");
+        assert!(f.config("od2").is_none(), "{body}");
+    }
+    assert_eq!(
+        f.form("PUT", "/api/_od", "hostname=127.0.0.1&port=1")
+            .await
+            .status,
+        400
+    );
+    // A precondition on a cluster that does not exist fails.
+    let a = f
+        .send(
+            "PUT",
+            "/api/od3",
+            Some("application/x-www-form-urlencoded"),
+            "hostname=127.0.0.1&port=1",
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(a.status, 409);
+    assert!(f.config("od3").is_none());
+}

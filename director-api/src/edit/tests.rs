@@ -189,9 +189,31 @@ fn backends_from_x0_addresses() {
     )
     .unwrap();
     assert_eq!(
-        (b.url.as_str(), b.weight, b.enabled, b.capacity),
-        ("http://127.0.0.1:9", 3, true, 0)
+        (b.url.as_str(), b.weight.get(), b.enabled, b.capacity),
+        ("http://127.0.0.1:9", 3.0, true, 0)
     );
+    // Varnish's real weights, from a form or JSON.
+    for (text, value) in [("10.0", 10.0), ("0.5", 0.5), ("0", 0.0)] {
+        let b = new_backend(
+            "r",
+            &pairs(&[("url", "http://127.0.0.1:9"), ("weight", text)]),
+        )
+        .unwrap();
+        assert_eq!(b.weight.get(), value, "{text}");
+    }
+}
+
+#[test]
+fn bad_weights_name_the_key() {
+    for text in ["-1", "ten", "1e3", "inf", "NaN", "1000001", ""] {
+        let e = new_backend(
+            "r",
+            &pairs(&[("url", "http://127.0.0.1:9"), ("weight", text)]),
+        )
+        .unwrap_err();
+        assert_eq!(e.status, http::StatusCode::BAD_REQUEST, "{text:?}");
+        assert_eq!(e.detail["field"], "weight", "{text:?}");
+    }
 }
 
 #[test]

@@ -11,53 +11,65 @@ use super::after;
 /// Weighted random choice.
 #[derive(Debug, Clone)]
 pub struct WeightedRandom {
+    /// The members' weights (0 for a negative or NaN one).
+    weights: Vec<f64>,
     /// `cumulative[i]` is the sum of the weights of members `0..=i`.
-    cumulative: Vec<u64>,
+    cumulative: Vec<f64>,
 }
 
 // === impl WeightedRandom ===
 
 impl WeightedRandom {
-    /// A table over `weights` (member `i` has weight `weights[i]`; 0 = never picked).
-    pub fn new(weights: &[u32]) -> Self {
+    /// A table over `weights` (member `i` has weight `weights[i]`, a real; 0, negative or
+    /// NaN = never picked).
+    pub fn new(weights: &[f64]) -> Self {
+        let weights: Vec<f64> = weights
+            .iter()
+            .map(|&w| if w > 0.0 { w } else { 0.0 })
+            .collect();
         let cumulative = weights
             .iter()
-            .scan(0u64, |sum, &w| {
-                *sum += u64::from(w);
+            .scan(0f64, |sum, &w| {
+                *sum += w;
                 Some(*sum)
             })
             .collect();
-        WeightedRandom { cumulative }
+        WeightedRandom {
+            weights,
+            cumulative,
+        }
     }
 
-    fn total(&self) -> u64 {
-        self.cumulative.last().copied().unwrap_or(0)
-    }
-
-    fn weight(&self, i: usize) -> u64 {
-        let below = if i == 0 { 0 } else { self.cumulative[i - 1] };
-        self.cumulative[i] - below
+    fn total(&self) -> f64 {
+        self.cumulative.last().copied().unwrap_or(0.0)
     }
 
     /// The member for the random number `r` (uniform over `u64`); `None` if all weights are 0.
     ///
-    /// Member `i` is returned for a `weight[i] / sum` fraction of the `u64` range.
+    /// Member `i` is returned for a `weight[i] / sum` fraction of the `u64` range (to the
+    /// 2^-53 resolution of an `f64`).
     pub fn pick(&self, r: u64) -> Option<usize> {
         let total = self.total();
-        if total == 0 {
+        if total <= 0.0 {
             return None;
         }
-        // Scale r into 0..total without the bias of a modulo.
-        let target = u64::try_from((u128::from(r) * u128::from(total)) >> 64).unwrap_or(0);
-        Some(self.cumulative.partition_point(|&c| c <= target))
+        // The top 53 bits of r as a fraction in [0, 1), scaled onto the cumulative weights.
+        let target = (r >> 11) as f64 / (1u64 << 53) as f64 * total;
+        let i = self.cumulative.partition_point(|&c| c <= target);
+        // Rounding may put the target at the total: the last member that has a weight.
+        Some(if i < self.weights.len() {
+            i
+        } else {
+            self.weights.iter().rposition(|&w| w > 0.0)?
+        })
     }
 
     /// [`WeightedRandom::pick`]`(r)` first, then every other member with weight > 0 once, in
     /// index order after it (wrapping), for failover.
     pub fn order(&self, r: u64) -> impl Iterator<Item = usize> {
         let first = self.pick(r);
-        let rest = after(first.unwrap_or(usize::MAX), self.cumulative.len())
-            .filter(|&i| self.weight(i) > 0);
+        let rest = after(first.unwrap_or(usize::MAX), self.weights.len())
+            .filter(|&i| self.weights[i] > 0.0);
         first.into_iter().chain(rest)
     }
 }

@@ -38,13 +38,20 @@ impl Ring {
     /// A ring over `members`, `(name, weight)` each, with `replicas` points per unit of
     /// weight (capped at 65 536 points per member). Members are identified by index in the
     /// result; names place the points, so they should be unique and stable across rebuilds.
-    /// A member with weight 0 gets no points and is never a candidate.
-    pub fn new(members: &[(&str, u32)], replicas: u32) -> Self {
+    /// Real weights get `replicas * weight` points rounded, at least 1 (Varnish's shard scales
+    /// its replicas by a real weight too). A member with weight 0 (or negative, or NaN) gets no
+    /// points and is never a candidate.
+    pub fn new(members: &[(&str, f64)], replicas: u32) -> Self {
         let mut points = Vec::new();
         let mut owners = 0;
         let mut label = String::new();
         for (index, &(name, weight)) in members.iter().enumerate() {
-            let count = (u64::from(replicas) * u64::from(weight)).min(MAX_POINTS_PER_MEMBER);
+            let count = if weight > 0.0 && replicas > 0 {
+                // Saturating float-to-int cast, then the per-member cap.
+                ((f64::from(replicas) * weight).round().max(1.0) as u64).min(MAX_POINTS_PER_MEMBER)
+            } else {
+                0
+            };
             if count > 0 {
                 owners += 1;
             }

@@ -26,24 +26,29 @@ pub struct SmoothWeighted {
 // === impl SmoothWeighted ===
 
 impl SmoothWeighted {
-    /// One period of picks over `weights` (member `i` has weight `weights[i]`).
+    /// One period of picks over `weights` (member `i` has weight `weights[i]`; 0, negative or
+    /// NaN = never picked).
     ///
-    /// The weights are first divided by their greatest common divisor, so the period is
-    /// `sum(weights) / gcd`. When that exceeds 65 536 picks the weights are scaled down
-    /// proportionally (each non-zero weight stays at least 1, so nobody is starved): the
-    /// period is then at most 65 536 plus the number of members, and the shares are exact up to
-    /// the rounding of that scaling. Building costs one pass over the members per pick of the
-    /// period; it happens when the members change, never on the request path.
-    pub fn new(weights: &[u32]) -> Self {
-        let active: Vec<bool> = weights.iter().map(|&w| w > 0).collect();
-        let g = weights.iter().fold(0u64, |g, &w| gcd(g, u64::from(w)));
+    /// Real weights are first made whole: each is multiplied by the smallest power of ten up
+    /// to 10^6 that makes every weight whole (0.5 and 1.0 become 5 and 10), rounding at 10^6
+    /// (a positive weight stays at least 1). The whole weights are then divided by their
+    /// greatest common divisor, so the period is `sum / gcd` (0.5 and 1.0: 1 and 2, a period
+    /// of 3). When that exceeds 65 536 picks the weights are scaled down proportionally (each
+    /// non-zero weight stays at least 1, so nobody is starved): the period is then at most
+    /// 65 536 plus the number of members, and the shares are exact up to the rounding of that
+    /// scaling. Building costs one pass over the members per pick of the period; it happens
+    /// when the members change, never on the request path.
+    pub fn new(weights: &[f64]) -> Self {
+        let active: Vec<bool> = weights.iter().map(|&w| w > 0.0).collect();
+        let whole = whole_weights(weights);
+        let g = whole.iter().fold(0u64, |g, &w| gcd(g, w));
         if g == 0 {
             return SmoothWeighted {
                 picks: Vec::new(),
                 active,
             };
         }
-        let mut w: Vec<u64> = weights.iter().map(|&x| u64::from(x) / g).collect();
+        let mut w: Vec<u64> = whole.iter().map(|&x| x / g).collect();
         let sum: u64 = w.iter().sum();
         if sum > MAX_PERIOD {
             for x in w.iter_mut().filter(|x| **x > 0) {
@@ -56,7 +61,8 @@ impl SmoothWeighted {
         let mut picks = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
         for _ in 0..total {
             for (c, &wi) in current.iter_mut().zip(&w) {
-                // At most u32::MAX each (scaling only shrinks them), so this cannot wrap.
+                // At most 10^15 each (`whole_weights`) and at most 65 536 + members additions
+                // before the subtraction, so this cannot wrap.
                 *c += i64::try_from(wi).unwrap_or(i64::MAX);
             }
             // nginx takes the first member with the strictly highest score.
@@ -103,6 +109,34 @@ impl SmoothWeighted {
             .filter(|&i| self.active.get(i).copied().unwrap_or(false));
         first.into_iter().chain(rest)
     }
+}
+
+/// The largest whole weight [`whole_weights`] makes: sums over a period stay far from
+/// `i64::MAX`.
+const MAX_WHOLE: f64 = 1e15;
+
+/// `weights` as whole numbers with the same ratios: scaled by the smallest power of ten
+/// (up to 10^6) that makes all of them whole, rounded at 10^6; positive weights stay >= 1,
+/// others (0, negative, NaN) are 0.
+fn whole_weights(weights: &[f64]) -> Vec<u64> {
+    let positive = |w: f64| if w > 0.0 { w.min(MAX_WHOLE) } else { 0.0 };
+    let whole = |x: f64| (x - x.round()).abs() <= 1e-9 * x.max(1.0);
+    let scale = (0..=6)
+        .map(|d| 10f64.powi(d))
+        .find(|&k| weights.iter().all(|&w| whole(positive(w) * k)))
+        .unwrap_or(1e6);
+    weights
+        .iter()
+        .map(|&w| {
+            let w = positive(w);
+            if w > 0.0 {
+                // Saturating float-to-int cast; at least 1 so a tiny weight is still picked.
+                ((w * scale).round().min(MAX_WHOLE) as u64).max(1)
+            } else {
+                0
+            }
+        })
+        .collect()
 }
 
 fn gcd(a: u64, b: u64) -> u64 {

@@ -6,6 +6,16 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 
+/// The directors take real weights; most tests here speak in whole ones.
+fn reals(weights: &[u32]) -> Vec<f64> {
+    weights.iter().map(|&w| f64::from(w)).collect()
+}
+
+fn ring(members: &[(&str, u32)], replicas: u32) -> Ring {
+    let members: Vec<(&str, f64)> = members.iter().map(|&(n, w)| (n, f64::from(w))).collect();
+    Ring::new(&members, replicas)
+}
+
 // === hash_key ===
 
 #[test]
@@ -24,7 +34,7 @@ fn period(wrr: &SmoothWeighted) -> Vec<usize> {
 
 #[test]
 fn smooth_nginx_interleaving_5_1_1() {
-    let wrr = SmoothWeighted::new(&[5, 1, 1]);
+    let wrr = SmoothWeighted::new(&reals(&[5, 1, 1]));
     assert_eq!(period(&wrr), [0, 0, 1, 0, 2, 0, 0]);
     // The sequence repeats with the period.
     assert_eq!(wrr.at(7), 0);
@@ -34,7 +44,7 @@ fn smooth_nginx_interleaving_5_1_1() {
 #[test]
 fn smooth_exact_shares_over_one_period() {
     // gcd 2: the period is 8, not 16.
-    let wrr = SmoothWeighted::new(&[6, 0, 4, 2, 4]);
+    let wrr = SmoothWeighted::new(&reals(&[6, 0, 4, 2, 4]));
     assert_eq!(wrr.len(), 8);
     let mut counts = [0; 5];
     for m in period(&wrr) {
@@ -45,16 +55,16 @@ fn smooth_exact_shares_over_one_period() {
 
 #[test]
 fn smooth_all_zero_is_empty() {
-    let wrr = SmoothWeighted::new(&[0, 0]);
+    let wrr = SmoothWeighted::new(&reals(&[0, 0]));
     assert!(wrr.is_empty());
     assert_eq!(wrr.len(), 0);
     assert_eq!(wrr.order(3, 2).count(), 0);
-    assert!(SmoothWeighted::new(&[]).is_empty());
+    assert!(SmoothWeighted::new(&reals(&[])).is_empty());
 }
 
 #[test]
 fn smooth_order_starts_at_pick_then_each_active_member_once() {
-    let wrr = SmoothWeighted::new(&[1, 0, 2, 1, 0]);
+    let wrr = SmoothWeighted::new(&reals(&[1, 0, 2, 1, 0]));
     for n in 0..wrr.len() {
         let order: Vec<usize> = wrr.order(n, 5).collect();
         assert_eq!(order[0], wrr.at(n));
@@ -69,7 +79,7 @@ fn smooth_order_starts_at_pick_then_each_active_member_once() {
 
 #[test]
 fn smooth_large_weights_are_scaled_to_the_cap() {
-    let wrr = SmoothWeighted::new(&[u32::MAX, 1, u32::MAX / 2]);
+    let wrr = SmoothWeighted::new(&reals(&[u32::MAX, 1, u32::MAX / 2]));
     assert!(wrr.len() <= 65_536 + 3, "period {}", wrr.len());
     let mut counts = [0usize; 3];
     for m in period(&wrr) {
@@ -86,7 +96,7 @@ proptest! {
 
     #[test]
     fn smooth_period_shares_are_exact(weights in prop::collection::vec(0u32..40, 1..8)) {
-        let wrr = SmoothWeighted::new(&weights);
+        let wrr = SmoothWeighted::new(&reals(&weights));
         let sum: usize = weights.iter().map(|&w| w as usize).sum();
         let mut counts = vec![0usize; weights.len()];
         for m in period(&wrr) {
@@ -109,11 +119,87 @@ proptest! {
     }
 }
 
+#[test]
+fn smooth_real_weights_keep_their_ratio_exactly() {
+    // Varnish's reals: 0.5 and 1.0 are 1:2, one pick and two per period of 3.
+    let wrr = SmoothWeighted::new(&[0.5, 1.0]);
+    assert_eq!(wrr.len(), 3);
+    let mut picks = period(&wrr);
+    picks.sort_unstable();
+    assert_eq!(picks, [0, 1, 1]);
+    // 10.0 is 10, and the same schedule as the integers 2:1.
+    assert_eq!(
+        period(&SmoothWeighted::new(&[10.0, 5.0])),
+        period(&SmoothWeighted::new(&reals(&[2, 1])))
+    );
+    // 2.5 : 0.1 is 25 : 1.
+    let wrr = SmoothWeighted::new(&[2.5, 0.1]);
+    assert_eq!(wrr.len(), 26);
+    assert_eq!(period(&wrr).iter().filter(|&&m| m == 1).count(), 1);
+}
+
+#[test]
+fn smooth_weights_without_a_short_decimal_are_rounded_at_a_millionth() {
+    // 1/3 and 2/3 have no finite decimal: made whole at 10^6, then scaled to the cap.
+    let wrr = SmoothWeighted::new(&[1.0 / 3.0, 2.0 / 3.0]);
+    assert!(wrr.len() <= 65_536 + 2, "period {}", wrr.len());
+    let ones = period(&wrr).iter().filter(|&&m| m == 1).count() as f64;
+    let ratio = ones / (wrr.len() as f64 - ones);
+    assert!((ratio - 2.0).abs() < 0.001, "ratio {ratio}");
+    // A tiny weight is still picked, once per period.
+    let wrr = SmoothWeighted::new(&[1.0, 1e-9]);
+    assert!(period(&wrr).contains(&1));
+    // Negative and NaN weights count as 0.
+    let wrr = SmoothWeighted::new(&[-1.0, f64::NAN, 2.0]);
+    assert_eq!(period(&wrr), [2]);
+    assert_eq!(wrr.order(0, 3).collect::<Vec<_>>(), [2]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn smooth_quarter_weights_shares_are_exact(quarters in prop::collection::vec(0u32..40, 1..8)) {
+        // Weights in steps of 0.25 (0.25, 0.5, 1.75, ...): shares exact, as for whole numbers.
+        let weights: Vec<f64> = quarters.iter().map(|&q| f64::from(q) / 4.0).collect();
+        let wrr = SmoothWeighted::new(&weights);
+        let sum: usize = quarters.iter().map(|&q| q as usize).sum();
+        let mut counts = vec![0usize; weights.len()];
+        for m in period(&wrr) {
+            counts[m] += 1;
+        }
+        for (i, &q) in quarters.iter().enumerate() {
+            prop_assert_eq!(counts[i] * sum, q as usize * wrr.len());
+        }
+    }
+
+    #[test]
+    fn smooth_decimal_weights_match_their_whole_multiples(tenths in prop::collection::vec(0u32..100, 1..6)) {
+        // w / 10 schedules exactly as w: the same picks in the same order.
+        let weights: Vec<f64> = tenths.iter().map(|&t| f64::from(t) / 10.0).collect();
+        prop_assert_eq!(period(&SmoothWeighted::new(&weights)), period(&SmoothWeighted::new(&reals(&tenths))));
+    }
+
+    #[test]
+    fn random_real_weights_pick_only_weighted_members(
+        weights in prop::collection::vec(prop_oneof![Just(0.0), 0.001f64..1000.0], 1..8),
+        r in any::<u64>(),
+    ) {
+        let random = WeightedRandom::new(&weights);
+        match random.pick(r) {
+            Some(i) => prop_assert!(weights[i] > 0.0),
+            None => prop_assert!(weights.iter().all(|&w| w == 0.0)),
+        }
+        let order: Vec<usize> = random.order(r).collect();
+        prop_assert_eq!(order.len(), weights.iter().filter(|&&w| w > 0.0).count());
+    }
+}
+
 // === WeightedRandom ===
 
 #[test]
 fn random_10_5_shares() {
-    let random = WeightedRandom::new(&[10, 5]);
+    let random = WeightedRandom::new(&reals(&[10, 5]));
     let mut rng = StdRng::seed_from_u64(7);
     let mut counts = [0u32; 2];
     for _ in 0..30_000 {
@@ -126,8 +212,26 @@ fn random_10_5_shares() {
 }
 
 #[test]
+fn random_real_weights_share_as_their_ratio() {
+    // 0.5 : 0.25 is 2 : 1, as 10.0 : 5.0 is.
+    for weights in [[0.5, 0.25], [10.0, 5.0]] {
+        let random = WeightedRandom::new(&weights);
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut counts = [0u32; 2];
+        for _ in 0..30_000 {
+            counts[random.pick(rng.random()).unwrap()] += 1;
+        }
+        let share = f64::from(counts[0]) / 30_000.0;
+        assert!(
+            (share - 2.0 / 3.0).abs() < 0.02,
+            "{weights:?}: share of a {share}"
+        );
+    }
+}
+
+#[test]
 fn random_edges_of_the_range_and_zero_weights() {
-    let random = WeightedRandom::new(&[0, 3, 0, 1, 0]);
+    let random = WeightedRandom::new(&reals(&[0, 3, 0, 1, 0]));
     assert_eq!(random.pick(0), Some(1));
     assert_eq!(random.pick(u64::MAX), Some(3));
     // Member 1 owns the first three quarters of the range, member 3 the last one.
@@ -139,10 +243,10 @@ fn random_edges_of_the_range_and_zero_weights() {
 
 #[test]
 fn random_all_zero_picks_none() {
-    let random = WeightedRandom::new(&[0, 0]);
+    let random = WeightedRandom::new(&reals(&[0, 0]));
     assert_eq!(random.pick(12345), None);
     assert_eq!(random.order(12345).count(), 0);
-    assert_eq!(WeightedRandom::new(&[]).pick(1), None);
+    assert_eq!(WeightedRandom::new(&reals(&[])).pick(1), None);
 }
 
 // === Ring ===
@@ -153,7 +257,7 @@ fn names(n: usize) -> Vec<String> {
 
 /// Key → owner's name, for `keys`.
 fn owners(members: &[(&str, u32)], keys: &[u64]) -> Vec<String> {
-    let ring = Ring::new(members, 40);
+    let ring = ring(members, 40);
     keys.iter()
         .map(|&k| members[ring.candidates(k).next().unwrap()].0.to_owned())
         .collect()
@@ -167,9 +271,9 @@ fn keys(seed: u64, n: usize) -> Vec<u64> {
 #[test]
 fn empty_rings_have_no_candidates() {
     for ring in [
-        Ring::new(&[], 40),
-        Ring::new(&[("a", 0), ("b", 0)], 40),
-        Ring::new(&[("a", 1)], 0),
+        ring(&[], 40),
+        ring(&[("a", 0), ("b", 0)], 40),
+        ring(&[("a", 1)], 0),
     ] {
         assert!(ring.is_empty());
         assert_eq!(ring.candidates(42).count(), 0);
@@ -184,8 +288,23 @@ fn empty_rings_have_no_candidates() {
 }
 
 #[test]
+fn ring_points_scale_with_real_weights() {
+    // replicas * weight, rounded: 0.5 of 40 is 20; a tiny weight keeps one point.
+    assert_eq!(Ring::new(&[("a", 0.5), ("b", 1.0)], 40).len(), 60);
+    assert_eq!(Ring::new(&[("a", 2.5)], 10).len(), 25);
+    assert_eq!(Ring::new(&[("a", 1e-6)], 10).len(), 1);
+    assert!(Ring::new(&[("a", f64::NAN), ("b", -1.0)], 10).is_empty());
+    // A member's points depend only on its name and weight: 10.0 is the ring of 10.
+    let real = Ring::new(&[("a", 10.0), ("b", 5.0)], 7);
+    let whole = ring(&[("a", 10), ("b", 5)], 7);
+    for k in keys(3, 200) {
+        assert_eq!(real.candidates(k).next(), whole.candidates(k).next());
+    }
+}
+
+#[test]
 fn ring_key_maps_to_first_point_at_or_after_it() {
-    let ring = Ring::new(&[("a", 1), ("b", 1)], 10);
+    let ring = ring(&[("a", 1), ("b", 1)], 10);
     assert_eq!(ring.len(), 20);
     // A key equal to a point belongs to that point's member; one past the top wraps around.
     let a0 = hash_key(b"a-0");
@@ -210,7 +329,7 @@ fn ring_weights_shift_ownership_proportionally() {
     let names = names(3);
     for weights in [[1, 1, 1], [1, 2, 1], [1, 3, 2], [4, 1, 1]] {
         let members: Vec<(&str, u32)> = names.iter().map(String::as_str).zip(weights).collect();
-        let ring = Ring::new(&members, 160);
+        let ring = ring(&members, 160);
         let mut counts = [0usize; 3];
         for &k in &keys {
             counts[ring.candidates(k).next().unwrap()] += 1;
@@ -247,7 +366,7 @@ proptest! {
 
         let before = owners(&full, &keys);
         let after = owners(&rest, &keys);
-        let ring = Ring::new(&full, 40);
+        let ring = ring(&full, 40);
         for (i, &k) in keys.iter().enumerate() {
             if before[i] == gone {
                 // Its keys go to the next distinct member clockwise.
@@ -271,7 +390,7 @@ proptest! {
     ) {
         let names = names(weights.len());
         let members: Vec<(&str, u32)> = names.iter().map(String::as_str).zip(weights.iter().copied()).collect();
-        let ring = Ring::new(&members, 20);
+        let ring = ring(&members, 20);
         let mut got: Vec<usize> = ring.candidates(key).collect();
         got.sort_unstable();
         let expected: Vec<usize> = (0..weights.len()).filter(|&i| weights[i] > 0).collect();
@@ -286,7 +405,7 @@ const RAMPUP: Duration = Duration::from_secs(100);
 fn shard_ring() -> (Ring, u64, Vec<usize>) {
     let names = names(5);
     let members: Vec<(&str, u32)> = names.iter().map(|n| (n.as_str(), 1)).collect();
-    let ring = Ring::new(&members, 40);
+    let ring = ring(&members, 40);
     let key = hash_key(b"/some/object");
     let walk = ring.candidates(key).collect();
     (ring, key, walk)

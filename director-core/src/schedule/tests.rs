@@ -59,6 +59,31 @@ fn round_robin_alternates_and_skips_full_backends() {
 }
 
 #[test]
+fn weighted_round_robin_honours_real_weights() {
+    // Varnish's 0.5 and 1.0: 1:2 over every period of 3 picks.
+    let s = Scheduler::new(SchedulerKind::WeightedRoundRobin);
+    let p = pool(&[0, 0]);
+    p[0].set_weight(0.5);
+    p[1].set_weight(1.0);
+    let directors = PoolDirectors::new(&p, 40, false);
+    for _ in 0..4 {
+        let mut counts = [0; 2];
+        for _ in 0..3 {
+            let b = s
+                .pick(0, &p, Some(&directors), PickContext::default(), |_| false)
+                .unwrap();
+            b.release();
+            counts[usize::from(&**b.name() == "b1")] += 1;
+        }
+        assert_eq!(counts, [1, 2]);
+    }
+    // A runtime weight leaves the configured one alone.
+    p[0].configure_weight(crate::weight::Weight::new(4.0).unwrap());
+    p[0].set_weight(2.0);
+    assert_eq!((p[0].weight(), p[0].initial_weight()), (2.0, 4.0));
+}
+
+#[test]
 fn chance_fills_backends_in_order() {
     let s = Scheduler::new(SchedulerKind::Chance);
     let p = pool(&[2, 2]);
