@@ -327,3 +327,37 @@ pub fn check(path: &Path) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
+
+/// php-fpm's binary: `DIRECTOR_PHP_FPM`, else the newest `php-fpm*` in `/usr/sbin` or `PATH`.
+/// Without one, `what` is reported as skipped, unless `DIRECTOR_REQUIRE_PHP_FPM=1` (as in CI),
+/// which makes the test fail.
+pub fn php_fpm(what: &str) -> Option<PathBuf> {
+    let found = match std::env::var("DIRECTOR_PHP_FPM") {
+        Ok(p) => Path::new(&p).is_file().then(|| PathBuf::from(p)),
+        Err(_) => {
+            let mut dirs: Vec<PathBuf> = vec!["/usr/sbin".into(), "/usr/local/sbin".into()];
+            if let Some(path) = std::env::var_os("PATH") {
+                dirs.extend(std::env::split_paths(&path));
+            }
+            dirs.iter().find_map(|dir| {
+                let mut names: Vec<String> = std::fs::read_dir(dir)
+                    .ok()?
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| {
+                        n == "php-fpm" || n.starts_with("php-fpm8") || n.starts_with("php-fpm7")
+                    })
+                    .collect();
+                names.sort();
+                names.pop().map(|n| dir.join(n))
+            })
+        }
+    };
+    if found.is_none() {
+        assert!(
+            std::env::var("DIRECTOR_REQUIRE_PHP_FPM").as_deref() != Ok("1"),
+            "DIRECTOR_REQUIRE_PHP_FPM=1 but no php-fpm binary was found"
+        );
+        eprintln!("php-fpm not found: {what} SKIPPED");
+    }
+    found
+}
