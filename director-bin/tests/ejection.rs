@@ -36,6 +36,23 @@ async fn metric(director: &Director, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Waits (at most 10 s) until the metric `prefix` reads `value`: the cluster applies a health
+/// change just after the backend's state shows it.
+async fn wait_for_metric(director: &Director, prefix: &str, value: f64) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = metric(director, prefix).await;
+        if now == Some(value) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{prefix} stayed {now:?}, never {value}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_healthy_backend_answering_5xx_stays_in_rotation() {
     // `dead` is offline by probe (nothing listens); `sick` passes its TCP probes but answers
@@ -108,13 +125,25 @@ async fn live_failures_eject_at_most_max_ejection_percent() {
             "every request reached a backend"
         );
     }
-    let mut offline = 0;
-    for b in &backends {
-        if health_state(&director, "app", b.name()).await == "offline" {
-            offline += 1;
+    // The backends' states follow their monitors a moment later: wait for the two ejected.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut offline = 0;
+        for b in &backends {
+            if health_state(&director, "app", b.name()).await == "offline" {
+                offline += 1;
+            }
         }
+        assert!(offline <= 2, "{offline} of 4 ejected by live failures");
+        if offline == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {offline} ejected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    assert_eq!(offline, 2, "half of 4 ejected, no more");
     let served: usize = backends.iter().map(TestBackend::live_requests).sum();
     assert_eq!(served, 20);
 }
@@ -150,7 +179,7 @@ async fn below_the_panic_threshold_requests_go_to_offline_backends_too() {
     }
     wait_for_health(&director, "app", "b0", "online").await;
     let panic = "director_cluster_panic{cluster=\"app\"}";
-    assert_eq!(metric(&director, panic).await, Some(1.0));
+    wait_for_metric(&director, panic, 1.0).await;
     let before: Vec<usize> = backends.iter().map(TestBackend::live_requests).collect();
     for _ in 0..40 {
         let reply = get(&director.url("/")).await;
@@ -187,7 +216,7 @@ async fn below_the_panic_threshold_requests_go_to_offline_backends_too() {
     backends[2].set_failing(false);
     wait_for_health(&director, "app", "b1", "online").await;
     wait_for_health(&director, "app", "b2", "online").await;
-    assert_eq!(metric(&director, panic).await, Some(0.0));
+    wait_for_metric(&director, panic, 0.0).await;
     let b3 = backends[3].live_requests();
     for _ in 0..12 {
         let reply = get(&director.url("/")).await;
