@@ -5,7 +5,9 @@
 //! offline). Each state change is applied to the backend and then to its cluster, which resizes
 //! its shaper and dispatches queued requests at once. Live outcomes flow the other way: the
 //! cluster reports each attempt to the backend's [`HealthObserver`], so a backend that fails a
-//! live request leaves rotation without waiting for the next probe (passive health).
+//! live request leaves rotation without waiting for the next probe (passive health), unless that
+//! would hold out more than the cluster's `max-ejection-percent` or its last available backend
+//! ([`Cluster::try_passive_ejection`]).
 
 use std::{collections::HashMap, net::ToSocketAddrs, sync::Arc, time::Duration};
 
