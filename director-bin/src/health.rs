@@ -5,7 +5,9 @@
 //! offline). Each state change is applied to the backend and then to its cluster, which resizes
 //! its shaper and dispatches queued requests at once. Live outcomes flow the other way: the
 //! cluster reports each attempt to the backend's [`HealthObserver`], so a backend that fails a
-//! live request leaves rotation without waiting for the next probe (passive health).
+//! live request leaves rotation without waiting for the next probe (passive health), unless that
+//! would hold out more than the cluster's `max-ejection-percent` or its last available backend
+//! ([`Cluster::try_passive_ejection`]).
 
 use std::{collections::HashMap, net::ToSocketAddrs, sync::Arc, time::Duration};
 
@@ -42,6 +44,7 @@ struct Entry {
     cluster: Arc<Cluster>,
     settings: (HealthSettings, Option<FastCgiSettings>),
     handle: HealthHandle,
+    observer: Arc<Observer>,
     _monitor: Monitor,
     follower: JoinHandle<()>,
 }
@@ -110,6 +113,7 @@ impl HealthMonitors {
                                 cluster.clone(),
                             ));
                             entry.cluster = cluster.clone();
+                            entry.observer.set_cluster(cluster);
                         }
                         next.insert(key, entry);
                     }
@@ -143,15 +147,20 @@ fn start_one(
     let health = health_config(&settings.0)?;
     let handle = HealthHandle::new(format!("{name}/{}", backend.name()), health);
     let probe = probe_for(name, backend, &settings.0, settings.1.as_ref())?;
-    backend.observe(Some(Arc::new(Observer {
+    let observer = Arc::new(Observer {
         handle: handle.clone(),
         layer: if settings.0.probe == "tcp" {
             CheckLayer::L4
         } else {
             CheckLayer::L7
         },
-    })));
+        backend: Arc::downgrade(backend),
+        cluster: std::sync::RwLock::new(Arc::downgrade(cluster)),
+        max_ejection_percent: settings.0.max_ejection_percent,
+    });
+    backend.observe(Some(observer.clone()));
     Ok(Entry {
+        observer,
         backend: backend.clone(),
         cluster: cluster.clone(),
         settings: settings.clone(),
@@ -267,6 +276,14 @@ pub fn check(s: &HealthSettings) -> Result<(), (&'static str, String)> {
             "script-filename",
             "the probe's script-filename has no control characters".into(),
         ));
+    }
+    for (key, value) in [
+        ("max-ejection-percent", s.max_ejection_percent),
+        ("panic-threshold", s.panic_threshold),
+    ] {
+        if value > 100 {
+            return Err((key, format!("a percentage from 0 to 100 (not {value})")));
+        }
     }
     if s.rise == 0 || s.fall == 0 {
         return Err(("rise", "rise and fall are at least 1".into()));
@@ -428,18 +445,52 @@ async fn follow(handle: HealthHandle, backend: Arc<Backend>, cluster: Arc<Cluste
     }
 }
 
-/// Passes live outcomes and operator switches from the cluster to a health handle.
+/// Passes live outcomes and operator switches from the cluster to a health handle, under the
+/// cluster's ejection cap.
 #[derive(Debug)]
 struct Observer {
     handle: HealthHandle,
     layer: CheckLayer,
+    // Weak: the backend holds this observer. The cluster changes when a config change
+    // rebuilds it around a kept backend.
+    backend: std::sync::Weak<Backend>,
+    cluster: std::sync::RwLock<std::sync::Weak<Cluster>>,
+    max_ejection_percent: u8,
+}
+
+impl Observer {
+    fn set_cluster(&self, cluster: &Arc<Cluster>) {
+        *self
+            .cluster
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::downgrade(cluster);
+    }
+
+    /// Reports a live failure; one that would take the backend offline needs its cluster's
+    /// leave (`max-ejection-percent`, never the last available backend).
+    fn report_failure(&self, kind: FailureKind) {
+        self.handle.report_failure_capped(kind, || {
+            let cluster = self
+                .cluster
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .upgrade();
+            match (cluster, self.backend.upgrade()) {
+                (Some(cluster), Some(backend)) => {
+                    cluster.try_passive_ejection(&backend, self.max_ejection_percent)
+                }
+                // Gone from the config: nothing left to protect.
+                _ => true,
+            }
+        });
+    }
 }
 
 impl HealthObserver for Observer {
     fn response(&self, status: http::StatusCode) {
         if status.is_server_error() {
             // Counts only with `passive-5xx`; otherwise a 5xx is neither success nor failure.
-            self.handle.report_failure(FailureKind::ServerError);
+            self.report_failure(FailureKind::ServerError);
         } else {
             self.handle.report_success();
         }
@@ -453,7 +504,7 @@ impl HealthObserver for Observer {
             // Not the backend's fault, or not a sign of sickness.
             _ => return,
         };
-        self.handle.report_failure(kind);
+        self.report_failure(kind);
     }
 
     fn enabled(&self, enabled: bool) {

@@ -23,7 +23,8 @@
 //!   `director_backend_downtime_seconds`.
 //! - Probes: `director_backend_checks_total`, `director_backend_check_failures_total`,
 //!   `director_backend_check_up` (last probe passed), `director_backend_check_duration_seconds`.
-//! - `director_cluster_in_flight`, `_queued`, `_requests_total`, `_dropped_total`, `_up`
+//! - `director_cluster_in_flight`, `_queued`, `_requests_total`, `_dropped_total`, `_up`,
+//!   `_panic` (1 in panic mode), `_panic_requests_total`, `_ejections_refused_total`
 //!   `{cluster}`.
 //! - `director_listener_connections`, `_connections_total`, `_requests_total`,
 //!   `_bytes_in_total`, `_bytes_out_total` `{listener}`, `director_listener_responses_total{listener,class}`.
@@ -122,6 +123,11 @@ impl Metrics {
             gauge!("director_cluster_queued", &labels).set(stats.queued.current as f64);
             counter!("director_cluster_requests_total", &labels).absolute(stats.load.total);
             counter!("director_cluster_dropped_total", &labels).absolute(stats.dropped);
+            gauge!("director_cluster_panic", &labels).set(f64::from(u8::from(stats.panic)));
+            counter!("director_cluster_panic_requests_total", &labels)
+                .absolute(stats.panic_requests);
+            counter!("director_cluster_ejections_refused_total", &labels)
+                .absolute(stats.ejections_refused);
             gauge!("director_cluster_up", &labels).set(f64::from(u8::from(
                 cluster.is_enabled() && cluster.has_available_member(),
             )));
@@ -280,6 +286,16 @@ fn describe() {
             "director_cluster_dropped_total",
             Unit::Count,
             "Requests refused: queue full, queue timeout or no backend.",
+        ),
+        (
+            "director_cluster_panic_requests_total",
+            Unit::Count,
+            "Requests admitted while the cluster was in panic mode.",
+        ),
+        (
+            "director_cluster_ejections_refused_total",
+            Unit::Count,
+            "Live failures that left a backend in rotation because of max-ejection-percent.",
         ),
         (
             "director_backend_requests_total",
@@ -445,6 +461,11 @@ fn describe() {
             "director_cluster_up",
             Unit::Count,
             "1 while some backend of the cluster takes requests.",
+        ),
+        (
+            "director_cluster_panic",
+            Unit::Count,
+            "1 while the cluster is in panic mode (balancing over offline backends too).",
         ),
         (
             "director_backend_in_flight",

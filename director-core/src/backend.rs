@@ -134,6 +134,9 @@ pub struct Backend {
     down_since_ms: std::sync::atomic::AtomicU64,
     downtime_ms: std::sync::atomic::AtomicU64,
     times_down: std::sync::atomic::AtomicU64,
+    // Set while live failures (passive health) hold it out of rotation, so its cluster can
+    // cap such ejections; cleared when it comes back online.
+    passive_ejected: AtomicBool,
 }
 
 /// The process's reference instant for timestamps kept in atomics.
@@ -200,6 +203,7 @@ impl Backend {
             down_since_ms: std::sync::atomic::AtomicU64::new(0),
             downtime_ms: std::sync::atomic::AtomicU64::new(0),
             times_down: std::sync::atomic::AtomicU64::new(0),
+            passive_ejected: AtomicBool::new(false),
         }
     }
 
@@ -277,6 +281,9 @@ impl Backend {
         };
         if health == Health::Online && previous != Health::Online {
             self.online_since_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        if health == Health::Online {
+            self.passive_ejected.store(false, Ordering::Relaxed);
         }
         if health != previous {
             self.record_change(health == Health::Offline);
@@ -450,6 +457,34 @@ impl Backend {
         !self.soft_drain.load(Ordering::Relaxed) && self.is_available_when_pinned()
     }
 
+    /// Whether the operator keeps it in rotation (enabled, not draining, not soft-drained),
+    /// whatever its health: the members a cluster in panic balances over.
+    pub fn is_in_service(&self) -> bool {
+        self.is_enabled() && !self.is_draining() && !self.soft_drain.load(Ordering::Relaxed)
+    }
+
+    /// [`Backend::is_available`], or in a cluster in panic, [`Backend::is_in_service`].
+    pub fn is_available_in(&self, panic: bool) -> bool {
+        if panic {
+            self.is_in_service()
+        } else {
+            self.is_available()
+        }
+    }
+
+    /// Whether live failures (passive health) took it out of rotation and it has not come
+    /// back online since.
+    pub fn is_passively_ejected(&self) -> bool {
+        self.passive_ejected.load(Ordering::Relaxed)
+    }
+
+    /// Marks it as taken out by passive health; its cluster does this under its ejection lock
+    /// (see [`crate::cluster::Cluster::try_passive_ejection`]). Cleared when it comes back
+    /// online.
+    pub fn mark_passively_ejected(&self) {
+        self.passive_ejected.store(true, Ordering::Relaxed);
+    }
+
     /// Like [`Backend::is_available`], but a soft-drained backend counts: HAProxy still serves
     /// persistent (here: pinned) requests on a server in `DRAIN`.
     fn is_available_when_pinned(&self) -> bool {
@@ -488,7 +523,12 @@ impl Backend {
     /// Tokens it adds to its cluster's shaper: its capacity while available (no limit counts
     /// as [`UNLIMITED_TOKENS`]).
     pub fn tokens(&self) -> u32 {
-        match (self.is_available(), self.capacity()) {
+        self.tokens_in(false)
+    }
+
+    /// Like [`Backend::tokens`]; in a cluster in panic an offline backend in service counts.
+    pub fn tokens_in(&self, panic: bool) -> u32 {
+        match (self.is_available_in(panic), self.capacity()) {
             (false, _) => 0,
             (true, 0) => UNLIMITED_TOKENS,
             (true, c) => c,
@@ -498,10 +538,16 @@ impl Backend {
     /// Takes one request slot if it is available and below capacity (`ignore_capacity` for
     /// pinned requests). The slot is given back with [`Backend::release`].
     pub fn try_acquire(&self, ignore_capacity: bool) -> Result<(), Refusal> {
+        self.try_acquire_in(ignore_capacity, false)
+    }
+
+    /// Like [`Backend::try_acquire`]; in a cluster in `panic` a backend that is offline but in
+    /// service ([`Backend::is_in_service`]) takes requests too (Envoy's panic mode).
+    pub fn try_acquire_in(&self, ignore_capacity: bool, panic: bool) -> Result<(), Refusal> {
         let available = if ignore_capacity {
             self.is_available_when_pinned()
         } else {
-            self.is_available()
+            self.is_available_in(panic)
         };
         if !available {
             return Err(Refusal::Unavailable);

@@ -92,6 +92,10 @@ pub struct ClusterSettings {
     pub fallback_sticky: bool,
     /// The status answered when no backend can take a request (503; fnlb mode uses 502).
     pub unavailable_status: http::StatusCode,
+    /// Panic mode: while some but fewer than this percentage of the active members in service
+    /// are available, requests are balanced over all of them, offline ones included (Envoy's
+    /// `healthy_panic_threshold`); 0 turns it off. See [`is_panic`].
+    pub panic_threshold: u8,
 }
 
 impl Default for ClusterSettings {
@@ -116,6 +120,7 @@ impl Default for ClusterSettings {
             },
             fallback_sticky: false,
             unavailable_status: http::StatusCode::SERVICE_UNAVAILABLE,
+            panic_threshold: 0,
         }
     }
 }
@@ -191,6 +196,35 @@ pub struct Cluster {
     sendfile: Option<Arc<crate::sendfile::SendfilePolicy>>,
     sessions: Sessions,
     times: PhaseTimes,
+    // Panic mode, decided on every member change (`refresh`) so a request reads one atomic.
+    panic: AtomicBool,
+    panic_requests: AtomicU64,
+    // Serialises passive ejections, so two failing backends cannot both pass the cap. Taken
+    // only when a live failure would take a backend offline, never on the request path.
+    ejection: Mutex<()>,
+    ejections_refused: AtomicU64,
+}
+
+/// Whether a cluster is in panic: some but fewer than `threshold` percent of its `in_service`
+/// active members (enabled, not draining) are available. Panic spreads the load of the few
+/// survivors over the rest; with none available the cluster is down as before (backups,
+/// `enqueue-on-unavailable`, 503), unlike Envoy, which then balances over all of them too. A
+/// threshold of 0 never panics.
+pub fn is_panic(in_service: usize, available: usize, threshold: u8) -> bool {
+    threshold > 0 && available > 0 && available * 100 < usize::from(threshold) * in_service
+}
+
+/// Whether passive health may take one more member offline: afterwards at most
+/// `max_percent` percent of the `in_service` members are held out by passive health
+/// (`ejected` already are), and some other member (`available_others`) is still available, so
+/// live failures alone never take out the last one.
+pub fn may_eject(
+    in_service: usize,
+    ejected: usize,
+    available_others: usize,
+    max_percent: u8,
+) -> bool {
+    available_others > 0 && (ejected + 1) * 100 <= usize::from(max_percent) * in_service
 }
 
 /// A cluster's counters at one moment.
@@ -208,6 +242,12 @@ pub struct ClusterStats {
     /// Phases of answered requests: queued, connecting and waiting for the response head on
     /// the attempt that answered, and from arrival to the end of the body (`qtime`…`ttime_max`).
     pub times: PhaseTimesSnapshot,
+    /// Whether it is in panic mode now (see [`is_panic`]).
+    pub panic: bool,
+    /// Requests admitted while in panic mode.
+    pub panic_requests: u64,
+    /// Live failures that would have taken a backend offline but for the ejection cap.
+    pub ejections_refused: u64,
 }
 
 /// A bucket's queue counters at one moment.
@@ -259,8 +299,13 @@ impl Cluster {
             sendfile: None,
             sessions: Sessions::default(),
             times: PhaseTimes::default(),
+            panic: AtomicBool::new(false),
+            panic_requests: AtomicU64::new(0),
+            ejection: Mutex::new(()),
+            ejections_refused: AtomicU64::new(0),
         };
-        cluster.shaper.resize(cluster.online_tokens());
+        let panic = cluster.update_panic();
+        cluster.shaper.resize(cluster.online_tokens(panic));
         cluster
     }
 
@@ -334,6 +379,9 @@ impl Cluster {
             dropped: self.dropped.load(Ordering::Relaxed),
             sessions: self.sessions.snapshot(),
             times: self.times.snapshot(),
+            panic: self.is_in_panic(),
+            panic_requests: self.panic_requests.load(Ordering::Relaxed),
+            ejections_refused: self.ejections_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -346,20 +394,100 @@ impl Cluster {
         })
     }
 
-    fn online_tokens(&self) -> u32 {
+    fn online_tokens(&self, panic: bool) -> u32 {
         self.members
             .load()
             .all
             .iter()
-            .fold(0u32, |sum, b| sum.saturating_add(b.tokens()))
+            .fold(0u32, |sum, b| sum.saturating_add(b.tokens_in(panic)))
     }
 
-    /// Recomputes the shaper's size from the backends' state (enabled, online, capacity) and
-    /// dispatches queued requests to whatever capacity that adds. Call after any change to a
-    /// member; it is idempotent.
+    /// Whether it is in panic mode now: balancing over its offline members too.
+    pub fn is_in_panic(&self) -> bool {
+        self.panic.load(Ordering::Relaxed)
+    }
+
+    // Decides panic mode from the members' state; logs entering and leaving it.
+    fn update_panic(&self) -> bool {
+        let threshold = self.settings.panic_threshold;
+        if threshold == 0 {
+            return false;
+        }
+        let members = self.members.load();
+        let (in_service, available) = members
+            .active
+            .iter()
+            .filter(|b| b.is_in_service())
+            .fold((0, 0), |(n, up), b| {
+                (n + 1, up + usize::from(b.is_available()))
+            });
+        let panic = is_panic(in_service, available, threshold);
+        if self.panic.swap(panic, Ordering::Relaxed) != panic {
+            if panic {
+                tracing::warn!(
+                    cluster = %self.name,
+                    available,
+                    in_service,
+                    threshold,
+                    "cluster in panic: balancing over all its backends, offline ones included"
+                );
+            } else {
+                tracing::info!(
+                    cluster = %self.name,
+                    available,
+                    in_service,
+                    "cluster out of panic"
+                );
+            }
+        }
+        panic
+    }
+
+    /// Recomputes panic mode and the shaper's size from the backends' state (enabled, online,
+    /// capacity) and dispatches queued requests to whatever capacity that adds. Call after any
+    /// change to a member; it is idempotent.
     pub fn refresh(self: &Arc<Self>) {
-        self.shaper.resize(self.online_tokens());
+        let panic = self.update_panic();
+        self.shaper.resize(self.online_tokens(panic));
         self.dispatch_queued();
+    }
+
+    /// Asks whether live failures (passive health) may take `backend` offline now, under the
+    /// cap `max_percent` (see [`may_eject`]); when they may, the backend counts as ejected from
+    /// here on, until it comes back online. A backend that is not a member is not capped.
+    /// Active probes never ask: they decide alone.
+    pub fn try_passive_ejection(&self, backend: &Backend, max_percent: u8) -> bool {
+        let _serial = self
+            .ejection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let members = self.members.load();
+        if !members.all.iter().any(|b| std::ptr::eq(&**b, backend)) {
+            return true;
+        }
+        let (mut in_service, mut ejected, mut others) = (0, 0, 0);
+        for b in members.all.iter().filter(|b| b.is_in_service()) {
+            in_service += 1;
+            if b.is_passively_ejected() {
+                ejected += 1;
+            } else if !std::ptr::eq(&**b, backend) && b.is_available() {
+                others += 1;
+            }
+        }
+        let allowed = may_eject(in_service, ejected, others, max_percent);
+        if allowed {
+            backend.mark_passively_ejected();
+        } else {
+            self.ejections_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                cluster = %self.name,
+                backend = %backend.name(),
+                ejected,
+                in_service,
+                "live failures keep the backend in rotation: ejection cap reached"
+            );
+        }
+        allowed
     }
 
     /// Enables or disables a member. Returns false for an unknown name.
@@ -521,9 +649,10 @@ impl Cluster {
         let ctx = PickContext {
             key,
             shard: Some(self.settings.shard),
+            panic: self.is_in_panic(),
         };
         let [active, backup] = &members.directors;
-        match self
+        let picked = match self
             .scheduler
             .pick(0, &members.active, Some(active), ctx, skip)
         {
@@ -532,7 +661,11 @@ impl Cluster {
                     .pick(1, &members.backup, Some(backup), ctx, skip)
             }
             other => other,
+        };
+        if ctx.panic && picked.is_ok() {
+            self.panic_requests.fetch_add(1, Ordering::Relaxed);
         }
+        picked
     }
 
     /// Admits a request to `backend` at `admitted` (a time the caller already read).
@@ -867,16 +1000,26 @@ impl Cluster {
         tag: bool,
     ) -> Response<Body> {
         grant.answered = Some(answered);
+        // A nested cluster's member answered: name it as `inner-cluster/backend` (the labels
+        // its own stats carry) rather than the member standing for the cluster.
+        let nested = (grant.backend.url().protocol == crate::addr::Protocol::Cluster)
+            .then(|| response.extensions_mut().remove::<UpstreamInfo>())
+            .flatten()
+            .and_then(|inner| Some(format!("{}/{}", inner.cluster?, inner.backend?)))
+            .and_then(|path| Some((HeaderValue::from_str(&path).ok()?, Arc::<str>::from(path))));
         if self.settings.response_headers {
+            let name = nested
+                .as_ref()
+                .map_or(grant.backend.name_header(), |(header, _)| header);
             let headers = response.headers_mut();
-            headers.insert(&X_DIRECTOR_BACKEND, grant.backend.name_header().clone());
+            headers.insert(&X_DIRECTOR_BACKEND, name.clone());
             headers.insert(&X_DIRECTOR_BUCKET, self.bucket(bucket).name.clone());
         }
         // The X-Sendfile layer names the backend when it refuses a path.
         if tag || self.sendfile.is_some() {
             response.extensions_mut().insert(UpstreamInfo {
                 cluster: Some(self.name.clone()),
-                backend: Some(grant.backend.name().clone()),
+                backend: Some(nested.map_or_else(|| grant.backend.name().clone(), |(_, n)| n)),
             });
         }
         let abort = self.settings.on_client_abort;
@@ -1243,7 +1386,12 @@ impl crate::transport::Transport for Nested {
         &self,
         req: Request<Body>,
     ) -> crate::router::BoxFuture<Result<Response<Body>, ProxyError>> {
-        Box::pin(self.cluster.clone().dispatch(req, Dispatch::default()))
+        // Tagged so the outer cluster can name the backend that answered.
+        let how = Dispatch {
+            tag: true,
+            ..Dispatch::default()
+        };
+        Box::pin(self.cluster.clone().dispatch(req, how))
     }
 }
 

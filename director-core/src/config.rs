@@ -376,6 +376,16 @@ pub struct HealthSettings {
     /// application's answer rather than a sick server).
     #[serde(default)]
     pub passive_5xx: bool,
+    /// Live failures may hold out at most this percentage of the cluster's backends in service
+    /// (default 50, as Envoy's `max_ejection_percent`); the last available one never leaves
+    /// on live failures alone. Probes are not capped.
+    #[serde(default = "default_max_ejection_percent")]
+    pub max_ejection_percent: u8,
+    /// While some but fewer than this percentage of the active backends in service are
+    /// available, the cluster balances over all of them, offline ones included (default 50, as
+    /// Envoy's `healthy_panic_threshold`; 0 turns panic mode off).
+    #[serde(default = "default_panic_threshold")]
+    pub panic_threshold: u8,
 }
 
 impl Default for HealthSettings {
@@ -398,6 +408,8 @@ impl Default for HealthSettings {
             sticky_offline: false,
             passive: true,
             passive_5xx: false,
+            max_ejection_percent: default_max_ejection_percent(),
+            panic_threshold: default_panic_threshold(),
         }
     }
 }
@@ -410,6 +422,12 @@ fn default_rise() -> u32 {
 }
 fn default_fall() -> u32 {
     1
+}
+fn default_max_ejection_percent() -> u8 {
+    50
+}
+fn default_panic_threshold() -> u8 {
+    50
 }
 fn default_probe() -> String {
     "http".into()

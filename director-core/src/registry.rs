@@ -590,6 +590,8 @@ fn build_cluster(
             },
         },
         fallback_sticky: cluster.fallback_sticky,
+        // Only health checks take backends offline: without them there is nothing to panic about.
+        panic_threshold: cluster.health.as_ref().map_or(0, |h| h.panic_threshold),
         unavailable_status: match cluster.unavailable_status {
             502 => http::StatusCode::BAD_GATEWAY,
             503 => http::StatusCode::SERVICE_UNAVAILABLE,

@@ -132,6 +132,8 @@ pub struct PickContext {
     pub key: Option<u64>,
     /// The shard director's parameters.
     pub shard: Option<ShardParams>,
+    /// The cluster is in panic: offline backends in service are candidates too.
+    pub panic: bool,
 }
 
 /// A cluster's scheduler: its kind (changeable at runtime) and round-robin cursors.
@@ -179,7 +181,7 @@ impl Scheduler {
             if skip(backend) {
                 return None;
             }
-            match backend.try_acquire(false) {
+            match backend.try_acquire_in(false, ctx.panic) {
                 Ok(()) => Some(backend.clone()),
                 Err(Refusal::Overloaded) => {
                     overloaded = true;
@@ -213,7 +215,8 @@ impl Scheduler {
                 let Some(d) = directors else {
                     return Err(Refusal::Unavailable);
                 };
-                let available = |i: usize| pool.get(i).is_some_and(|b| b.is_available());
+                let available =
+                    |i: usize| pool.get(i).is_some_and(|b| b.is_available_in(ctx.panic));
                 let order: Vec<usize> = match kind {
                     SchedulerKind::WeightedRoundRobin => {
                         let n = cursor.fetch_add(1, Ordering::Relaxed);

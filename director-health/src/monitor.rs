@@ -320,10 +320,27 @@ impl HealthHandle {
     /// Reports a failed live request. Counts toward `fall` if [`crate::PassiveConfig`] says
     /// `kind` counts; returns whether it did.
     pub fn report_failure(&self, kind: FailureKind) -> bool {
+        self.report_failure_capped(kind, || true)
+    }
+
+    /// Like [`report_failure`](Self::report_failure), but a failure that would take the
+    /// endpoint offline first asks `may_go_offline` (an ejection cap kept by whoever groups
+    /// the endpoints, called with the handle's lock held). When it says no the failure is not
+    /// counted: the endpoint stays in rotation and only probes can take it out. Returns whether
+    /// the failure counted toward `fall`.
+    pub fn report_failure_capped(
+        &self,
+        kind: FailureKind,
+        may_go_offline: impl FnOnce() -> bool,
+    ) -> bool {
         if !self.shared.config.load().passive.counts(kind) {
             return false;
         }
         let mut inner = self.lock();
+        if inner.machine.failure_would_fall() && !may_go_offline() {
+            tracing::debug!(endpoint = %self.shared.name, ?kind, "live failure not counted: ejection cap");
+            return false;
+        }
         inner.passive_failures += 1;
         let change = inner.machine.on_failure();
         tracing::debug!(endpoint = %self.shared.name, ?kind, "live request failed");

@@ -7,7 +7,8 @@
 //! [`PassiveConfig::server_errors`] is on; a 5xx that does not count is neither a success nor a
 //! failure. Any other response is a success ([`HealthHandle::report_success`]). A request whose
 //! future is dropped (client gone) reports nothing. Callers that know more than an error chain
-//! tells can call [`HealthHandle::report_failure`] themselves instead.
+//! tells can call [`HealthHandle::report_failure`] themselves instead, or
+//! [`HealthHandle::report_failure_capped`] to let a cap (a share of a cluster) veto an ejection.
 
 use std::error::Error as StdError;
 use std::fmt;

@@ -166,6 +166,17 @@ impl StateMachine {
         None
     }
 
+    /// Whether one more failure would take the endpoint offline (from `Online` or
+    /// `Undefined`); lets a caller veto that before feeding it (an ejection cap).
+    pub fn failure_would_fall(&self) -> bool {
+        let threshold = if self.state == HealthState::Undefined {
+            1
+        } else {
+            self.fall
+        };
+        self.state != HealthState::Offline && self.failures.saturating_add(1) >= threshold
+    }
+
     /// Changes the thresholds (raised to at least 1); they apply from the next result.
     pub fn set_thresholds(&mut self, rise: u32, fall: u32) {
         self.rise = rise.max(1);

@@ -720,3 +720,117 @@ async fn a_broken_client_body_is_not_the_backends_failure() {
         .sum();
     assert_eq!(aborts, 1, "counted as the client's abort");
 }
+
+#[test]
+fn ejection_cap_keeps_the_last_backend_and_at_most_the_percentage() {
+    // One backend: never, whatever the percentage.
+    assert!(!may_eject(1, 0, 0, 50));
+    assert!(!may_eject(1, 0, 0, 100));
+    // Two, the other available: 50% allows one, not a second.
+    assert!(may_eject(2, 0, 1, 50));
+    assert!(!may_eject(2, 1, 1, 50));
+    // Two, the other already offline by probe: this is the last one.
+    assert!(!may_eject(2, 0, 0, 100));
+    // Four at 50%: two, then no more.
+    assert!(may_eject(4, 0, 3, 50));
+    assert!(may_eject(4, 1, 2, 50));
+    assert!(!may_eject(4, 2, 1, 50));
+    // 100% still keeps the last available one; 0% ejects nothing.
+    assert!(may_eject(4, 2, 1, 100));
+    assert!(!may_eject(4, 0, 3, 0));
+    // Percentages that do not divide evenly round down: 3 × 50% is one.
+    assert!(may_eject(3, 0, 2, 50));
+    assert!(!may_eject(3, 1, 1, 50));
+}
+
+#[test]
+fn panic_below_the_threshold_unless_off_or_none_available() {
+    assert!(is_panic(4, 1, 50));
+    assert!(!is_panic(4, 2, 50), "exactly at the threshold is not panic");
+    assert!(is_panic(3, 1, 50));
+    assert!(!is_panic(2, 1, 50));
+    assert!(
+        !is_panic(4, 0, 50),
+        "none available: the cluster is down, not in panic"
+    );
+    assert!(!is_panic(1, 0, 50));
+    assert!(!is_panic(4, 1, 0), "0 turns it off");
+    assert!(!is_panic(0, 0, 50), "no active member in service");
+    assert!(is_panic(4, 3, 100));
+    assert!(!is_panic(4, 4, 100));
+}
+
+#[tokio::test]
+async fn a_cluster_in_panic_balances_over_offline_members_but_not_disabled_ones() {
+    let mut backends = Vec::new();
+    for n in ["a", "b", "c", "d", "e"] {
+        backends.push(TestBackend::tcp(n, "127.0.0.1:0").await.unwrap());
+    }
+    let members: Vec<Arc<Backend>> = backends
+        .iter()
+        .map(|b| member(b, 0, Role::Active))
+        .collect();
+    let c = cluster(
+        members.clone(),
+        ClusterSettings {
+            panic_threshold: 50,
+            ..ClusterSettings::default()
+        },
+        Shaper::new(0),
+    );
+    members[4].set_enabled(false);
+    for m in &members[1..4] {
+        m.set_health(Health::Offline);
+    }
+    c.refresh();
+    assert!(c.is_in_panic());
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..8 {
+        let r = c
+            .clone()
+            .dispatch(get("/"), Dispatch::default())
+            .await
+            .unwrap();
+        seen.insert(served_by(&r));
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+    assert_eq!(c.stats().panic_requests, 8);
+
+    // Back above the threshold: offline members get nothing.
+    members[1].set_health(Health::Online);
+    c.refresh();
+    assert!(!c.is_in_panic());
+    for _ in 0..6 {
+        let r = c
+            .clone()
+            .dispatch(get("/"), Dispatch::default())
+            .await
+            .unwrap();
+        assert!(["a", "b"].contains(&served_by(&r).as_str()));
+    }
+}
+
+#[tokio::test]
+async fn passive_ejection_is_serialised_and_released_when_back_online() {
+    let mut backends = Vec::new();
+    for n in ["a", "b", "c", "d"] {
+        backends.push(TestBackend::tcp(n, "127.0.0.1:0").await.unwrap());
+    }
+    let members: Vec<Arc<Backend>> = backends
+        .iter()
+        .map(|b| member(b, 0, Role::Active))
+        .collect();
+    let c = cluster(members.clone(), ClusterSettings::default(), Shaper::new(0));
+    // Marked before the health change lands: the next one already sees it.
+    assert!(c.try_passive_ejection(&members[0], 50));
+    assert!(c.try_passive_ejection(&members[1], 50));
+    assert!(!c.try_passive_ejection(&members[2], 50));
+    assert_eq!(c.stats().ejections_refused, 1);
+    members[0].set_health(Health::Offline);
+    members[0].set_health(Health::Online);
+    assert!(!members[0].is_passively_ejected());
+    assert!(c.try_passive_ejection(&members[2], 50));
+    // An outsider is not capped (it left the cluster).
+    let outsider = member(&backends[0], 0, Role::Active);
+    assert!(c.try_passive_ejection(&outsider, 0));
+}

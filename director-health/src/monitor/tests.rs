@@ -403,3 +403,33 @@ async fn reconfigure_keeps_state_and_changes_mode_and_thresholds() {
     sleep(secs(1)).await;
     assert_eq!(handle.state(), HealthState::Offline);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_capped_failure_leaves_the_endpoint_online_but_probes_still_decide() {
+    let handle = HealthHandle::new("b", HealthConfig::default().thresholds(1, 2));
+    handle.record_probe(&Ok(()), Duration::ZERO);
+    let asked = AtomicU64::new(0);
+    let refuse = || {
+        asked.fetch_add(1, Ordering::SeqCst);
+        false
+    };
+    // The first failure would not take it offline: the cap is not asked.
+    assert!(handle.report_failure_capped(FailureKind::Reset, refuse));
+    assert_eq!(asked.load(Ordering::SeqCst), 0);
+    // The second would: the cap says no, so it does not count and the endpoint stays.
+    assert!(!handle.report_failure_capped(FailureKind::Reset, refuse));
+    assert!(!handle.report_failure_capped(FailureKind::Reset, refuse));
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert_eq!(handle.state(), HealthState::Online);
+    assert_eq!(handle.snapshot().passive_failures, 1);
+    // A failure that does not count at all never asks.
+    assert!(!handle.report_failure_capped(FailureKind::ServerError, refuse));
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    // A probe is not capped.
+    handle.record_probe(&Err(ProbeError::other("down")), Duration::ZERO);
+    assert_eq!(handle.state(), HealthState::Offline);
+    // Allowed, a live failure takes an undefined endpoint out at once.
+    let fresh = HealthHandle::new("c", HealthConfig::default());
+    assert!(fresh.report_failure_capped(FailureKind::Connect, || true));
+    assert_eq!(fresh.state(), HealthState::Offline);
+}
