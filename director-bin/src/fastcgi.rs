@@ -22,7 +22,7 @@ use director_core::{
     transport::{Transport, TransportOptions},
 };
 use director_fastcgi::{
-    CgiConfig, CgiContext, FastCgiAddr, FastCgiConfig, FastCgiService, ScriptMapping,
+    CgiConfig, CgiContext, FastCgiAddr, FastCgiConfig, FastCgiService, ScriptMapping, SpoolConfig,
 };
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use tower::Service;
@@ -57,6 +57,13 @@ impl TransportFactory for FastCgiFactory {
         };
         let document_root = settings.document_root.trim_end_matches('/');
         let check_script = check_script(settings);
+        let spool_dir = match &settings.spool_dir {
+            Some(dir) if !std::path::Path::new(dir).is_dir() => {
+                return Err(format!("spool-dir {dir:?} is not a directory"));
+            }
+            Some(dir) => std::path::PathBuf::from(dir),
+            None => std::env::temp_dir(),
+        };
         let config = FastCgiConfig {
             cgi: CgiConfig {
                 document_root: document_root.to_owned(),
@@ -83,6 +90,10 @@ impl TransportFactory for FastCgiFactory {
                 ClientAbort::Close => director_fastcgi::ClientAbort::Close,
                 ClientAbort::Notify => director_fastcgi::ClientAbort::Notify,
                 ClientAbort::Ignore => director_fastcgi::ClientAbort::Ignore,
+            },
+            spool: SpoolConfig {
+                memory: settings.request_buffer_memory,
+                dir: spool_dir,
             },
             ..FastCgiConfig::default()
         };
@@ -198,6 +209,15 @@ fn proxy_error(err: director_fastcgi::Error) -> ProxyError {
         F::BadRequest => {
             return ProxyError::new(ErrorKind::BadRequest)
                 .with_detail("the request path contains a control character")
+                .with_source(err)
+                .sent();
+        }
+        // Director could not keep the body (its spool directory is gone or full): its own
+        // fault, not the client's nor the backend's, and nothing was sent.
+        F::Spool => {
+            return ProxyError::new(ErrorKind::BadRequest)
+                .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+                .with_detail("the request body could not be buffered")
                 .with_source(err)
                 .sent();
         }
