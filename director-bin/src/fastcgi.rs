@@ -302,6 +302,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_spool_that_cannot_be_written_is_directors_own_500() {
+        let app = FakeResponder::tcp(Script::respond("\r\nok")).await.unwrap();
+        let spool = tempfile::tempdir().unwrap();
+        let t = transport(
+            &app,
+            &format!(
+                "document-root = \"/srv\"\ncheck-script = false\nrequest-buffer-memory = 0\n\
+                 spool-dir = \"{}\"",
+                spool.path().display()
+            ),
+        )
+        .await;
+        drop(spool);
+        // One chunk and the end: a body of unknown length, spooled to a directory now gone.
+        let body = director_core::body::boxed(FailingBody(None, false));
+        let err = t
+            .send(Request::post("/upload.php").body(body).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), 500);
+        assert!(!err.is_client_body());
+        assert_eq!(
+            err.kind(),
+            ErrorKind::BadRequest,
+            "no backend is blamed: passive health ignores it"
+        );
+        assert!(err.was_sent(), "never retried: the body is gone");
+        assert_eq!(app.connections(), 0);
+    }
+
+    #[test]
+    fn the_spool_dir_must_be_a_directory() {
+        let settings: FastCgiSettings =
+            toml::from_str("document-root = \"/srv\"\nspool-dir = \"/no/such/dir\"").unwrap();
+        let err = FastCgiFactory
+            .fastcgi(
+                &BackendAddr::Tcp("127.0.0.1:9000".parse().unwrap()),
+                &TransportOptions::default(),
+                &settings,
+            )
+            .unwrap_err();
+        assert!(err.contains("spool-dir"), "{err}");
+    }
+
+    #[tokio::test]
     async fn refusals_are_answers_that_never_reach_the_application() {
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("upload.txt"), "<?php evil();").unwrap();
