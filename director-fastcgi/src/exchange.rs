@@ -316,9 +316,12 @@ where
         .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
         .or_else(|| body.size_hint().exact());
     if content_length.is_none() && !body.is_end_stream() {
-        // Refuse a bad path before reading a body for it.
-        cgi::build_params(&head, None, &shared.config.cgi)
+        // Refuse a bad path or a missing script before reading a body for it.
+        let params = cgi::build_params(&head, None, &shared.config.cgi)
             .map_err(|e| Error::new(ErrorKind::BadRequest, "request refused").with_source(e))?;
+        if shared.config.check_script {
+            check_script(&params)?;
+        }
         let spooled = spool::spool(body, &shared.config.spool).await?;
         let len = spooled.len();
         return exchange(shared, head, spooled, Some(len)).await;

@@ -921,3 +921,42 @@ async fn a_body_short_of_its_content_length_is_an_error() {
         assert_eq!(svc.idle_connections(), 0);
     }
 }
+
+/// A body of unknown length that never sends a byte.
+struct SilentBody;
+
+impl Body for SilentBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Pending
+    }
+}
+
+#[tokio::test]
+async fn a_missing_script_is_refused_before_a_body_of_unknown_length_is_read() {
+    let root = tempfile::tempdir().unwrap();
+    let app = FakeResponder::tcp(Script::respond("\r\nran"))
+        .await
+        .unwrap();
+    let mut cfg = config();
+    cfg.cgi.document_root = root.path().display().to_string();
+    cfg.check_script = true;
+    let svc = FastCgiService::new(app.addr(), cfg);
+    for (path, kind) in [
+        ("/missing.php", ErrorKind::ScriptNotFound),
+        ("/x.php%01", ErrorKind::BadRequest),
+    ] {
+        let req = Request::post(path).body(SilentBody).unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(5), svc.clone().oneshot(req))
+            .await
+            .expect("refused without waiting for the body")
+            .unwrap_err();
+        assert_eq!(err.kind(), kind, "{path}");
+    }
+    assert_eq!(app.connections(), 0);
+}
