@@ -641,6 +641,25 @@ pub fn parse_with(
             return Err(invalid(locate(source, &key), key, message));
         }
     }
+    // A spool directory is checked here too (the transport checks it again when it is built,
+    // for clusters from the API), so the error names the key.
+    let fastcgi_tables = config
+        .clusters
+        .iter()
+        .map(|(name, c)| (format!("clusters.{name}.fastcgi"), c.fastcgi.as_ref()))
+        .chain(
+            (config.routes.iter().enumerate())
+                .map(|(i, r)| (format!("routes[{i}].fastcgi"), r.fastcgi.as_ref())),
+        );
+    for (table, settings) in fastcgi_tables {
+        if let Some(dir) = settings.and_then(|s| s.spool_dir.as_ref())
+            && !Path::new(dir).is_dir()
+        {
+            let key = format!("{table}.spool-dir");
+            let message = format!("{dir:?} is not a directory");
+            return Err(invalid(locate(source, &key), key, message));
+        }
+    }
     if let Err((key, message)) = check_admin(&config.server) {
         let key = format!("server.{key}");
         return Err(invalid(locate(source, &key), key, message));

@@ -22,7 +22,7 @@ use director_core::{
     transport::{Transport, TransportOptions},
 };
 use director_fastcgi::{
-    CgiConfig, CgiContext, FastCgiAddr, FastCgiConfig, FastCgiService, ScriptMapping,
+    CgiConfig, CgiContext, FastCgiAddr, FastCgiConfig, FastCgiService, ScriptMapping, SpoolConfig,
 };
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use tower::Service;
@@ -57,6 +57,13 @@ impl TransportFactory for FastCgiFactory {
         };
         let document_root = settings.document_root.trim_end_matches('/');
         let check_script = check_script(settings);
+        let spool_dir = match &settings.spool_dir {
+            Some(dir) if !std::path::Path::new(dir).is_dir() => {
+                return Err(format!("spool-dir {dir:?} is not a directory"));
+            }
+            Some(dir) => std::path::PathBuf::from(dir),
+            None => std::env::temp_dir(),
+        };
         let config = FastCgiConfig {
             cgi: CgiConfig {
                 document_root: document_root.to_owned(),
@@ -83,6 +90,10 @@ impl TransportFactory for FastCgiFactory {
                 ClientAbort::Close => director_fastcgi::ClientAbort::Close,
                 ClientAbort::Notify => director_fastcgi::ClientAbort::Notify,
                 ClientAbort::Ignore => director_fastcgi::ClientAbort::Ignore,
+            },
+            spool: SpoolConfig {
+                memory: settings.request_buffer_memory,
+                dir: spool_dir,
             },
             ..FastCgiConfig::default()
         };
@@ -201,6 +212,15 @@ fn proxy_error(err: director_fastcgi::Error) -> ProxyError {
                 .with_source(err)
                 .sent();
         }
+        // Director could not keep the body (its spool directory is gone or full): its own
+        // fault, not the client's nor the backend's, and nothing was sent.
+        F::Spool => {
+            return ProxyError::new(ErrorKind::BadRequest)
+                .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+                .with_detail("the request body could not be buffered")
+                .with_source(err)
+                .sent();
+        }
         F::ScriptNotFound => {
             return ProxyError::new(ErrorKind::BadRequest)
                 .with_status(StatusCode::NOT_FOUND)
@@ -279,6 +299,51 @@ mod tests {
             );
             assert!(err.was_sent(), "never retried on another backend");
         }
+    }
+
+    #[tokio::test]
+    async fn a_spool_that_cannot_be_written_is_directors_own_500() {
+        let app = FakeResponder::tcp(Script::respond("\r\nok")).await.unwrap();
+        let spool = tempfile::tempdir().unwrap();
+        let t = transport(
+            &app,
+            &format!(
+                "document-root = \"/srv\"\ncheck-script = false\nrequest-buffer-memory = 0\n\
+                 spool-dir = \"{}\"",
+                spool.path().display()
+            ),
+        )
+        .await;
+        drop(spool);
+        // One chunk and the end: a body of unknown length, spooled to a directory now gone.
+        let body = director_core::body::boxed(FailingBody(None, false));
+        let err = t
+            .send(Request::post("/upload.php").body(body).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), 500);
+        assert!(!err.is_client_body());
+        assert_eq!(
+            err.kind(),
+            ErrorKind::BadRequest,
+            "no backend is blamed: passive health ignores it"
+        );
+        assert!(err.was_sent(), "never retried: the body is gone");
+        assert_eq!(app.connections(), 0);
+    }
+
+    #[test]
+    fn the_spool_dir_must_be_a_directory() {
+        let settings: FastCgiSettings =
+            toml::from_str("document-root = \"/srv\"\nspool-dir = \"/no/such/dir\"").unwrap();
+        let err = FastCgiFactory
+            .fastcgi(
+                &BackendAddr::Tcp("127.0.0.1:9000".parse().unwrap()),
+                &TransportOptions::default(),
+                &settings,
+            )
+            .unwrap_err();
+        assert!(err.contains("spool-dir"), "{err}");
     }
 
     #[tokio::test]

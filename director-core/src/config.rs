@@ -483,6 +483,19 @@ pub struct FastCgiSettings {
     /// Director's own filesystem, off otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_script: Option<bool>,
+    /// A request body of unknown length (chunked, or HTTP/2 without `content-length`) is read
+    /// whole before the application is asked, since CGI needs its `CONTENT_LENGTH`: this many
+    /// bytes in memory (default 65536), the rest in a temporary file in `spool-dir`.
+    #[serde(default = "default_request_buffer_memory")]
+    pub request_buffer_memory: usize,
+    /// The directory of those temporary files (default: the system's, `$TMPDIR` or `/tmp`).
+    /// Each file is unlinked as soon as it is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool_dir: Option<String>,
+}
+
+fn default_request_buffer_memory() -> usize {
+    64 * 1024
 }
 
 impl FastCgiSettings {
@@ -498,6 +511,8 @@ impl FastCgiSettings {
             max_idle_connections: default_fastcgi_idle(),
             underscores_in_headers: false,
             check_script: None,
+            request_buffer_memory: default_request_buffer_memory(),
+            spool_dir: None,
         }
     }
 }

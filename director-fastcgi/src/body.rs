@@ -2,7 +2,14 @@
 //!
 //! The body owns the connection (it is `'static`, so hyper can send it), applies the read
 //! timeout between records, logs `STDERR`, and at `END_REQUEST` returns the connection to the
-//! pool. A failure after the head went out ends the stream with an [`Error`]; dropping the
+//! pool.
+//!
+//! When the application said `Content-Length`, the body is that many bytes: more is a protocol
+//! error, and so is `END_REQUEST` before them. The frame with the last bytes is held until
+//! `END_REQUEST` arrives (php-fpm sends both in one write), and the body reports its end with
+//! that frame: hyper stops polling a body once its `Content-Length` is written, so a body that
+//! waited for one more poll would be dropped as if the client had gone away, its connection
+//! closed and its response never stored by the cache. A failure after the head went out ends the stream with an [`Error`]; dropping the
 //! body early is a client abort (see [`ClientAbort`](crate::ClientAbort)).
 
 use std::fmt;
@@ -28,6 +35,11 @@ pub struct ResponseBody {
 struct Streaming {
     exchange: Exchange,
     deadline: Pin<Box<Sleep>>,
+    /// Bytes still to come when the application said `Content-Length`.
+    remaining: Option<u64>,
+    /// The last bytes of a `Content-Length` body, held until `END_REQUEST` so the frame that
+    /// carries them also ends the body (see the module docs).
+    last: Option<Bytes>,
 }
 
 // === impl ResponseBody ===
@@ -41,13 +53,17 @@ impl ResponseBody {
         }
     }
 
-    pub(crate) fn streaming(pending: Bytes, exchange: Exchange) -> Self {
+    /// A body that streams from `exchange` after `pending`, ending at `END_REQUEST`, with
+    /// `remaining` bytes to go when the application said `Content-Length`.
+    pub(crate) fn streaming(pending: Bytes, exchange: Exchange, remaining: Option<u64>) -> Self {
         let timeout = exchange.shared().config.read_timeout;
         Self {
             pending,
             streaming: Some(Box::new(Streaming {
                 exchange,
                 deadline: Box::pin(tokio::time::sleep(timeout)),
+                remaining,
+                last: None,
             })),
         }
     }
@@ -112,16 +128,40 @@ impl Body for ResponseBody {
             };
             match rec.record_type {
                 RecordType::Stdout if rec.request_id == REQUEST_ID && !rec.content.is_empty() => {
-                    return Poll::Ready(Some(Ok(Frame::data(rec.content))));
+                    let Some(remaining) = s.remaining.as_mut() else {
+                        return Poll::Ready(Some(Ok(Frame::data(rec.content))));
+                    };
+                    let len = rec.content.len() as u64;
+                    if len > *remaining {
+                        return this.fail(Error::new(
+                            ErrorKind::Protocol,
+                            "the application sent more than its Content-Length",
+                        ));
+                    }
+                    *remaining -= len;
+                    if *remaining > 0 {
+                        return Poll::Ready(Some(Ok(Frame::data(rec.content))));
+                    }
+                    s.last = Some(rec.content);
                 }
                 RecordType::EndRequest if rec.request_id == REQUEST_ID => {
+                    if s.remaining.is_some_and(|r| r > 0) {
+                        return this.fail(Error::new(
+                            ErrorKind::ClosedEarly,
+                            "the application ended the request before its Content-Length",
+                        ));
+                    }
                     let checked = exchange::end_request(&rec).and_then(exchange::check_end);
                     return match checked {
                         Ok(()) => {
-                            if let Some(s) = this.streaming.take() {
+                            let last = this.streaming.take().and_then(|s| {
                                 s.exchange.finish();
-                            }
-                            Poll::Ready(None)
+                                s.last
+                            });
+                            // `streaming` is gone, so the body says it ended with its last
+                            // frame: consumers that stop there (hyper at the length, the
+                            // cache, the cluster's accounting) see it complete.
+                            Poll::Ready(last.map(|d| Ok(Frame::data(d))))
                         }
                         Err(e) => this.fail(e),
                     };
@@ -136,7 +176,12 @@ impl Body for ResponseBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.streaming.is_none() {
+        let held = |s: &Streaming| s.last.as_ref().map_or(0, |d| d.len() as u64);
+        if let Some(s) = &self.streaming
+            && let Some(remaining) = s.remaining
+        {
+            SizeHint::with_exact(self.pending.len() as u64 + held(s) + remaining)
+        } else if self.streaming.is_none() {
             SizeHint::with_exact(self.pending.len() as u64)
         } else {
             let mut hint = SizeHint::new();

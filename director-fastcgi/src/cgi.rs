@@ -102,8 +102,9 @@ const RESERVED_HTTP_VARS: &[&str] = &["HTTP_PROXY", "HTTP_CONTENT_LENGTH", "HTTP
 
 /// Builds the CGI/1.1 variables for a request head.
 ///
-/// `content_length` is the request body's length when known (from `Content-Length` or an exact
-/// body size hint); `CONTENT_LENGTH` and `CONTENT_TYPE` are only sent when there is a body.
+/// `content_length` is the request body's length (from `Content-Length`, an exact body size
+/// hint, or the spooled body); `CONTENT_LENGTH` and `CONTENT_TYPE` are only sent when there is
+/// a body.
 ///
 /// Every name is sent once. Director's own variables come first; an operator's
 /// [`CgiConfig::extra_params`] entry of the same name replaces one. Request headers become
@@ -196,9 +197,8 @@ pub fn build_params(
     // PHP builds with cgi.force_redirect refuse to run without it.
     push("REDIRECT_STATUS", Bytes::from_static(b"200"));
 
-    let has_body = content_length.is_some_and(|n| n > 0)
-        || head.headers.contains_key(header::TRANSFER_ENCODING);
-    if has_body {
+    // A body of unknown length was spooled by the caller and has one now.
+    if content_length.is_some_and(|n| n > 0) {
         if let Some(ct) = head.headers.get(header::CONTENT_TYPE) {
             push("CONTENT_TYPE", Bytes::copy_from_slice(ct.as_bytes()));
         }
@@ -434,6 +434,9 @@ pub enum HeadError {
     /// `Status:` did not start with a three-digit code.
     #[error("invalid CGI Status header")]
     BadStatus,
+    /// `Content-Length` was not one decimal number.
+    #[error("invalid Content-Length in the CGI header block")]
+    BadContentLength,
 }
 
 /// Most header lines a CGI response may carry.
@@ -522,6 +525,48 @@ pub fn parse_response_head(
         },
         consumed,
     )))
+}
+
+/// Where a response body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// The response has no body (a reply to HEAD; 1xx, 204, 304): whatever the application
+    /// writes is dropped, and `END_REQUEST` ends it.
+    Empty,
+    /// The application said `Content-Length`: the body is that many bytes, and `END_REQUEST`
+    /// follows them.
+    Length(u64),
+    /// The body ends at `END_REQUEST`.
+    UntilEnd,
+}
+
+/// How the body of a response with this head ends (RFC 9112 section 6.3, with `END_REQUEST`
+/// in place of the connection's close). A `Content-Length` that is not one decimal number (a
+/// list of the same number counts as one) is refused: the embedder would pass it on.
+pub fn response_framing(is_head: bool, head: &CgiResponseHead) -> Result<Framing, HeadError> {
+    let status = head.status;
+    if is_head
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Empty);
+    }
+    let mut length = None;
+    for value in head.headers.get_all(header::CONTENT_LENGTH) {
+        for item in value.as_bytes().split(|b| *b == b',') {
+            let item = item.trim_ascii();
+            let n = (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(item).ok()?.parse::<u64>().ok())
+                .flatten()
+                .ok_or(HeadError::BadContentLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::BadContentLength);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.map_or(Framing::UntilEnd, Framing::Length))
 }
 
 fn parse_status(value: &[u8]) -> Result<StatusCode, HeadError> {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::cgi::CgiConfig;
+use crate::spool::SpoolConfig;
 
 /// What happens to the application's work when the client goes away mid-request (spec 5.7).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -50,6 +51,9 @@ pub struct FastCgiConfig {
     pub max_early_body: usize,
     /// What to do when the response is dropped before it ended.
     pub on_client_abort: ClientAbort,
+    /// Where a request body of unknown length is kept until it is whole (it is sent with its
+    /// `CONTENT_LENGTH`, which CGI needs).
+    pub spool: SpoolConfig,
 }
 
 impl Default for FastCgiConfig {
@@ -66,6 +70,7 @@ impl Default for FastCgiConfig {
             max_header_size: 64 * 1024,
             max_early_body: 1024 * 1024,
             on_client_abort: ClientAbort::Close,
+            spool: SpoolConfig::default(),
         }
     }
 }

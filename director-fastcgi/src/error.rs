@@ -40,6 +40,10 @@ pub enum ErrorKind {
     /// connecting ([`FastCgiConfig::check_script`](crate::FastCgiConfig::check_script), like
     /// nginx's `try_files $uri =404`). Nothing was sent. Map: 404, the client's request.
     ScriptNotFound,
+    /// A request body of unknown length could not be kept for sending (its temporary file
+    /// could not be written: no such directory, disk full). Nothing was sent. Map: 500,
+    /// Director's own fault.
+    Spool,
 }
 
 /// A FastCGI transport error: its [`ErrorKind`], whether the request was (partly) sent, and

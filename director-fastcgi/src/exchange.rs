@@ -14,12 +14,14 @@ use http::{Request, Response, header};
 use http_body::Body;
 
 use crate::body::ResponseBody;
+use crate::cgi::Framing;
 use crate::cgi::{self, CgiResponseHead};
 use crate::config::{ClientAbort, FastCgiConfig};
 use crate::conn::{Conn, FastCgiAddr, Progress};
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::pool::Pool;
 use crate::proto::{self, EndRequest, ProtocolStatus, Record, RecordType, Role, params};
+use crate::spool;
 
 /// The request id: one request at a time per connection (no multiplexing, like php-fpm).
 pub(crate) const REQUEST_ID: u16 = 1;
@@ -294,6 +296,10 @@ async fn send(
 }
 
 /// Runs one request: the body of the service's response future.
+///
+/// A body of unknown length is spooled whole first (see [`crate::spool`]): CGI needs its
+/// `CONTENT_LENGTH`, and a body that breaks off never reaches the application. Known lengths
+/// stream as they arrive.
 pub(crate) async fn run<B>(
     shared: Arc<Shared>,
     req: Request<B>,
@@ -309,6 +315,30 @@ where
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
         .or_else(|| body.size_hint().exact());
+    if content_length.is_none() && !body.is_end_stream() {
+        // Refuse a bad path or a missing script before reading a body for it.
+        let params = cgi::build_params(&head, None, &shared.config.cgi)
+            .map_err(|e| Error::new(ErrorKind::BadRequest, "request refused").with_source(e))?;
+        if shared.config.check_script {
+            check_script(&params)?;
+        }
+        let spooled = spool::spool(body, &shared.config.spool).await?;
+        let len = spooled.len();
+        return exchange(shared, head, spooled, Some(len)).await;
+    }
+    exchange(shared, head, body, content_length).await
+}
+
+async fn exchange<B>(
+    shared: Arc<Shared>,
+    head: http::request::Parts,
+    body: B,
+    content_length: Option<u64>,
+) -> Result<Response<ResponseBody>, Error>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
     let params = cgi::build_params(&head, content_length, &shared.config.cgi)
         .map_err(|e| Error::new(ErrorKind::BadRequest, "request refused").with_source(e))?;
     if shared.config.check_script {
@@ -333,8 +363,9 @@ where
 
     let mut exchange = open(&shared, &out).await?;
     exchange.stdin_done = body_done;
-    match respond(&mut exchange, body).await {
-        Ok((state, head)) => Ok(build_response(exchange, state, head)),
+    let is_head = head.method == http::Method::HEAD;
+    match respond(&mut exchange, body, is_head).await {
+        Ok((state, head, framing)) => build_response(exchange, state, head, framing),
         Err(e) => {
             exchange.discard();
             Err(e.sent(true))
@@ -366,7 +397,14 @@ fn check_script(params: &cgi::Params) -> Result<(), Error> {
     }
 }
 
-async fn respond<B>(exchange: &mut Exchange, body: B) -> Result<(ReadState, CgiResponseHead), Error>
+/// Sends the body and reads the response head. When the head says the body is already whole
+/// (no body, or every byte of its `Content-Length` is here), reads on to `END_REQUEST` so the
+/// response leaves complete and the connection can be pooled.
+async fn respond<B>(
+    exchange: &mut Exchange,
+    body: B,
+    is_head: bool,
+) -> Result<(ReadState, CgiResponseHead, Framing), Error>
 where
     B: Body,
     B::Error: Into<BoxError>,
@@ -422,17 +460,42 @@ where
         }
     }
 
-    // Wait for the rest of the header block.
+    // Wait for the rest of the header block (and of a body already whole).
+    let mut framing = None;
     loop {
         let conn = exchange.conn();
         state.absorb(conn, &shared.addr, config.max_header_size)?;
         if let Some(end) = state.end {
             check_end(end)?;
         }
-        if let Some(head) = state.head.take() {
-            return Ok((state, head));
+        if framing.is_none()
+            && let Some(head) = &state.head
+        {
+            framing = Some(cgi::response_framing(is_head, head).map_err(|e| {
+                Error::new(ErrorKind::Protocol, "bad CGI header block").with_source(e)
+            })?);
         }
-        if state.end.is_some() {
+        if let Some(framing) = framing {
+            let whole = match framing {
+                Framing::Empty => {
+                    // Never sent (HEAD, 204, 304): drop what the application wrote anyway.
+                    state.stdout.clear();
+                    true
+                }
+                Framing::Length(n) if state.stdout.len() as u64 > n => {
+                    return Err(Error::new(
+                        ErrorKind::Protocol,
+                        "the application sent more than its Content-Length",
+                    ));
+                }
+                Framing::Length(n) => state.stdout.len() as u64 == n,
+                Framing::UntilEnd => false,
+            };
+            if state.end.is_some() || !whole {
+                let head = state.head.take().expect("framing comes from the head");
+                return Ok((state, head, framing));
+            }
+        } else if state.end.is_some() {
             return Err(Error::new(
                 ErrorKind::Protocol,
                 "request ended before the CGI header block did",
@@ -479,17 +542,40 @@ fn warn_silent(shared: &Shared, state: &ReadState, reused: bool) {
     }
 }
 
+/// The response for a head and what was read past it. A body that ends at its
+/// `Content-Length` streams with that many bytes to go (see [`ResponseBody`]).
 fn build_response(
     exchange: Exchange,
     state: ReadState,
     head: CgiResponseHead,
-) -> Response<ResponseBody> {
+    framing: Framing,
+) -> Result<Response<ResponseBody>, Error> {
     let early = state.stdout.freeze();
+    let length = match framing {
+        Framing::Length(n) => Some(n),
+        Framing::Empty => Some(0),
+        Framing::UntilEnd => None,
+    };
+    if let Some(n) = length {
+        let have = early.len() as u64;
+        let fault = if have > n {
+            Some("the application sent more than its Content-Length")
+        } else if have < n && state.end.is_some() {
+            Some("the application ended the request before its Content-Length")
+        } else {
+            None
+        };
+        if let Some(message) = fault {
+            exchange.discard();
+            return Err(Error::new(ErrorKind::Protocol, message).sent(true));
+        }
+    }
     let body = if state.end.is_some() {
         exchange.finish();
         ResponseBody::complete(early)
     } else {
-        ResponseBody::streaming(early, exchange)
+        let remaining = length.map(|n| n - early.len() as u64);
+        ResponseBody::streaming(early, exchange, remaining)
     };
     let mut response = Response::new(body);
     *response.status_mut() = head.status;
@@ -497,5 +583,5 @@ fn build_response(
     if let Some(redirect) = head.local_redirect {
         response.extensions_mut().insert(redirect);
     }
-    response
+    Ok(response)
 }

@@ -31,6 +31,8 @@
 //!   client-abort handling when the caller goes away.
 //! * `body`: [`ResponseBody`], the `'static` streaming `STDOUT` that owns the connection.
 //! * `service`: [`FastCgiService`] and its [`ResponseFuture`].
+//! * [`spool`]: a request body of unknown length read whole (memory, then an unlinked
+//!   temporary file) so it can be sent with its `CONTENT_LENGTH`.
 //! * `config`: [`FastCgiConfig`] and [`ClientAbort`].
 //! * `probe`: [`probe`], the health probe of spec 7.5, as a plain async function.
 //! * `error`: [`Error`] and [`ErrorKind`].
@@ -69,6 +71,7 @@ mod pool;
 mod probe;
 pub mod proto;
 mod service;
+pub mod spool;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
@@ -80,3 +83,4 @@ pub use conn::FastCgiAddr;
 pub use error::{BoxError, Error, ErrorKind};
 pub use probe::{ProbeConfig, ProbeOutcome, probe};
 pub use service::{FastCgiService, ResponseFuture};
+pub use spool::{SpoolConfig, SpooledBody};

@@ -255,7 +255,29 @@ async fn request_body_is_streamed_to_stdin() {
 
 #[tokio::test]
 async fn failing_request_body_is_a_request_body_error() {
+    // A body of known length streams: the application has seen part of it.
     let app = FakeResponder::tcp(Script::new().read_params().read_stdin())
+        .await
+        .unwrap();
+    let req = Request::post("/upload.php")
+        .header("content-length", "20")
+        .body(ChunkBody {
+            chunks: 2,
+            size: 10,
+            fail: true,
+        })
+        .unwrap();
+    let err = FastCgiService::new(app.addr(), config())
+        .oneshot(req)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RequestBody);
+    assert!(err.request_sent());
+}
+
+#[tokio::test]
+async fn a_failing_body_of_unknown_length_never_reaches_the_application() {
+    let app = FakeResponder::tcp(Script::respond("\r\nran"))
         .await
         .unwrap();
     let req = Request::post("/upload.php")
@@ -270,7 +292,48 @@ async fn failing_request_body_is_a_request_body_error() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::RequestBody);
-    assert!(err.request_sent());
+    assert!(!err.request_sent());
+    assert_eq!(
+        app.connections(),
+        0,
+        "spooled, and broken before it was whole"
+    );
+}
+
+#[tokio::test]
+async fn a_body_of_unknown_length_is_spooled_and_sent_with_its_length() {
+    let app = FakeResponder::tcp(Script::respond("\r\nthanks"))
+        .await
+        .unwrap();
+    let (chunks, size) = (30, 10_000);
+    let mut cfg = config();
+    let dir = tempfile::tempdir().unwrap();
+    cfg.spool = director_fastcgi::SpoolConfig {
+        memory: 64 * 1024,
+        dir: dir.path().to_owned(),
+    };
+    let req = Request::post("/upload.php")
+        .header("content-type", "application/octet-stream")
+        .body(ChunkBody {
+            chunks,
+            size,
+            fail: false,
+        })
+        .unwrap();
+    let resp = FastCgiService::new(app.addr(), cfg)
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.into_body().collect().await.unwrap().to_bytes(),
+        "thanks"
+    );
+    let r = &app.requests()[0];
+    assert!(r.stdin_complete);
+    assert_eq!(r.param("CONTENT_LENGTH"), Some("300000"));
+    assert_eq!(r.param("CONTENT_TYPE"), Some("application/octet-stream"));
+    assert!(r.stdin == chunk_body_bytes(chunks, size), "stdin differs");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 #[tokio::test]
@@ -743,4 +806,157 @@ async fn a_missing_script_is_not_found_before_connecting() {
         resp.into_body().collect().await.unwrap();
     }
     assert_eq!(app.requests().len(), 5);
+}
+
+/// Reads `len` body bytes the way hyper does for a response with that `Content-Length`: it
+/// stops polling once they are written and drops the body. Returns the bytes and whether the
+/// body said it had ended with its last frame.
+async fn read_like_hyper(body: &mut director_fastcgi::ResponseBody, len: usize) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    while got.len() < len {
+        let frame = body.frame().await.expect("body ended early").unwrap();
+        got.extend_from_slice(frame.data_ref().unwrap());
+    }
+    (got, body.is_end_stream())
+}
+
+#[tokio::test]
+async fn a_content_length_body_ends_with_its_last_byte_and_the_connection_is_reused() {
+    // Whole at once (php-fpm's usual), and split so that the body streams.
+    for split in [false, true] {
+        let mut script = Script::new()
+            .read_request()
+            .stdout("Content-Length: 10\r\nContent-Type: text/plain\r\n\r\n01234");
+        if split {
+            script = script.sleep(Duration::from_millis(50));
+        }
+        let script = script
+            .stdout("56789")
+            .stdout("")
+            .end(0, ProtocolStatus::RequestComplete);
+        let app = FakeResponder::tcp(script).await.unwrap();
+        let svc = FastCgiService::new(app.addr(), config());
+        for _ in 0..3 {
+            let req = Request::get("/fetch.php")
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let resp = svc.clone().oneshot(req).await.unwrap();
+            assert_eq!(resp.body().size_hint().exact(), Some(10), "split {split}");
+            let mut body = resp.into_body();
+            let (got, ended) = read_like_hyper(&mut body, 10).await;
+            assert_eq!(got, b"0123456789");
+            assert!(ended, "the last frame ends the body (split {split})");
+            drop(body);
+            assert_eq!(svc.idle_connections(), 1, "pooled at once (split {split})");
+        }
+        assert_eq!(app.connections(), 1, "split {split}");
+        assert_eq!(app.closed_connections(), 0, "split {split}");
+    }
+}
+
+#[tokio::test]
+async fn a_head_response_with_a_content_length_is_complete_and_reuses_its_connection() {
+    let app = FakeResponder::tcp(Script::respond("Content-Length: 1234\r\n\r\n"))
+        .await
+        .unwrap();
+    let svc = FastCgiService::new(app.addr(), config());
+    for _ in 0..2 {
+        let req = Request::head("/fetch.php")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = svc.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.headers()["content-length"], "1234");
+        assert!(resp.body().is_end_stream());
+        drop(resp);
+        assert_eq!(svc.idle_connections(), 1);
+    }
+    assert_eq!(app.connections(), 1);
+}
+
+#[tokio::test]
+async fn a_body_that_breaks_its_content_length_is_a_protocol_error() {
+    for (split, stdout) in [
+        (false, "Content-Length: 3\r\n\r\ntoo long"),
+        (true, "Content-Length: 3\r\n\r\nab"),
+    ] {
+        let mut script = Script::new().read_request().stdout(stdout);
+        if split {
+            // More after the length, in a later record.
+            script = script.sleep(Duration::from_millis(50)).stdout("cd");
+        }
+        let script = script.stdout("").end(0, ProtocolStatus::RequestComplete);
+        let app = FakeResponder::tcp(script).await.unwrap();
+        let svc = FastCgiService::new(app.addr(), config());
+        let req = Request::get("/x.php").body(Empty::<Bytes>::new()).unwrap();
+        let err = match svc.clone().oneshot(req).await {
+            Err(e) => e,
+            Ok(resp) => resp.into_body().collect().await.unwrap_err(),
+        };
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{stdout}");
+        assert_eq!(svc.idle_connections(), 0);
+    }
+}
+
+#[tokio::test]
+async fn a_body_short_of_its_content_length_is_an_error() {
+    for split in [false, true] {
+        let mut script = Script::new()
+            .read_request()
+            .stdout("Content-Length: 10\r\n\r\nabc");
+        if split {
+            script = script.sleep(Duration::from_millis(50));
+        }
+        let script = script.stdout("").end(0, ProtocolStatus::RequestComplete);
+        let app = FakeResponder::tcp(script).await.unwrap();
+        let svc = FastCgiService::new(app.addr(), config());
+        let req = Request::get("/x.php").body(Empty::<Bytes>::new()).unwrap();
+        let err = match svc.clone().oneshot(req).await {
+            Err(e) => e,
+            Ok(resp) => resp.into_body().collect().await.unwrap_err(),
+        };
+        assert!(
+            matches!(err.kind(), ErrorKind::Protocol | ErrorKind::ClosedEarly),
+            "{err}"
+        );
+        assert_eq!(svc.idle_connections(), 0);
+    }
+}
+
+/// A body of unknown length that never sends a byte.
+struct SilentBody;
+
+impl Body for SilentBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Pending
+    }
+}
+
+#[tokio::test]
+async fn a_missing_script_is_refused_before_a_body_of_unknown_length_is_read() {
+    let root = tempfile::tempdir().unwrap();
+    let app = FakeResponder::tcp(Script::respond("\r\nran"))
+        .await
+        .unwrap();
+    let mut cfg = config();
+    cfg.cgi.document_root = root.path().display().to_string();
+    cfg.check_script = true;
+    let svc = FastCgiService::new(app.addr(), cfg);
+    for (path, kind) in [
+        ("/missing.php", ErrorKind::ScriptNotFound),
+        ("/x.php%01", ErrorKind::BadRequest),
+    ] {
+        let req = Request::post(path).body(SilentBody).unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(5), svc.clone().oneshot(req))
+            .await
+            .expect("refused without waiting for the body")
+            .unwrap_err();
+        assert_eq!(err.kind(), kind, "{path}");
+    }
+    assert_eq!(app.connections(), 0);
 }

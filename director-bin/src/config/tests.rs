@@ -230,3 +230,15 @@ fn zero_connection_limits_name_line_and_key() {
         "0s turns pings off"
     );
 }
+
+#[test]
+fn a_fastcgi_spool_dir_that_is_no_directory_names_its_key() {
+    let source = "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[clusters.php]\n[clusters.php.fastcgi]\n\
+                  document-root = \"/srv\"\nspool-dir = \"/no/such/spool\"\n\n\
+                  [[clusters.php.backends]]\nname = \"f\"\nurl = \"fastcgi://127.0.0.1:9000\"\n\n\
+                  [[routes]]\ncluster = \"php\"\n";
+    let (line, _, key, message) = error(source);
+    assert_eq!(key, "clusters.php.fastcgi.spool-dir");
+    assert_eq!(line, 7);
+    assert!(message.contains("not a directory"), "{message}");
+}

@@ -476,3 +476,58 @@ proptest! {
         prop_assert_eq!(joined, norm);
     }
 }
+
+#[test]
+fn response_framing_follows_content_length_and_the_status() {
+    let head = |block: &str| {
+        parse_response_head(block.as_bytes(), 4096)
+            .unwrap()
+            .unwrap()
+            .0
+    };
+    let cases: &[(bool, &str, Result<Framing, ()>)] = &[
+        (
+            false,
+            "Content-Type: text/plain\r\n\r\n",
+            Ok(Framing::UntilEnd),
+        ),
+        (false, "Content-Length: 42\r\n\r\n", Ok(Framing::Length(42))),
+        (false, "Content-Length: 0\r\n\r\n", Ok(Framing::Length(0))),
+        (
+            false,
+            "Content-Length: 7, 7\r\n\r\n",
+            Ok(Framing::Length(7)),
+        ),
+        (
+            false,
+            "Content-Length: 7\r\nContent-Length: 7\r\n\r\n",
+            Ok(Framing::Length(7)),
+        ),
+        (true, "Content-Length: 42\r\n\r\n", Ok(Framing::Empty)),
+        (false, "Status: 204\r\n\r\n", Ok(Framing::Empty)),
+        (
+            false,
+            "Status: 304\r\nContent-Length: 42\r\n\r\n",
+            Ok(Framing::Empty),
+        ),
+        (false, "Content-Length: 7, 8\r\n\r\n", Err(())),
+        (
+            false,
+            "Content-Length: 7\r\nContent-Length: 8\r\n\r\n",
+            Err(()),
+        ),
+        (false, "Content-Length: -1\r\n\r\n", Err(())),
+        (false, "Content-Length: +1\r\n\r\n", Err(())),
+        (false, "Content-Length: 0x10\r\n\r\n", Err(())),
+        (false, "Content-Length: \r\n\r\n", Err(())),
+        (
+            false,
+            "Content-Length: 99999999999999999999\r\n\r\n",
+            Err(()),
+        ),
+    ];
+    for (is_head, block, want) in cases {
+        let got = response_framing(*is_head, &head(block)).map_err(|_| ());
+        assert_eq!(&got, want, "{block:?}");
+    }
+}
