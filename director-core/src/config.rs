@@ -708,6 +708,10 @@ pub struct RouteConfig {
     /// false: 403 for `/.git/config`, `/.htaccess`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub dotfiles: bool,
+    /// Directories outside `root` that symlinks under it may lead into (absolute; they must
+    /// exist). Default none: a symlink leading out of `root` gets 403.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_symlinks_to: Option<Vec<String>>,
     /// Serve a file's `.br` or `.gz` sibling when the client accepts that encoding (default
     /// false).
     #[serde(default, skip_serializing_if = "is_false")]

@@ -24,7 +24,6 @@ use std::{
     ffi::OsStr,
     os::unix::ffi::OsStrExt,
     path::{Path, PathBuf},
-    slice,
 };
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
@@ -43,6 +42,8 @@ use crate::{
 #[derive(Debug)]
 pub struct FilesPolicy {
     root: Root,
+    // `root` first, then the `allow-symlinks-to` directories: where an opened file may be.
+    confines: Vec<Root>,
     try_files: Vec<Vec<u8>>,
     never_serve: Vec<String>,
     dotfiles: bool,
@@ -117,6 +118,7 @@ impl FilesPolicy {
                 ("never-serve", route.never_serve.is_some()),
                 ("dotfiles", route.dotfiles),
                 ("precompressed", route.precompressed),
+                ("allow-symlinks-to", route.allow_symlinks_to.is_some()),
                 ("rewrites", !route.rewrites.is_empty()),
             ];
             if let Some((key, _)) = stray.iter().find(|(_, set)| *set) {
@@ -182,6 +184,32 @@ impl FilesPolicy {
                  name one",
             ));
         }
+        let root = Root {
+            given: sandbox::normalize(given),
+            real,
+        };
+        let mut confines = vec![root.clone()];
+        for (i, dir) in route.allow_symlinks_to.iter().flatten().enumerate() {
+            let key = format!("{at}.allow-symlinks-to[{i}]");
+            let given = Path::new(dir);
+            if !given.is_absolute() {
+                return Err(ConfigError::new(
+                    key,
+                    format!("{dir:?} is not an absolute path"),
+                ));
+            }
+            let real = std::fs::canonicalize(given)
+                .map_err(|e| ConfigError::new(&key, format!("cannot use {dir:?}: {e}")))?;
+            if !real.is_dir() {
+                return Err(ConfigError::new(key, format!("{dir:?} is not a directory")));
+            }
+            // Only where a symlink leads, checked on the canonical path: never joined with a
+            // request path, so its lexical form does not widen anything.
+            confines.push(Root {
+                given: real.clone(),
+                real,
+            });
+        }
         let rewrites = route
             .rewrites
             .iter()
@@ -189,10 +217,8 @@ impl FilesPolicy {
             .map(|(i, r)| Rewrite::new(r, &format!("{at}.rewrites[{i}]")))
             .collect::<Result<_, _>>()?;
         Ok(Some(FilesPolicy {
-            root: Root {
-                given: sandbox::normalize(given),
-                real,
-            },
+            root,
+            confines,
             try_files: try_files.into_iter().map(String::into_bytes).collect(),
             never_serve: never_serve
                 .into_iter()
@@ -235,7 +261,11 @@ impl FilesPolicy {
                     continue;
                 }
                 let on_disk = self.on_disk(&candidate);
-                match sandbox::open_within(&on_disk, slice::from_ref(&self.root)) {
+                // Lexically under `root` (or it is not even tried), then confined on disk.
+                if !on_disk.starts_with(&self.root.given) {
+                    return self.refused(path, Refusal::Outside(on_disk));
+                }
+                match sandbox::open_within(&on_disk, &self.confines) {
                     Ok(opened) => return Lookup::Found(Box::new(self.found(opened, accepts))),
                     Err(Refusal::NotFound | Refusal::NotAFile) => {}
                     Err(refusal) => return self.refused(path, refusal),
@@ -277,9 +307,7 @@ impl FilesPolicy {
                 }
                 let mut name = opened.path.clone().into_os_string();
                 name.push(if encoding == "br" { ".br" } else { ".gz" });
-                if let Ok(sibling) =
-                    sandbox::open_within(Path::new(&name), slice::from_ref(&self.root))
-                {
+                if let Ok(sibling) = sandbox::open_within(Path::new(&name), &self.confines) {
                     return Found {
                         opened: sibling,
                         content_type,
@@ -517,6 +545,33 @@ mod tests {
             s.policy
                 .look("/../outside.txt", None, true, Accepts::default(), true),
             Lookup::Found(_)
+        ));
+    }
+
+    #[test]
+    fn symlinks_lead_only_where_allowed() {
+        let s = site(|_| {});
+        let elsewhere = s.dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("theme.css"), "a{}").unwrap();
+        std::os::unix::fs::symlink(&elsewhere, s.dir.path().join("www/lib/theme")).unwrap();
+        let look = |p: &FilesPolicy, path: &str| p.look(path, None, true, Accepts::default(), true);
+        assert!(matches!(
+            look(&s.policy, "/lib/theme/theme.css"),
+            Lookup::Refused(StatusCode::FORBIDDEN, _)
+        ));
+        let allowed = site(|r| {
+            r.root = Some(s.dir.path().join("www").to_str().unwrap().into());
+            r.allow_symlinks_to = Some(vec![elsewhere.to_str().unwrap().into()]);
+        });
+        assert_eq!(
+            found_name(&look(&allowed.policy, "/lib/theme/theme.css")).as_deref(),
+            Some("theme.css")
+        );
+        // Only through a symlink under root: the other escapes stay refused.
+        assert!(matches!(
+            look(&allowed.policy, "/escape.txt"),
+            Lookup::Refused(StatusCode::FORBIDDEN, _)
         ));
     }
 
