@@ -193,6 +193,11 @@ to = "/doku.php?do=export_$1&id=$2"
 match = "^/private/(.*)"
 to = "/data/$1"
 
+# Nor can one whose result is normalised into it.
+[[routes.rewrites]]
+match = "^/up/(.*)"
+to = "/lib/../data/$1"
+
 [[routes.rewrites]]
 match = "^/(.*)"
 to = "/doku.php?id=$1"
@@ -403,6 +408,7 @@ async fn dotfiles_outside_paths_and_denied_paths_are_refused() {
         "/escape.txt",
         "/data/pages/start.txt",
         "/private/pages/start.txt",
+        "/up/pages/start.txt",
         "/DATA/../data/pages/start.txt",
     ] {
         let r = get(&director.url(path)).await;

@@ -255,3 +255,29 @@ fn limit_body(req: Request<Body>, limit: u64) -> Result<Request<Body>, ProxyErro
     }
     Ok(Request::from_parts(parts, body_limit::limit(body, limit)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewritten_path_is_normalised_like_a_clients() {
+        let req = || {
+            Request::get("http://example.com/wiki/x?a=1")
+                .body(crate::body::empty())
+                .unwrap()
+        };
+        let r = rewritten_request(req(), "/lib/../data//x?id=1&a=1").unwrap();
+        assert_eq!(r.uri().path(), "/data/x");
+        assert_eq!(r.uri().query(), Some("id=1&a=1"));
+        assert_eq!(r.uri().host(), Some("example.com"));
+        let r = rewritten_request(req(), "/doku.php?id=%69nc").unwrap();
+        assert_eq!(r.uri().path_and_query().unwrap(), "/doku.php?id=%69nc");
+        let r = rewritten_request(req(), "/%69nc/x").unwrap();
+        assert_eq!(r.uri().path(), "/inc/x");
+        for refused in ["/../etc/passwd", "/a%2Fb", "/a%00"] {
+            let err = rewritten_request(req(), refused).unwrap_err();
+            assert_eq!(err.status(), http::StatusCode::BAD_REQUEST, "{refused}");
+        }
+    }
+}
