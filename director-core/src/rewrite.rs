@@ -39,17 +39,18 @@ impl Rewrite {
     /// Checks `config`; errors name the key under `at` (`routes[0].rewrites[1]`).
     pub fn new(config: &RewriteConfig, at: &str) -> Result<Self, ConfigError> {
         let pattern = Regex::new(&config.r#match).map_err(|e| {
-            let e = e.to_string();
-            let hint = if config.r#match.contains("(?!") || config.r#match.contains("(?=") {
-                " (look-around is not supported: put the rule after the files, with \
-                 `if-missing = true`, or add a more specific rule before it)"
+            let lookaround = ["(?!", "(?=", "(?<!", "(?<="]
+                .iter()
+                .any(|l| config.r#match.contains(l));
+            let message = if lookaround {
+                "look-around ((?!...), (?=...)) is not supported: a rule with \
+                 `if-missing = true` leaves existing files alone, or put a more specific rule \
+                 before it"
+                    .to_owned()
             } else {
-                ""
+                format!("not a valid regex: {e}")
             };
-            ConfigError::new(
-                format!("{at}.match"),
-                format!("not a valid regex: {e}{hint}"),
-            )
+            ConfigError::new(format!("{at}.match"), message)
         })?;
         let to =
             parse_replacement(&config.to).map_err(|m| ConfigError::new(format!("{at}.to"), m))?;
