@@ -169,6 +169,20 @@ cluster = "files"
 path = "/download"
 cluster = "files"
 
+# Files from disk beside the clusters: /site/ serves <demo dir>/www/site/index.html itself
+# (ETag, ranges, 304), the rewrite sends /site/wiki/NAME to the FastCGI app as
+# /app/index.php?page=NAME (routed again, so deny routes still apply), and any other miss
+# goes to the demo cluster. See docs/php.md.
+[[routes]]
+path = "/site"
+cluster = "demo"
+root = "{www}"
+try-files = ["$uri", "$uri/index.html"]
+
+[[routes.rewrites]]
+match = "^/site/wiki/(.*)"
+to = "/app/index.php?page=$1"
+
 # Road warrior: straight to one backend, no balancing.
 [[routes]]
 path = "/direct"
@@ -220,6 +234,12 @@ pub async fn start_backends() -> std::io::Result<DemoBackends> {
         "Hello from a file: the backend only named it (X-Sendfile), Director sent it.\n",
     )?;
     let _ = FILES.set(files.clone());
+    let www = socket_dir.join("www");
+    std::fs::create_dir_all(www.join("site"))?;
+    std::fs::write(
+        www.join("site/index.html"),
+        "<!doctype html><title>Director</title><p>Served from disk by Director itself.</p>\n",
+    )?;
     let clusters = socket_dir.join("clusters");
     std::fs::create_dir_all(&clusters)?;
     let urls = [
@@ -270,6 +290,10 @@ pub fn config_text(listen: &str, backends: &DemoBackends) -> String {
         .replace("{c}", &backends.urls[2])
         .replace("{fcgi}", &backends.fastcgi)
         .replace("{files}", &backends.files.display().to_string())
+        .replace(
+            "{www}",
+            &backends.socket_dir.join("www").display().to_string(),
+        )
         .replace(
             "{cluster_dir}",
             &backends.socket_dir.join("clusters").display().to_string(),

@@ -360,6 +360,8 @@ fn run_demo(cli: &Cli, listen: &str) -> ExitCode {
         println!("  curl -i http://{listen}/app/%69nc/config.php   # 403: a denied prefix, in any spelling");
         println!("  curl -i http://{listen}/files/hello.txt   # X-Sendfile: the backend names it, Director sends it");
         println!("  curl -i -r 0-4 http://{listen}/download/hello.txt   # X-Accel-Redirect, a range");
+        println!("  curl -i http://{listen}/site/          # a static file from disk (ETag, 304, ranges)");
+        println!("  curl -i http://{listen}/site/wiki/start   # a rewrite: the FastCGI app gets /app/index.php?page=start");
         if let Some(socket) = &loaded.config.server.stats_socket {
             let socket = socket.display();
             println!("  echo 'show stat' | socat stdio {socket}    # HAProxy's runtime API");

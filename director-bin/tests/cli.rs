@@ -130,6 +130,16 @@ async fn the_demo_shows_balancing_backups_buckets_pinning_and_fastcgi() {
     )
     .await;
     assert_eq!((part.status.as_u16(), part.text().as_str()), (206, "Hello"));
+    // A file from disk, and a rewrite routed again to the FastCGI app.
+    let page = get(&director.url("/site/")).await;
+    assert!(page.text().contains("Served from disk"), "{}", page.text());
+    assert!(page.header("etag").is_some());
+    let wiki = get(&director.url("/site/wiki/start")).await;
+    assert!(
+        wiki.text().contains("QUERY_STRING=page=start"),
+        "{}",
+        wiki.text()
+    );
 
     // The admin API: the demo's dynamic cluster as JSON, and a cluster created at runtime
     // taking traffic.

@@ -722,6 +722,53 @@ pub struct RouteConfig {
     /// How long an idle keep-alive connection is kept (default 60s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<ConfigDuration>,
+    /// Serve files from this directory (absolute, must exist) before the route's `cluster` or
+    /// `backend`, which gets what no file answers (see [`crate::files`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// The files tried for a request under `root`, in order: `$uri` is the request path
+    /// (default `["$uri"]`; `"$uri/index.html"` serves a directory's index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub try_files: Option<Vec<String>>,
+    /// File name endings never served from `root`: such requests go to the route's target
+    /// (default `[".php", ".phtml", ".phar"]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub never_serve: Option<Vec<String>>,
+    /// Whether paths with a segment starting with `.` may be served or passed on (default
+    /// false: 403 for `/.git/config`, `/.htaccess`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dotfiles: bool,
+    /// Directories outside `root` that symlinks under it may lead into (absolute; they must
+    /// exist). Default none: a symlink leading out of `root` gets 403.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_symlinks_to: Option<Vec<String>>,
+    /// Serve a file's `.br` or `.gz` sibling when the client accepts that encoding (default
+    /// false).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub precompressed: bool,
+    /// Rewrite rules tried after the files, before the request is passed on:
+    /// `[[routes.rewrites]]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<RewriteConfig>,
+}
+
+/// A rewrite rule of a route with a `root`: `[[routes.rewrites]]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RewriteConfig {
+    /// A regular expression over the request path (no look-around).
+    pub r#match: String,
+    /// The new path and query: `$1`..`$9`, `${name}`, `$0`, `$$`.
+    pub to: String,
+    /// Apply only when no file is at the path under `root` (default false).
+    #[serde(default)]
+    pub if_missing: bool,
+    /// Stop at this rule when it matched (default true, nginx's `last`).
+    #[serde(default = "yes")]
+    pub last: bool,
+    /// Append the client's query to the new one (default true).
+    #[serde(default = "yes")]
+    pub keep_query: bool,
 }
 
 /// The clusters and routes of a config.

@@ -372,12 +372,14 @@ impl Snapshot {
                     format!("cluster {:?} has no bucket named {bucket:?}", &**c.name()),
                 ));
             }
+            let files = crate::files::FilesPolicy::new(route, &at)?.map(Arc::new);
             routes.push(Route {
                 host,
                 path,
                 target,
                 classify,
                 max_request_body: route.max_request_body,
+                files,
             });
         }
         let retired = previous

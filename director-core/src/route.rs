@@ -100,6 +100,8 @@ pub struct Route {
     pub classify: Classify,
     /// Its own `max-request-body`, over the listener's (0: no limit).
     pub max_request_body: Option<u64>,
+    /// Files served before the target, and rewrites (`root`; see [`crate::files`]).
+    pub files: Option<Arc<crate::files::FilesPolicy>>,
 }
 
 /// How a route's requests pick their bucket and, for client-side routing, a backend.
@@ -255,6 +257,7 @@ mod tests {
             target: direct(name),
             classify: Classify::default(),
             max_request_body: None,
+            files: None,
         }
     }
 

@@ -13,7 +13,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use tower::Service;
 
 use crate::{
@@ -21,8 +21,11 @@ use crate::{
     body_limit,
     cluster::{Dispatch, dispatch_direct},
     error::{ErrorKind, ProxyError},
+    files::{Accepts, FilesPolicy, Lookup},
+    normalize::normalize_path,
     registry::Registry,
     route::Target,
+    sendfile::RequestHead,
 };
 
 /// A boxed, sendable future.
@@ -79,8 +82,38 @@ impl Service<Request<Body>> for Router {
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let Some(routed) = self.route(&req) else {
+            return Box::pin(std::future::ready(Err(ProxyError::new(ErrorKind::NoRoute))));
+        };
+        // A denied request gets its 403 whatever its body; any other is held to its limit.
+        let req = match routed.target {
+            Target::Deny => req,
+            _ => match limit_body(req, routed.limit) {
+                Ok(req) => req,
+                Err(err) => return Box::pin(std::future::ready(Err(err))),
+            },
+        };
+        match routed.files.clone() {
+            Some(files) if !matches!(routed.target, Target::Deny) => {
+                Box::pin(self.clone().with_files(req, routed, files, true))
+            }
+            _ => self.dispatch(req, routed.target, routed.how),
+        }
+    }
+}
+
+/// What routing decided for a request.
+struct Routed {
+    target: Target,
+    how: Dispatch,
+    limit: u64,
+    files: Option<Arc<FilesPolicy>>,
+}
+
+impl Router {
+    fn route(&self, req: &Request<Body>) -> Option<Routed> {
         let snapshot = self.registry.load();
-        let routed = snapshot
+        snapshot
             .routes()
             .find(req.uri(), req.headers())
             .map(|route| {
@@ -92,21 +125,21 @@ impl Service<Request<Body>> for Router {
                     }
                     Target::Direct(..) | Target::Deny => Dispatch::default(),
                 };
-                let limit = route.max_request_body.unwrap_or(self.max_request_body);
-                (route.target.clone(), how, limit)
-            });
-        drop(snapshot);
-        let Some((target, how, limit)) = routed else {
-            return Box::pin(std::future::ready(Err(ProxyError::new(ErrorKind::NoRoute))));
-        };
-        // A denied request gets its 403 whatever its body; any other is held to its limit.
-        let req = match target {
-            Target::Deny => req,
-            _ => match limit_body(req, limit) {
-                Ok(req) => req,
-                Err(err) => return Box::pin(std::future::ready(Err(err))),
-            },
-        };
+                Routed {
+                    target: route.target.clone(),
+                    how,
+                    limit: route.max_request_body.unwrap_or(self.max_request_body),
+                    files: route.files.clone(),
+                }
+            })
+    }
+
+    fn dispatch(
+        &self,
+        req: Request<Body>,
+        target: Target,
+        how: Dispatch,
+    ) -> BoxFuture<Result<Response<Body>, ProxyError>> {
         match (target, how) {
             (Target::Cluster(cluster), how) => Box::pin(cluster.dispatch(req, how)),
             (Target::Front(_, front), how) => {
@@ -122,13 +155,92 @@ impl Service<Request<Body>> for Router {
                 let head = crate::sendfile::RequestHead::new(req.method(), req.headers());
                 crate::sendfile::respond(policy, head, dispatch_direct(backend, req, true))
             }
-            (Target::Deny, _) => Box::pin(std::future::ready(Err(ProxyError::new(
-                ErrorKind::BadRequest,
-            )
-            .with_status(http::StatusCode::FORBIDDEN)
-            .with_detail("this path is denied")))),
+            (Target::Deny, _) => Box::pin(std::future::ready(Err(denied()))),
         }
     }
+
+    /// A request to a route with a `root`: a file, else (maybe rewritten and routed again)
+    /// the target. `rewrite`: whether the route's rules apply (once per request).
+    async fn with_files(
+        self,
+        req: Request<Body>,
+        routed: Routed,
+        files: Arc<FilesPolicy>,
+        rewrite: bool,
+    ) -> Result<Response<Body>, ProxyError> {
+        let get = req.method() == Method::GET || req.method() == Method::HEAD;
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().map(str::to_owned);
+        let accepts = Accepts::from_headers(req.headers());
+        let policy = files.clone();
+        let lookup = tokio::task::spawn_blocking(move || {
+            policy.look(&path, query.as_deref(), get, accepts, rewrite)
+        })
+        .await;
+        let lookup = match lookup {
+            Ok(lookup) => lookup,
+            Err(join) => {
+                tracing::error!(error = %join, "looking a file up failed");
+                return Ok(crate::files::plain(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error\n",
+                ));
+            }
+        };
+        match lookup {
+            Lookup::Refused(status, text) => Ok(crate::files::plain(status, text)),
+            Lookup::Found(found) => {
+                let head = RequestHead::new(req.method(), req.headers());
+                Ok(files.respond(found, &head))
+            }
+            Lookup::Missing(None) => self.dispatch(req, routed.target, routed.how).await,
+            Lookup::Missing(Some(rewritten)) => {
+                let req = rewritten_request(req, &rewritten)?;
+                // Routed again, so a rewrite cannot land where a deny route or another
+                // route's rules say otherwise.
+                let Some(again) = self.route(&req) else {
+                    return Err(ProxyError::new(ErrorKind::NoRoute));
+                };
+                if matches!(again.target, Target::Deny) {
+                    return Err(denied());
+                }
+                let req = limit_body(req, again.limit)?;
+                match again.files.clone() {
+                    Some(files) => Box::pin(self.with_files(req, again, files, false)).await,
+                    None => self.dispatch(req, again.target, again.how).await,
+                }
+            }
+        }
+    }
+}
+
+fn denied() -> ProxyError {
+    ProxyError::new(ErrorKind::BadRequest)
+        .with_status(http::StatusCode::FORBIDDEN)
+        .with_detail("this path is denied")
+}
+
+/// `req` with the path-and-query a rewrite rule gave, its path normalised as the client's was.
+fn rewritten_request(req: Request<Body>, rewritten: &str) -> Result<Request<Body>, ProxyError> {
+    let bad = |detail: &'static str| ProxyError::new(ErrorKind::BadRequest).with_detail(detail);
+    let (path, query) = match rewritten.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rewritten, None),
+    };
+    let normal = normalize_path(path).map_err(|e| bad(e.describe()))?;
+    let path_and_query = match query {
+        Some(q) => format!("{normal}?{q}"),
+        None => normal.into_owned(),
+    };
+    let (mut parts, body) = req.into_parts();
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.path_and_query = Some(
+        path_and_query
+            .parse()
+            .map_err(|_| bad("the rewritten URI is not valid"))?,
+    );
+    parts.uri = http::Uri::from_parts(uri).map_err(|_| bad("the rewritten URI is not valid"))?;
+    Ok(Request::from_parts(parts, body))
 }
 
 /// `req` held to `limit` (0: none): 413 now for a declared length over it, else a body that
@@ -142,4 +254,30 @@ fn limit_body(req: Request<Body>, limit: u64) -> Result<Request<Body>, ProxyErro
             .with_source(err));
     }
     Ok(Request::from_parts(parts, body_limit::limit(body, limit)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewritten_path_is_normalised_like_a_clients() {
+        let req = || {
+            Request::get("http://example.com/wiki/x?a=1")
+                .body(crate::body::empty())
+                .unwrap()
+        };
+        let r = rewritten_request(req(), "/lib/../data//x?id=1&a=1").unwrap();
+        assert_eq!(r.uri().path(), "/data/x");
+        assert_eq!(r.uri().query(), Some("id=1&a=1"));
+        assert_eq!(r.uri().host(), Some("example.com"));
+        let r = rewritten_request(req(), "/doku.php?id=%69nc").unwrap();
+        assert_eq!(r.uri().path_and_query().unwrap(), "/doku.php?id=%69nc");
+        let r = rewritten_request(req(), "/%69nc/x").unwrap();
+        assert_eq!(r.uri().path(), "/inc/x");
+        for refused in ["/../etc/passwd", "/a%2Fb", "/a%00"] {
+            let err = rewritten_request(req(), refused).unwrap_err();
+            assert_eq!(err.status(), http::StatusCode::BAD_REQUEST, "{refused}");
+        }
+    }
 }

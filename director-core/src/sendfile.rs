@@ -59,7 +59,7 @@
 //! ```
 
 mod body;
-mod path;
+pub(crate) mod path;
 pub mod plan;
 
 use std::{
@@ -102,7 +102,7 @@ static X_ACCEL_COMPANIONS: [HeaderName; 4] = [
 ];
 
 /// Bytes read from the file at a time.
-const CHUNK: usize = 256 * 1024;
+pub(crate) const CHUNK: usize = 256 * 1024;
 /// A backend body up to this long is read to its end (so the connection can be reused).
 const DRAIN_LIMIT: u64 = 64 * 1024;
 /// How long draining a backend body may take before it is dropped instead.
@@ -356,18 +356,36 @@ async fn serve(
         }
     };
 
+    let content_type = match parts.headers.get(header::CONTENT_TYPE) {
+        Some(t) => t.clone(),
+        None => content_type_of(&opened.path),
+    };
+    answer(parts, opened, head, content_type, policy.chunk)
+}
+
+/// The `Content-Type` of a file, by its extension.
+pub(crate) fn content_type_of(path: &std::path::Path) -> HeaderValue {
+    HeaderValue::from_static(
+        mime_guess::from_path(path)
+            .first_raw()
+            .unwrap_or("application/octet-stream"),
+    )
+}
+
+/// Answers a request with `head` with the `opened` file, as `content_type`, over the response
+/// head `parts` (whose length, encoding and validator fields are replaced): 200, 206, 304, 412
+/// or 416, streamed in `chunk`-sized reads. Shared by X-Sendfile and `root` routes.
+pub(crate) fn answer(
+    mut parts: http::response::Parts,
+    opened: path::Opened,
+    head: &RequestHead,
+    content_type: HeaderValue,
+    chunk: usize,
+) -> Response<Body> {
     let validators = Validators::new(
         opened.meta.len(),
         opened.meta.modified().unwrap_or(std::time::UNIX_EPOCH),
     );
-    let content_type = match parts.headers.get(header::CONTENT_TYPE) {
-        Some(t) => t.clone(),
-        None => HeaderValue::from_static(
-            mime_guess::from_path(&opened.path)
-                .first_raw()
-                .unwrap_or("application/octet-stream"),
-        ),
-    };
     let h = &mut parts.headers;
     for name in [
         header::CONTENT_LENGTH,
@@ -446,7 +464,7 @@ async fn serve(
             if head_only || length == 0 {
                 crate::body::empty()
             } else {
-                crate::body::boxed(FileBody::new(opened.file, segments, policy.chunk))
+                crate::body::boxed(FileBody::new(opened.file, segments, chunk))
             }
         }
     };
