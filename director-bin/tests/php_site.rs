@@ -20,36 +20,8 @@ use http_body_util::Full;
 use sha2::{Digest, Sha256};
 use support::*;
 
-/// php-fpm's binary: `DIRECTOR_PHP_FPM`, else the newest `php-fpm*` in `/usr/sbin` or `PATH`.
 fn php_fpm() -> Option<PathBuf> {
-    let found = match std::env::var("DIRECTOR_PHP_FPM") {
-        Ok(p) => Path::new(&p).is_file().then(|| PathBuf::from(p)),
-        Err(_) => {
-            let mut dirs: Vec<PathBuf> = vec!["/usr/sbin".into(), "/usr/local/sbin".into()];
-            if let Some(path) = std::env::var_os("PATH") {
-                dirs.extend(std::env::split_paths(&path));
-            }
-            dirs.iter().find_map(|dir| {
-                let mut names: Vec<String> = std::fs::read_dir(dir)
-                    .ok()?
-                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                    .filter(|n| {
-                        n == "php-fpm" || n.starts_with("php-fpm8") || n.starts_with("php-fpm7")
-                    })
-                    .collect();
-                names.sort();
-                names.pop().map(|n| dir.join(n))
-            })
-        }
-    };
-    if found.is_none() {
-        assert!(
-            std::env::var("DIRECTOR_REQUIRE_PHP_FPM").as_deref() != Ok("1"),
-            "DIRECTOR_REQUIRE_PHP_FPM=1 but no php-fpm binary was found"
-        );
-        eprintln!("php-fpm not found: the PHP site tests are SKIPPED");
-    }
-    found
+    support::php_fpm("the PHP site tests")
 }
 
 /// The front controller: says what it was asked.
