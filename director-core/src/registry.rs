@@ -764,7 +764,7 @@ fn transport(
 ) -> Result<BackendTransport, ConfigError> {
     match url.protocol {
         Protocol::Http => Ok(BackendTransport::Http(
-            crate::transport::HttpTransport::new(url.addr.clone(), opts),
+            crate::transport::HttpTransport::for_url(url, opts),
         )),
         Protocol::Cluster => Err(ConfigError::new(
             url_at,
