@@ -92,6 +92,8 @@ pub struct ClusterSettings {
     pub fallback_sticky: bool,
     /// The status answered when no backend can take a request (503; fnlb mode uses 502).
     pub unavailable_status: http::StatusCode,
+    /// Read response bodies into a spool (`buffer-responses`); `None` streams them.
+    pub buffer: Option<crate::buffer::BufferLimits>,
 }
 
 impl Default for ClusterSettings {
@@ -116,6 +118,7 @@ impl Default for ClusterSettings {
             },
             fallback_sticky: false,
             unavailable_status: http::StatusCode::SERVICE_UNAVAILABLE,
+            buffer: None,
         }
     }
 }
@@ -880,7 +883,17 @@ impl Cluster {
             });
         }
         let abort = self.settings.on_client_abort;
-        response.map(|body| GrantBody::wrap(body, grant, abort))
+        // Buffered, the spool's task reads the grant body to its end at the backend's pace,
+        // which frees the slot (and the transport's connection) without waiting for the client.
+        let buffer = self
+            .settings
+            .buffer
+            .filter(|_| !crate::buffer::must_stream(&response));
+        let response = response.map(|body| GrantBody::wrap(body, grant, abort));
+        match buffer {
+            Some(limits) => response.map(|body| crate::buffer::spool(body, limits)),
+            None => response,
+        }
     }
 }
 
