@@ -77,10 +77,13 @@ pub fn spool(upstream: Body, limits: BufferLimits) -> Body {
         space: Notify::new(),
         gone: Notify::new(),
     });
+    // The length stays known to the layers outside (the cache's size check, HTTP/2 framing).
+    let remaining = upstream.size_hint().exact();
     tokio::spawn(fill(upstream, shared.clone(), limits));
     crate::body::boxed(SpoolBody {
         shared,
         reading: None,
+        remaining,
     })
 }
 
@@ -269,6 +272,17 @@ async fn blocking<T: Send + 'static>(
 struct SpoolBody {
     shared: Arc<Shared>,
     reading: Option<JoinHandle<std::io::Result<Vec<u8>>>>,
+    /// Bytes still to come, when the backend declared its length.
+    remaining: Option<u64>,
+}
+
+impl SpoolBody {
+    fn data(&mut self, data: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(remaining) = &mut self.remaining {
+            *remaining = remaining.saturating_sub(data.len() as u64);
+        }
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
 }
 
 impl HttpBody for SpoolBody {
@@ -283,11 +297,11 @@ impl HttpBody for SpoolBody {
             if let Some(reading) = &mut self.reading {
                 let read = std::task::ready!(Pin::new(reading).poll(cx));
                 self.reading = None;
-                return Poll::Ready(Some(match read {
-                    Ok(Ok(data)) => Ok(Frame::data(Bytes::from(data))),
-                    Ok(Err(err)) => Err(BoxError::from(err)),
-                    Err(err) => Err(BoxError::from(err)),
-                }));
+                return match read {
+                    Ok(Ok(data)) => self.data(Bytes::from(data)),
+                    Ok(Err(err)) => Poll::Ready(Some(Err(BoxError::from(err)))),
+                    Err(err) => Poll::Ready(Some(Err(BoxError::from(err)))),
+                };
             }
             let mut state = self.shared.state.lock().expect("spool lock");
             match state.segments.pop_front() {
@@ -295,7 +309,7 @@ impl HttpBody for SpoolBody {
                     state.memory -= data.len();
                     drop(state);
                     self.shared.space.notify_one();
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                    return self.data(data);
                 }
                 Some(Segment::File { offset, len }) => {
                     let take = len.min(FILE_CHUNK);
@@ -336,7 +350,8 @@ impl HttpBody for SpoolBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
+        self.remaining
+            .map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 }
 

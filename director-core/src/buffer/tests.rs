@@ -173,3 +173,19 @@ fn what_must_stream() {
         some()
     )));
 }
+
+#[tokio::test]
+async fn a_declared_length_stays_known() {
+    let mut spooled = spool(
+        crate::body::full(vec![7u8; 5000]),
+        BufferLimits {
+            memory: 1024,
+            max_temp_file: 1 << 20,
+        },
+    );
+    assert_eq!(spooled.size_hint().exact(), Some(5000));
+    let first = spooled.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(spooled.size_hint().exact(), Some(5000 - first.len() as u64));
+    let rest = spooled.collect().await.unwrap().to_bytes();
+    assert_eq!(first.len() + rest.len(), 5000);
+}
