@@ -364,9 +364,14 @@ fn probe_for(
                 .method
                 .parse()
                 .map_err(|_| format!("invalid health-check method {:?}", s.method))?;
+            // A backend with a base path is probed under it, as its requests are.
+            let path = match &backend.url().base_path {
+                Some(base) => format!("{base}{}", s.path),
+                None => s.path.clone(),
+            };
             let probe = HttpProbe::builder(target)
                 .method(method)
-                .path(s.path.clone())
+                .path(path)
                 .host(s.host.clone())
                 .director(cluster)
                 .backend(&**backend.name())

@@ -5,6 +5,7 @@
 //! | URL                               | meaning                               |
 //! |-----------------------------------|---------------------------------------|
 //! | `http://127.0.0.1:3000`           | HTTP/1.1 over TCP, IPv4               |
+//! | `http://127.0.0.1:3000/base`      | the same, every request path under `/base` (fnlb) |
 //! | `http://[::1]:3000`               | HTTP/1.1 over TCP, IPv6               |
 //! | `http://app.internal:3000`        | HTTP/1.1 over TCP, resolved on connect |
 //! | `unix:/run/app.sock`              | HTTP/1.1 over a UNIX socket           |
@@ -49,13 +50,88 @@ pub enum Protocol {
     Cluster,
 }
 
-/// A parsed backend URL: protocol and address.
+/// A parsed backend URL: protocol, address and (HTTP over TCP only) a base path.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct BackendUrl {
     /// How to speak to the backend.
     pub protocol: Protocol,
     /// Where the backend is.
     pub addr: BackendAddr,
+    /// A path prefix put before every request path sent to this backend (fnlb's
+    /// `http://node/base`): `/dir` is sent as `/base/dir`. Never ends with `/`; `None` when the
+    /// URL has no path (or only `/`).
+    pub base_path: Option<Arc<str>>,
+}
+
+impl BackendUrl {
+    fn new(protocol: Protocol, addr: BackendAddr) -> Self {
+        BackendUrl {
+            protocol,
+            addr,
+            base_path: None,
+        }
+    }
+}
+
+/// Puts `base` (no trailing `/`) before an origin-form `path_and_query`: `/dir?q=1` becomes
+/// `/base/dir?q=1`, `/` becomes `/base/`. Anything else (the asterisk form) is left alone.
+pub fn prefix_path(base: &str, path_and_query: &str) -> Option<String> {
+    if !path_and_query.starts_with('/') {
+        return None;
+    }
+    let mut out = String::with_capacity(base.len() + path_and_query.len());
+    out.push_str(base);
+    out.push_str(path_and_query);
+    Some(out)
+}
+
+/// Checks a backend URL's path: absolute, only characters a URI path may hold (RFC 3986),
+/// no empty, `.` or `..` segment (a backend could resolve them differently). Returns the
+/// prefix without its trailing `/`, or `None` for `/` alone.
+fn base_path(path: &str) -> Result<Option<Arc<str>>, &'static str> {
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    let valid = |b: u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+            )
+    };
+    for segment in trimmed[1..].split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err("a base path has no empty, . or .. segment");
+        }
+        if !segment.bytes().all(valid) {
+            return Err("a base path holds only URI path characters");
+        }
+    }
+    let bytes = trimmed.as_bytes();
+    for (i, _) in trimmed.match_indices('%') {
+        let hex = bytes.get(i + 1..i + 3);
+        if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+            return Err("a base path's % is followed by two hex digits");
+        }
+    }
+    Ok(Some(trimmed.into()))
 }
 
 /// Why a backend URL was refused.
@@ -85,10 +161,10 @@ impl FromStr for BackendUrl {
             if !valid {
                 return Err(err("cluster:NAME names another cluster"));
             }
-            return Ok(BackendUrl {
-                protocol: Protocol::Cluster,
-                addr: BackendAddr::Cluster(rest.into()),
-            });
+            return Ok(BackendUrl::new(
+                Protocol::Cluster,
+                BackendAddr::Cluster(rest.into()),
+            ));
         }
         let (protocol, unix) = match scheme.to_ascii_lowercase().as_str() {
             "http" => (Protocol::Http, false),
@@ -108,20 +184,35 @@ impl FromStr for BackendUrl {
             if !path.starts_with('/') {
                 return Err(err("a UNIX socket path must be absolute"));
             }
-            return Ok(BackendUrl {
+            return Ok(BackendUrl::new(
                 protocol,
-                addr: BackendAddr::Unix(PathBuf::from(path)),
-            });
+                BackendAddr::Unix(PathBuf::from(path)),
+            ));
         }
         let rest = rest
             .strip_prefix("//")
             .ok_or_else(|| err("expected // after the scheme"))?;
-        let authority = rest.trim_end_matches('/');
-        if authority.contains('/') || authority.contains('?') || authority.contains('@') {
+        let (authority, path) = match rest.find('/') {
+            Some(at) => rest.split_at(at),
+            None => (rest, ""),
+        };
+        if authority.contains('?') || authority.contains('#') || authority.contains('@') {
             return Err(err(
-                "a backend URL has a host and port only, no path or user",
+                "a backend URL has a host, a port and a base path only, no user or query",
             ));
         }
+        if path.contains('?') || path.contains('#') {
+            return Err(err("a backend URL's base path has no query or fragment"));
+        }
+        let base = base_path(path).map_err(err)?;
+        if base.is_some() && protocol != Protocol::Http {
+            return Err(err("only an http:// backend may have a base path"));
+        }
+        let url = |addr| BackendUrl {
+            protocol,
+            addr,
+            base_path: base.clone(),
+        };
         if authority.is_empty() {
             return Err(err("missing host"));
         }
@@ -131,10 +222,7 @@ impl FromStr for BackendUrl {
             Protocol::FastCgi | Protocol::Cluster => 9000,
         };
         if let Ok(addr) = authority.parse::<SocketAddr>() {
-            return Ok(BackendUrl {
-                protocol,
-                addr: BackendAddr::Tcp(addr),
-            });
+            return Ok(url(BackendAddr::Tcp(addr)));
         }
         let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
             // `[v6]` or `[v6]:port`
@@ -159,16 +247,10 @@ impl FromStr for BackendUrl {
             let ip = v6
                 .parse::<std::net::Ipv6Addr>()
                 .map_err(|_| err("invalid IPv6 address"))?;
-            return Ok(BackendUrl {
-                protocol,
-                addr: BackendAddr::Tcp(SocketAddr::new(ip.into(), port)),
-            });
+            return Ok(url(BackendAddr::Tcp(SocketAddr::new(ip.into(), port))));
         }
         if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-            return Ok(BackendUrl {
-                protocol,
-                addr: BackendAddr::Tcp(SocketAddr::new(ip, port)),
-            });
+            return Ok(url(BackendAddr::Tcp(SocketAddr::new(ip, port))));
         }
         let valid_name = !host.is_empty()
             && host
@@ -177,10 +259,10 @@ impl FromStr for BackendUrl {
         if !valid_name {
             return Err(err("invalid host name"));
         }
-        Ok(BackendUrl {
-            protocol,
-            addr: BackendAddr::Host(host.to_ascii_lowercase().into(), port),
-        })
+        Ok(url(BackendAddr::Host(
+            host.to_ascii_lowercase().into(),
+            port,
+        )))
     }
 }
 
@@ -214,6 +296,23 @@ mod tests {
             parse("http://10.0.0.1").unwrap().addr,
             BackendAddr::Tcp("10.0.0.1:80".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn base_paths() {
+        let base = |s: &str| parse(s).unwrap().base_path.map(|b| b.to_string());
+        assert_eq!(base("http://a:1"), None);
+        assert_eq!(base("http://a:1/"), None);
+        assert_eq!(base("http://a:1/base"), Some("/base".into()));
+        assert_eq!(base("http://a:1/base/"), Some("/base".into()));
+        assert_eq!(base("http://[::1]:1/a/b%20c"), Some("/a/b%20c".into()));
+        assert_eq!(
+            parse("http://10.0.0.1:81/base").unwrap().addr,
+            BackendAddr::Tcp("10.0.0.1:81".parse().unwrap())
+        );
+        assert_eq!(prefix_path("/base", "/dir?q=1").unwrap(), "/base/dir?q=1");
+        assert_eq!(prefix_path("/base", "/").unwrap(), "/base/");
+        assert_eq!(prefix_path("/base", "*"), None);
     }
 
     #[test]
@@ -251,7 +350,14 @@ mod tests {
             "https://a",
             "ftp://a",
             "http://",
-            "http://a/path",
+            "http://a/path?x=1",
+            "http://a/p#f",
+            "http://a//p",
+            "http://a/p/../q",
+            "http://a/p/./q",
+            "http://a/p q",
+            "http://a/%zz",
+            "fastcgi://a/base",
             "http://a:port",
             "http://user@a",
             "http://a b",

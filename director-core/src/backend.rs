@@ -165,7 +165,7 @@ impl fmt::Debug for Backend {
 impl Backend {
     /// A backend called `name` at `url`, reached over HTTP/1.1 with `opts`.
     pub fn new(name: impl Into<Arc<str>>, url: BackendUrl, opts: TransportOptions) -> Self {
-        let transport = BackendTransport::Http(HttpTransport::new(url.addr.clone(), opts));
+        let transport = BackendTransport::Http(HttpTransport::for_url(&url, opts));
         Self::with_transport(name, url, transport)
     }
 

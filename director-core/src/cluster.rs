@@ -96,6 +96,8 @@ pub struct ClusterSettings {
     /// are available, requests are balanced over all of them, offline ones included (Envoy's
     /// `healthy_panic_threshold`); 0 turns it off. See [`is_panic`].
     pub panic_threshold: u8,
+    /// Read response bodies into a spool (`buffer-responses`); `None` streams them.
+    pub buffer: Option<crate::buffer::BufferLimits>,
 }
 
 impl Default for ClusterSettings {
@@ -121,6 +123,7 @@ impl Default for ClusterSettings {
             fallback_sticky: false,
             unavailable_status: http::StatusCode::SERVICE_UNAVAILABLE,
             panic_threshold: 0,
+            buffer: None,
         }
     }
 }
@@ -1023,7 +1026,17 @@ impl Cluster {
             });
         }
         let abort = self.settings.on_client_abort;
-        response.map(|body| GrantBody::wrap(body, grant, abort))
+        // Buffered, the spool's task reads the grant body to its end at the backend's pace,
+        // which frees the slot (and the transport's connection) without waiting for the client.
+        let buffer = self
+            .settings
+            .buffer
+            .filter(|_| !crate::buffer::must_stream(&response));
+        let response = response.map(|body| GrantBody::wrap(body, grant, abort));
+        match buffer {
+            Some(limits) => response.map(|body| crate::buffer::spool(body, limits)),
+            None => response,
+        }
     }
 }
 

@@ -187,6 +187,15 @@ pub struct ClusterConfig {
     /// Send `X-Director-Backend` and `X-Director-Bucket` response headers (default true).
     #[serde(default = "yes")]
     pub response_headers: bool,
+    /// Read response bodies into a buffer so the backend's slot is freed before a slow client
+    /// has read them (nginx's `proxy_buffering`): `false` (default), `true` (1 MiB of memory
+    /// per response) or the memory per response in bytes; beyond it a temporary file.
+    #[serde(default, skip_serializing_if = "BufferResponses::is_off")]
+    pub buffer_responses: BufferResponses,
+    /// The most a buffered response writes to its temporary file, in bytes (default 1 GiB;
+    /// 0: memory only); the rest streams at the client's pace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_temp_file_size: Option<u64>,
     /// How buckets share the capacity: `htb` (default: rates assured, idle tokens borrowed up
     /// to the ceil) or `x0` (x0's arithmetic: borrowing only from unreserved tokens).
     #[serde(default, skip_serializing_if = "ShaperMode::is_htb")]
@@ -251,6 +260,29 @@ pub struct ClusterConfig {
     /// (`[clusters.NAME.sendfile]`; none: the headers are stripped and never honoured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sendfile: Option<SendfileSettings>,
+}
+
+/// `buffer-responses`: `false`, `true` or the memory per response in bytes.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum BufferResponses {
+    /// `false`: stream (the default); `true`: buffer with 1 MiB of memory per response.
+    Switch(bool),
+    /// Buffer with this many bytes of memory per response.
+    Memory(u64),
+}
+
+impl Default for BufferResponses {
+    fn default() -> Self {
+        BufferResponses::Switch(false)
+    }
+}
+
+impl BufferResponses {
+    /// Whether responses stream (the default).
+    pub fn is_off(&self) -> bool {
+        *self == BufferResponses::Switch(false)
+    }
 }
 
 /// X-Sendfile and X-Accel-Redirect: `[clusters.NAME.sendfile]`.

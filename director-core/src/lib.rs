@@ -23,6 +23,8 @@
 //!
 //! - [`addr`]: backend URLs and addresses (TCP v4/v6, host names, UNIX sockets).
 //! - [`body`]: the one boxed body type used throughout.
+//! - [`buffer`]: `buffer-responses`: a response spooled (memory, then a temp file) so the
+//!   backend's slot is freed before a slow client has read it.
 //! - [`body_limit`]: `max-request-body`: 413 by declared length, a counting body otherwise.
 //! - [`client_info`]: what the listener knows of the client (inserted per request).
 //! - [`config`]: serde types for clusters, backends, routes; durations; config errors.
@@ -78,6 +80,7 @@ pub mod addr;
 pub mod backend;
 pub mod body;
 pub mod body_limit;
+pub mod buffer;
 pub mod client_info;
 pub mod cluster;
 pub mod config;

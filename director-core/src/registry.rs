@@ -594,6 +594,7 @@ fn build_cluster(
         fallback_sticky: cluster.fallback_sticky,
         // Only health checks take backends offline: without them there is nothing to panic about.
         panic_threshold: cluster.health.as_ref().map_or(0, |h| h.panic_threshold),
+        buffer: buffer_limits(cluster, &at)?,
         unavailable_status: match cluster.unavailable_status {
             502 => http::StatusCode::BAD_GATEWAY,
             503 => http::StatusCode::SERVICE_UNAVAILABLE,
@@ -746,6 +747,31 @@ fn road_warrior_defaults() -> TransportOptions {
     }
 }
 
+/// `buffer-responses` and `max-temp-file-size`: `None` when responses stream.
+fn buffer_limits(
+    cluster: &ClusterConfig,
+    at: &str,
+) -> Result<Option<crate::buffer::BufferLimits>, ConfigError> {
+    use crate::{buffer::BufferLimits, config::BufferResponses};
+    let memory = match cluster.buffer_responses {
+        BufferResponses::Switch(false) => return Ok(None),
+        BufferResponses::Switch(true) => BufferLimits::DEFAULT_MEMORY,
+        BufferResponses::Memory(n) if n > 0 && n <= 1 << 30 => n as usize,
+        BufferResponses::Memory(_) => {
+            return Err(ConfigError::new(
+                format!("{at}.buffer-responses"),
+                "false, true, or the memory per response in bytes (1 to 1073741824)",
+            ));
+        }
+    };
+    Ok(Some(BufferLimits {
+        memory,
+        max_temp_file: cluster
+            .max_temp_file_size
+            .unwrap_or(BufferLimits::DEFAULT_MAX_TEMP_FILE),
+    }))
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -768,7 +794,7 @@ fn transport(
 ) -> Result<BackendTransport, ConfigError> {
     match url.protocol {
         Protocol::Http => Ok(BackendTransport::Http(
-            crate::transport::HttpTransport::new(url.addr.clone(), opts),
+            crate::transport::HttpTransport::for_url(url, opts),
         )),
         Protocol::Cluster => Err(ConfigError::new(
             url_at,
@@ -892,6 +918,8 @@ mod tests {
             max_retry_count: 3,
             replay_body_limit: 65536,
             response_headers: true,
+            buffer_responses: Default::default(),
+            max_temp_file_size: None,
             shaper: Default::default(),
             buckets: vec![],
             hash_key: None,

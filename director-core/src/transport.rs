@@ -54,7 +54,7 @@ use self::{
     io::{Active, Stream, TimedIo},
 };
 use crate::{
-    addr::BackendAddr,
+    addr::{BackendAddr, BackendUrl, prefix_path},
     body::{Body, client_body_error},
     error::{ErrorKind, ProxyError, is_timeout},
     headers::is_upgrade_request,
@@ -124,6 +124,8 @@ pub struct HttpTransport {
 #[derive(Debug)]
 struct Shared {
     addr: BackendAddr,
+    /// Put before every request path (the backend URL's base path), without a trailing `/`.
+    base_path: Option<Arc<str>>,
     opts: TransportOptions,
     idle: Mutex<Pool>,
     connects: AtomicUsize,
@@ -156,9 +158,24 @@ pub struct Connection {
 impl HttpTransport {
     /// A transport to `addr` with the given options.
     pub fn new(addr: BackendAddr, opts: TransportOptions) -> Self {
+        Self::with_base_path(addr, None, opts)
+    }
+
+    /// A transport to the backend at `url`: its address, and its base path put before every
+    /// request path (`/dir` goes out as `/base/dir`).
+    pub fn for_url(url: &BackendUrl, opts: TransportOptions) -> Self {
+        Self::with_base_path(url.addr.clone(), url.base_path.clone(), opts)
+    }
+
+    fn with_base_path(
+        addr: BackendAddr,
+        base_path: Option<Arc<str>>,
+        opts: TransportOptions,
+    ) -> Self {
         HttpTransport {
             shared: Arc::new(Shared {
                 addr,
+                base_path,
                 opts,
                 idle: Mutex::new(Pool::default()),
                 connects: AtomicUsize::new(0),
@@ -170,6 +187,11 @@ impl HttpTransport {
     /// The backend address.
     pub fn addr(&self) -> &BackendAddr {
         &self.shared.addr
+    }
+
+    /// The path put before every request path, if the backend URL has one.
+    pub fn base_path(&self) -> Option<&str> {
+        self.shared.base_path.as_deref()
     }
 
     /// The options this transport was built with.
@@ -354,6 +376,9 @@ impl Connection {
         } else {
             None
         };
+        if let Some(base) = &self.shared.base_path {
+            rebase(&mut req, base)?;
+        }
         let progress = if req.body().is_end_stream() {
             None
         } else {
@@ -439,6 +464,23 @@ impl Connection {
             ))
         }))
     }
+}
+
+/// Puts the backend's base path before the request's (origin-form) path.
+fn rebase(req: &mut Request<Body>, base: &str) -> Result<(), ProxyError> {
+    let Some(path) = req.uri().path_and_query().map(|p| p.as_str()) else {
+        return Ok(());
+    };
+    let Some(rebased) = prefix_path(base, path) else {
+        return Ok(());
+    };
+    // Both parts are valid path characters, so this only fails on an absurd length.
+    *req.uri_mut() = http::Uri::try_from(rebased).map_err(|e| {
+        ProxyError::new(ErrorKind::BadRequest)
+            .with_detail("the request path is too long for the backend's base path")
+            .with_source(e)
+    })?;
+    Ok(())
 }
 
 /// Waits for the response head, failing after `read_timeout` without progress. While the
