@@ -40,6 +40,9 @@ connect-timeout = "1s"
 read-timeout = "10s"
 queue-limit = 32
 queue-timeout = "5s"
+# Response bodies are read at the backend's pace (1 MiB in memory, then a temporary file), so a
+# slow client does not hold a backend's slot for its whole download (nginx's proxy_buffering).
+buffer-responses = true
 
 # Every backend is probed every 2 s (x0's probe headers, Host: backend-healthcheck); a failed live
 # request takes a backend out at once, and two good probes bring it back.
@@ -47,6 +50,10 @@ queue-timeout = "5s"
 interval = "2s"
 rise = 2
 fall = 1
+# Live failures may hold out at most half the backends and never the last one; below half
+# available, requests spread over all of them (panic mode). These are the defaults.
+max-ejection-percent = 50
+panic-threshold = 50
 
 # Buckets split the cluster's capacity between request classes (HTB): vip is assured 25% and
 # may borrow up to 50% from what the others leave idle; bulk likewise; unclassified requests
