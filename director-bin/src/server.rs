@@ -28,7 +28,6 @@ use director_core::{
     transport::TunnelIdleTimeout,
 };
 use http::{Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -180,7 +179,7 @@ impl<S> Service<Request<Incoming>> for WithClientInfo<S>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
-    type Response = Response<Body>;
+    type Response = Response<InFlightBody>;
     type Error = Infallible;
     type Future = Counted<S::Future>;
 
@@ -220,29 +219,25 @@ pin_project_lite::pin_project! {
 }
 
 impl<F: Future<Output = Result<Response<Body>, Infallible>>> Future for Counted<F> {
-    type Output = F::Output;
+    type Output = Result<Response<InFlightBody>, Infallible>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(response) = std::task::ready!(this.inner.poll(cx));
         this.stats.response(response.status().as_u16());
-        Poll::Ready(Ok(match this.in_flight.take() {
-            Some(in_flight) => response.map(|body| {
-                InFlightBody {
-                    body,
-                    _in_flight: in_flight,
-                }
-                .boxed_unsync()
-            }),
-            None => response,
-        }))
+        // Handed to hyper as it is: no second box around the already boxed body.
+        let in_flight = this.in_flight.take();
+        Poll::Ready(Ok(response.map(|body| InFlightBody {
+            body,
+            _in_flight: in_flight,
+        })))
     }
 }
 
 /// A response body that holds its request's [`InFlight`] mark until hyper drops it, written.
 struct InFlightBody {
     body: Body,
-    _in_flight: InFlight,
+    _in_flight: Option<InFlight>,
 }
 
 impl http_body::Body for InFlightBody {
@@ -544,7 +539,7 @@ async fn serve_connection<C>(
     stats: &FrontendStats,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) where
-    C: hyper::service::HttpService<Incoming, ResBody = Body> + Send + 'static,
+    C: hyper::service::HttpService<Incoming, ResBody = InFlightBody> + Send + 'static,
     C::Future: Send + 'static,
     C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     auto::UpgradeableConnection<'static, TokioIo<CountedIo>, C, TokioExecutor>:
