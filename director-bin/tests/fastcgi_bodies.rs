@@ -389,35 +389,6 @@ async fn a_php_download_with_its_own_content_length_is_cached() {
     assert_eq!(log.matches("/download.php").count(), 1, "{log}");
 }
 
-/// A backend's counters from the HAProxy CSV page, by column name.
-async fn csv_counters(
-    director: &Director,
-    cluster: &str,
-    backend: &str,
-) -> std::collections::HashMap<String, u64> {
-    let reply = get(&format!("{}/haproxy?stats;csv", director.admin())).await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    let text = reply.text();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap()
-        .trim_start_matches("# ")
-        .split(',')
-        .collect();
-    for line in lines {
-        let fields: Vec<&str> = line.split(',').collect();
-        if fields.first() == Some(&cluster) && fields.get(1) == Some(&backend) {
-            return header
-                .iter()
-                .zip(fields)
-                .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(0)))
-                .collect();
-        }
-    }
-    panic!("no row for {cluster}/{backend} in\n{text}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_with_its_own_content_length_reuses_its_connection_and_is_no_abort() {
     let app = FakeResponder::tcp(Script::respond(

@@ -26,35 +26,6 @@ fn health_config(backend: &TestBackend, server: &str, backend_extra: &str) -> St
     )
 }
 
-/// A backend's counters from the HAProxy CSV page, by column name.
-async fn csv_counters(
-    director: &Director,
-    cluster: &str,
-    backend: &str,
-) -> std::collections::HashMap<String, u64> {
-    let reply = get(&format!("{}/haproxy?stats;csv", director.admin())).await;
-    assert_eq!(reply.status, 200, "{}", reply.text());
-    let text = reply.text();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .unwrap()
-        .trim_start_matches("# ")
-        .split(',')
-        .collect();
-    for line in lines {
-        let fields: Vec<&str> = line.split(',').collect();
-        if fields.first() == Some(&cluster) && fields.get(1) == Some(&backend) {
-            return header
-                .iter()
-                .zip(fields)
-                .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(0)))
-                .collect();
-        }
-    }
-    panic!("no row for {cluster}/{backend} in\n{text}");
-}
-
 /// Waits (bounded) until the failed exchange has been counted somewhere: as the client's
 /// abort (`cli_abrt`) or as the backend's error (`eresp`, `econ`).
 async fn wait_for_outcome(director: &Director) -> std::collections::HashMap<String, u64> {

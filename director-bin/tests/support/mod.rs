@@ -361,3 +361,32 @@ pub fn php_fpm(what: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// A backend's counters from the HAProxy CSV page, by column name.
+pub async fn csv_counters(
+    director: &Director,
+    cluster: &str,
+    backend: &str,
+) -> std::collections::HashMap<String, u64> {
+    let reply = get(&format!("{}/haproxy?stats;csv", director.admin())).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let text = reply.text();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    for line in lines {
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.first() == Some(&cluster) && fields.get(1) == Some(&backend) {
+            return header
+                .iter()
+                .zip(fields)
+                .map(|(k, v)| (k.to_string(), v.parse().unwrap_or(0)))
+                .collect();
+        }
+    }
+    panic!("no row for {cluster}/{backend} in\n{text}");
+}
