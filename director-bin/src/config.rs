@@ -65,6 +65,10 @@ pub struct ServerConfig {
     /// The most header fields in an HTTP/1 request head (more get 431).
     #[serde(default = "default_max_headers")]
     pub max_headers: usize,
+    /// How long a write to a client may make no progress while it is sent a response (the
+    /// client stopped reading); then the connection is closed.
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout: ConfigDuration,
     /// How long a connection may stay idle between requests (HTTP/1 keep-alive, or HTTP/2 with
     /// no open stream, then closed with GOAWAY).
     #[serde(default = "default_keep_alive_timeout")]
@@ -141,6 +145,7 @@ impl Default for ServerConfig {
             max_header_size: default_max_header_size(),
             max_headers: default_max_headers(),
             keep_alive_timeout: default_keep_alive_timeout(),
+            send_timeout: default_send_timeout(),
             max_connections: default_max_connections(),
             h2_max_concurrent_streams: default_h2_max_concurrent_streams(),
             h2_ping_interval: default_h2_ping_interval(),
@@ -189,6 +194,9 @@ fn default_max_header_size() -> usize {
 }
 fn default_max_headers() -> usize {
     100
+}
+fn default_send_timeout() -> ConfigDuration {
+    ConfigDuration(std::time::Duration::from_secs(60))
 }
 fn default_keep_alive_timeout() -> ConfigDuration {
     ConfigDuration(std::time::Duration::from_secs(60))
@@ -734,6 +742,7 @@ fn check_connection_limits(server: &ServerConfig) -> Result<(), (&'static str, S
     let durations = [
         ("header-read-timeout", server.header_read_timeout),
         ("keep-alive-timeout", server.keep_alive_timeout),
+        ("send-timeout", server.send_timeout),
         ("h2-ping-timeout", server.h2_ping_timeout),
     ];
     for (key, value) in durations {

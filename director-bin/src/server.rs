@@ -114,6 +114,8 @@ pub struct ConnSettings {
     pub header_read_timeout: Duration,
     /// How long a connection may stay idle between requests.
     pub keep_alive_timeout: Duration,
+    /// How long a write to a client may make no progress while it is sent a response.
+    pub send_timeout: Duration,
     /// How long a client may send no request body bytes while they are awaited.
     pub client_body_timeout: Duration,
     /// How long an upgraded connection may carry nothing either way.
@@ -140,6 +142,7 @@ impl ConnSettings {
         ConnSettings {
             header_read_timeout: server.header_read_timeout.0,
             keep_alive_timeout: server.keep_alive_timeout.0,
+            send_timeout: server.send_timeout.0,
             client_body_timeout: server.client_body_timeout.0,
             tunnel_idle_timeout: server.tunnel_idle_timeout.0,
             max_header_size: server.max_header_size,
@@ -156,6 +159,7 @@ impl ConnSettings {
         Timeouts {
             header_read: self.header_read_timeout,
             keep_alive: self.keep_alive_timeout,
+            send: self.send_timeout,
         }
     }
 }
@@ -284,6 +288,20 @@ impl tokio::io::AsyncRead for CountedIo {
     }
 }
 
+impl CountedIo {
+    /// Counts a write's bytes, and tells the connection's timer whether the client reads.
+    fn wrote(&self, polled: &Poll<io::Result<usize>>) {
+        match polled {
+            Poll::Ready(Ok(n)) => {
+                self.stats.add_bytes_out(*n as u64);
+                self.activity.write_progressed();
+            }
+            Poll::Pending => self.activity.write_pending(),
+            Poll::Ready(Err(_)) => {}
+        }
+    }
+}
+
 impl tokio::io::AsyncWrite for CountedIo {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -291,9 +309,7 @@ impl tokio::io::AsyncWrite for CountedIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &polled {
-            self.stats.add_bytes_out(*n as u64);
-        }
+        self.wrote(&polled);
         polled
     }
 
@@ -303,9 +319,7 @@ impl tokio::io::AsyncWrite for CountedIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = &polled {
-            self.stats.add_bytes_out(*n as u64);
-        }
+        self.wrote(&polled);
         polled
     }
 

@@ -356,3 +356,36 @@ async fn an_h2_peer_that_stops_answering_pings_is_closed_and_streams_are_capped(
         "a peer that never answers pings was not closed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_at_send_timeout_and_frees_its_slot() {
+    let backend = TestBackend::tcp("a", "127.0.0.1:0").await.unwrap();
+    let director = Director::start(&format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\naccess-log = \"off\"\nsend-timeout = \"500ms\"\n\n\
+         [clusters.app]\nqueue-timeout = \"60s\"\n\n\
+         [[clusters.app.backends]]\nname = \"b0\"\nurl = \"{}\"\ncapacity = 1\n\n\
+         [[routes]]\ncluster = \"app\"\n",
+        backend.url()
+    ));
+    // Asks for 256 MiB and never reads: the sockets' buffers fill and Director's writes stall,
+    // holding the backend's only slot.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(director.socket_addr()).await.unwrap();
+    stalled
+        .write_all(b"GET /bytes/268435456 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The next request waits for that slot: it is served once the stalled client is closed
+    // (without a send timeout it would wait for the 60 s queue timeout).
+    let next = tokio::time::timeout(Duration::from_secs(20), get(&director.url("/echo"))).await;
+    assert_eq!(
+        next.expect("served while the stalled client held on")
+            .status,
+        200
+    );
+    assert_eq!(
+        closed_by_server(vec![stalled], Duration::from_secs(20)).await,
+        1
+    );
+}

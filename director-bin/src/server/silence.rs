@@ -29,6 +29,8 @@ pub(crate) struct Timeouts {
     pub(crate) header_read: Duration,
     /// For idleness between requests.
     pub(crate) keep_alive: Duration,
+    /// For a response the client stops reading: how long a write to it may make no progress.
+    pub(crate) send: Duration,
 }
 
 /// What to do with a connection whose deadline has passed.
@@ -55,13 +57,19 @@ pub(crate) struct State {
     pub(crate) idle_since: Option<Instant>,
     /// When the first byte of the next HTTP/1 head arrived.
     pub(crate) head_started: Option<Instant>,
+    /// Since when a write to the client has been waiting for it to read (`None`: writes flow).
+    pub(crate) write_blocked: Option<Instant>,
 }
 
-/// When the connection must end and how, or `None` while a request is in flight (or its end is
-/// about to be recorded).
+/// When the connection must end and how, or `None` while a request is in flight and the client
+/// reads its response (or the end of a request is about to be recorded).
 pub(crate) fn deadline(state: &State, timeouts: Timeouts) -> Option<(Instant, Expiry)> {
     if state.in_flight > 0 {
-        return None;
+        // A client that stops reading would otherwise hold the response, and the backend's
+        // slot behind it, for as long as it likes (nginx's `send_timeout`).
+        return state
+            .write_blocked
+            .map(|since| (since + timeouts.send, Expiry::Close));
     }
     if state.requests == 0 {
         return Some((state.accepted + timeouts.header_read, Expiry::Close));
@@ -88,6 +96,8 @@ pub(crate) struct Activity {
     idle_since: AtomicU64,
     /// Nanoseconds after `accepted`, or [`NONE`].
     head_started: AtomicU64,
+    /// Nanoseconds after `accepted`, or [`NONE`].
+    write_blocked: AtomicU64,
     changed: Notify,
 }
 
@@ -101,6 +111,7 @@ impl Activity {
             h2: AtomicBool::new(false),
             idle_since: AtomicU64::new(0),
             head_started: AtomicU64::new(NONE),
+            write_blocked: AtomicU64::new(NONE),
             changed: Notify::new(),
         }
     }
@@ -151,6 +162,29 @@ impl Activity {
         }
     }
 
+    /// A write to the client could not proceed: it starts the send timer, unless running.
+    pub(crate) fn write_pending(&self) {
+        if self.write_blocked.load(Ordering::Relaxed) != NONE {
+            return;
+        }
+        let stamp = self.stamp();
+        if self
+            .write_blocked
+            .compare_exchange(NONE, stamp, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            self.changed.notify_one();
+        }
+    }
+
+    /// A write to the client went through: the send timer stops (one load when it was not
+    /// running, as on almost every write).
+    pub(crate) fn write_progressed(&self) {
+        if self.write_blocked.load(Ordering::Relaxed) != NONE {
+            self.write_blocked.store(NONE, Ordering::SeqCst);
+        }
+    }
+
     /// The activity now.
     pub(crate) fn state(&self) -> State {
         State {
@@ -160,6 +194,7 @@ impl Activity {
             h2: self.h2.load(Ordering::SeqCst),
             idle_since: self.instant(self.idle_since.load(Ordering::SeqCst)),
             head_started: self.instant(self.head_started.load(Ordering::SeqCst)),
+            write_blocked: self.instant(self.write_blocked.load(Ordering::SeqCst)),
         }
     }
 
@@ -201,6 +236,7 @@ mod tests {
     const T: Timeouts = Timeouts {
         header_read: Duration::from_millis(500),
         keep_alive: Duration::from_secs(60),
+        send: Duration::from_secs(5),
     };
 
     fn state(accepted: Instant) -> State {
@@ -211,6 +247,7 @@ mod tests {
             h2: false,
             idle_since: Some(accepted),
             head_started: None,
+            write_blocked: None,
         }
     }
 
@@ -243,6 +280,12 @@ mod tests {
             ..state(now)
         };
         assert_eq!(deadline(&busy, T), None);
+        // ...unless the client stops reading its response.
+        let unread = State {
+            write_blocked: Some(now),
+            ..busy
+        };
+        assert_eq!(deadline(&unread, T), Some((now + T.send, Expiry::Close)));
         // Idle, but the end of the last response is not recorded yet: no deadline from a
         // stale time.
         let ending = State {
