@@ -376,6 +376,14 @@ async fn a_client_that_stops_reading_is_closed_at_send_timeout_and_frees_its_slo
         .write_all(b"GET /bytes/268435456 HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
+    // It holds the slot before the next request asks for it.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while backend.requests() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the backend got the stalled request");
     // The next request waits for that slot: it is served once the stalled client is closed
     // (without a send timeout it would wait for the 60 s queue timeout).
     let next = tokio::time::timeout(Duration::from_secs(20), get(&director.url("/echo"))).await;
